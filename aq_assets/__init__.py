@@ -1,0 +1,1 @@
+"""aq: air-quality forecasting as Dagster software-defined assets."""

@@ -1,0 +1,324 @@
+"""`aq`: the main job and partition backfills from the command line.
+
+    aq up                       discover sensors, ingest the last 60 days, train and promote a
+                                forecaster, open the Dagster UI
+    aq backfill --days 30       ingest the last 30 days for every sensor, in a few large runs
+    aq train                    training_set -> forecast_model -> champion_model
+    aq backfill --start 2025-01-01 --end 2025-12-31 --sensors 9001002,9002002
+
+Runs are real Dagster runs in the instance under DAGSTER_HOME (default `$AQ_HOME/dagster`),
+so the UI shows them and their materializations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dagster import DagsterInstance, Definitions
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+@dataclass(frozen=True)
+class RunChunk:
+    """One run of `ingest_job`: a rectangle of days × consecutive sensors."""
+
+    first_day: dt.date
+    last_day: dt.date
+    sensors: tuple[str, ...]
+
+    @property
+    def partitions(self) -> int:
+        return ((self.last_day - self.first_day).days + 1) * len(self.sensors)
+
+    def tags(self) -> dict[str, str]:
+        return {
+            "dagster/asset_partition_range_start": f"{self.first_day}|{self.sensors[0]}",
+            "dagster/asset_partition_range_end": f"{self.last_day}|{self.sensors[-1]}",
+        }
+
+
+def plan_chunks(
+    first_day: dt.date,
+    last_day: dt.date,
+    selected: Sequence[str],
+    registered: Sequence[str],
+    max_partitions: int,
+) -> list[RunChunk]:
+    """Split days × selected sensors into run-sized rectangles.
+
+    A run's partitions are a range `first|sensor_a ... last|sensor_b`, which Dagster reads as
+    every day in between × every sensor registered between a and b. So selected sensors are
+    grouped into runs of consecutive registered sensors, and days are split so that no run
+    holds more than `max_partitions` sensor-days.
+    """
+    position = {sensor: i for i, sensor in enumerate(registered)}
+    unknown = [s for s in selected if s not in position]
+    if unknown:
+        raise SystemExit(
+            f"aq: sensor(s) {unknown} are not registered partitions; run `aq discover` "
+            "(materializes sensor_catalog) or check AQ_LOCATIONS/AQ_PARAMETER."
+        )
+    ordered = sorted(set(selected), key=position.__getitem__)
+    groups: list[list[str]] = []
+    for sensor in ordered:
+        if (
+            groups
+            and position[sensor] == position[groups[-1][-1]] + 1
+            and len(groups[-1]) < max_partitions
+        ):
+            groups[-1].append(sensor)
+        else:
+            groups.append([sensor])
+    chunks = []
+    for group in groups:
+        days_per_run = max(1, max_partitions // len(group))
+        start = first_day
+        while start <= last_day:
+            end = min(last_day, start + dt.timedelta(days=days_per_run - 1))
+            chunks.append(RunChunk(start, end, tuple(group)))
+            start = end + dt.timedelta(days=1)
+    return chunks
+
+
+def dagster_home() -> Path:
+    """DAGSTER_HOME, defaulting to `$AQ_HOME/dagster`, with the project's local dagster.yaml."""
+    home = Path(
+        os.environ.get("DAGSTER_HOME") or Path(os.environ.get("AQ_HOME") or ".aq") / "dagster"
+    ).resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists() and (PROJECT_DIR / "dagster.yaml").exists():
+        shutil.copyfile(PROJECT_DIR / "dagster.yaml", config)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def open_instance() -> DagsterInstance:
+    from dagster import DagsterInstance
+
+    dagster_home()
+    instance = DagsterInstance.get()
+    instance.upgrade()  # `dagster instance migrate`: a fresh sqlite instance needs it
+    return instance
+
+
+def load_definitions() -> Definitions:
+    from aq_assets.definitions import defs
+
+    return defs
+
+
+def discover(instance: DagsterInstance, defs: Definitions) -> int:
+    """Materialize `sensor_catalog`; returns the number of registered sensors."""
+    result = defs.get_job_def("catalog_job").execute_in_process(
+        instance=instance, run_config=QUIET_LOGS, raise_on_error=False
+    )
+    if not result.success:
+        raise SystemExit(
+            f"aq: sensor discovery failed (run {result.run_id}); see the run in the UI."
+        )
+    sensors = instance.get_dynamic_partitions("sensor")
+    print(f"sensor_catalog: {len(sensors)} sensors registered (run {result.run_id[:8]})")
+    return len(sensors)
+
+
+def backfill(
+    instance: DagsterInstance,
+    defs: Definitions,
+    first_day: dt.date,
+    last_day: dt.date,
+    sensors: Sequence[str] | None = None,
+    max_partitions: int | None = None,
+    out: Any = None,
+) -> list[str]:
+    """Ingest days × sensors in few large runs, with a progress line; returns the run ids."""
+    from aq_assets.ingest.assets import MAX_PARTITIONS_PER_RUN
+    from aq_assets.partitions import START_DATE
+
+    yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+    if (
+        first_day < dt.date.fromisoformat(START_DATE)
+        or last_day > yesterday
+        or first_day > last_day
+    ):
+        raise SystemExit(
+            f"aq: days {first_day}..{last_day} are outside the day partitions "
+            f"{START_DATE}..{yesterday}; set AQ_START_DATE to reach earlier days."
+        )
+    registered = instance.get_dynamic_partitions("sensor")
+    if not registered:
+        raise SystemExit("aq: no sensors registered yet; run `aq discover` first.")
+    chunks = plan_chunks(
+        first_day,
+        last_day,
+        sensors or registered,
+        registered,
+        max_partitions or MAX_PARTITIONS_PER_RUN,
+    )
+    job = defs.get_job_def("ingest_job")
+    total = sum(c.partitions for c in chunks)
+    done = rows = 0
+    started = time.monotonic()
+    run_ids = []
+    progress = _Progress(out or sys.stderr, total, len(chunks))
+    for index, chunk in enumerate(chunks, start=1):
+        result = job.execute_in_process(
+            instance=instance, tags=chunk.tags(), run_config=QUIET_LOGS, raise_on_error=False
+        )
+        run_ids.append(result.run_id)
+        if not result.success:
+            failure = next((e.message for e in result.all_events if e.is_failure), "")
+            raise SystemExit(
+                f"aq: run {index}/{len(chunks)} ({result.run_id}) for {chunk.first_day}..{chunk.last_day} "
+                f"× {len(chunk.sensors)} sensor(s) failed; earlier runs are kept.\n{failure}"
+            )
+        done += chunk.partitions
+        rows += _rows_written(result)
+        progress.update(index, done, rows, time.monotonic() - started)
+    progress.finish()
+    return run_ids
+
+
+def train(instance: DagsterInstance, defs: Definitions) -> None:
+    """Run `train_job`; a model refused by the gate is reported, not an error of `aq`."""
+    result = defs.get_job_def("train_job").execute_in_process(
+        instance=instance, run_config=QUIET_LOGS, raise_on_error=False
+    )
+    for event in result.get_asset_materialization_events():
+        metadata = event.materialization.metadata
+        if "model_version" in metadata:
+            skills = ", ".join(
+                f"{k.removeprefix('skill_h')} h {v.value:.1%}"
+                for k, v in metadata.items()
+                if k.startswith("skill_h")
+            )
+            print(
+                f"forecast_model: version {metadata['model_version'].value}; skill over persistence {skills}"
+            )
+        if "decision" in metadata:
+            print(f"champion_model: {metadata['decision'].value}")
+    for check in result.get_asset_check_evaluations():
+        if not check.passed:
+            print(f"{check.check_name} failed: {check.metadata['reasons'].value}")
+    if not result.success and not result.get_asset_check_evaluations():
+        failure = next((e.message for e in result.all_events if e.is_failure), "")
+        raise SystemExit(f"aq: training failed (run {result.run_id}).\n{failure}")
+
+
+def _rows_written(result: Any) -> int:
+    for event in result.get_asset_materialization_events():
+        value = event.materialization.metadata.get("dagster/row_count")
+        if value is not None:
+            return int(value.value)
+    return 0
+
+
+class _Progress:
+    def __init__(self, out: Any, total: int, runs: int) -> None:
+        self.out, self.total, self.runs = out, total, runs
+        self.tty = hasattr(out, "isatty") and out.isatty()
+
+    def update(self, run: int, done: int, rows: int, elapsed: float) -> None:
+        width = 30
+        filled = int(width * done / self.total)
+        rate = done / elapsed if elapsed else 0.0
+        eta = (self.total - done) / rate if rate else 0.0
+        line = (
+            f"[{'#' * filled}{'.' * (width - filled)}] run {run}/{self.runs} · "
+            f"{done:,}/{self.total:,} sensor-days · {rows:,} rows · {elapsed:,.1f} s"
+            + (f" · ETA {eta:,.0f} s" if done < self.total else "")
+        )
+        self.out.write(("\r" + line) if self.tty else line + "\n")
+        self.out.flush()
+
+    def finish(self) -> None:
+        if self.tty:
+            self.out.write("\n")
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2025-01-31") from exc
+
+
+def _day_range(args: argparse.Namespace) -> tuple[dt.date, dt.date]:
+    yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+    if args.start or args.end:
+        return args.start or args.end, args.end or yesterday
+    return yesterday - dt.timedelta(days=args.days - 1), yesterday
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="aq", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="discover sensors, ingest the last days, start the Dagster UI")
+    up.add_argument("--days", type=int, default=60, help="days to ingest (default 60)")
+    up.add_argument("--no-train", action="store_true", help="ingest only, train no model")
+    up.add_argument("--port", type=int, default=3000, help="Dagster UI port (default 3000)")
+    up.add_argument("--no-ui", action="store_true", help="stop after ingesting")
+    sub.add_parser("discover", help="materialize sensor_catalog and register new sensors")
+    sub.add_parser("train", help="build the training set, train, judge and promote a forecaster")
+    bf = sub.add_parser("backfill", help="ingest raw_readings for days × sensors in few large runs")
+    bf.add_argument(
+        "--days", type=int, default=14, help="the last N complete UTC days (default 14)"
+    )
+    bf.add_argument("--start", type=_date, help="first UTC day (overrides --days)")
+    bf.add_argument("--end", type=_date, help="last UTC day (default yesterday)")
+    bf.add_argument("--sensors", default="all", help="comma-separated sensor ids, or all (default)")
+    bf.add_argument("--max-partitions-per-run", type=int, default=None, help="sensor-days per run")
+    args = parser.parse_args(argv)
+
+    # One absolute AQ_HOME for this process and the UI it may start, wherever they run from.
+    os.environ["AQ_HOME"] = str(Path(os.environ.get("AQ_HOME") or ".aq").resolve())
+    instance = open_instance()
+    defs = load_definitions()
+    if args.command == "discover":
+        discover(instance, defs)
+    elif args.command == "train":
+        train(instance, defs)
+    elif args.command == "backfill":
+        first, last = _day_range(args)
+        sensors = (
+            None
+            if args.sensors == "all"
+            else [s.strip() for s in args.sensors.split(",") if s.strip()]
+        )
+        backfill(instance, defs, first, last, sensors, args.max_partitions_per_run)
+    elif args.command == "up":
+        discover(instance, defs)
+        yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+        backfill(instance, defs, yesterday - dt.timedelta(days=args.days - 1), yesterday)
+        if not args.no_train:
+            train(instance, defs)
+        if not args.no_ui:
+            command = [
+                "dagster",
+                "dev",
+                "-w",
+                str(PROJECT_DIR / "workspace.yaml"),
+                "-p",
+                str(args.port),
+            ]
+            print(
+                f"Starting the Dagster UI on http://127.0.0.1:{args.port} (DAGSTER_HOME={os.environ['DAGSTER_HOME']})"
+            )
+            dagster = shutil.which("dagster") or str(Path(sys.executable).with_name("dagster"))
+            os.execv(dagster, command)
+
+
+if __name__ == "__main__":
+    main()

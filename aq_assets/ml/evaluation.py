@@ -1,0 +1,80 @@
+"""Judging forecasts against the baselines a forecaster must beat, on the same rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from aq_assets.ml.features import FeatureSpec
+
+BASELINES = ("persistence", "same_hour_yesterday", "climatology")
+
+
+def baseline_forecasts(
+    frame: pd.DataFrame, train: pd.DataFrame, spec: FeatureSpec
+) -> dict[str, pd.DataFrame]:
+    """Forecast columns `h{h}` of each baseline for the rows of `frame`:
+    persistence (the current level), same hour yesterday (the value at t+h-24, known at t),
+    and hour-of-day climatology (each sensor's mean at that UTC hour over `train`)."""
+    level = frame["level"]
+    by_sensor = frame.groupby("sensor_id", sort=False)["y"]
+    hour = frame["datetime_utc"].dt.hour
+    climate = train.groupby(["sensor_id", train["datetime_utc"].dt.hour])["y"].mean()
+    out: dict[str, dict[str, pd.Series]] = {name: {} for name in BASELINES}
+    for h in spec.horizons:
+        out["persistence"][f"h{h}"] = level
+        out["same_hour_yesterday"][f"h{h}"] = (
+            by_sensor.shift(24 - h) if h <= 24 else pd.Series(np.nan, index=frame.index)
+        )
+        target_hour = (hour + h) % 24
+        keys = pd.MultiIndex.from_arrays([frame["sensor_id"], target_hour])
+        out["climatology"][f"h{h}"] = pd.Series(climate.reindex(keys).to_numpy(), index=frame.index)
+    return {name: pd.DataFrame(cols, index=frame.index) for name, cols in out.items()}
+
+
+def evaluate(
+    frame: pd.DataFrame,
+    forecasts: dict[str, pd.DataFrame],
+    spec: FeatureSpec,
+) -> pd.DataFrame:
+    """RMSE, MAE and skill over persistence per (forecaster, horizon), each horizon scored on
+    the rows where the target and EVERY forecaster's value exist, so all compare like for like.
+    Also the RMSE over the top 10% of targets (episodes), where a forecaster earns its keep."""
+    rows = []
+    for h in spec.horizons:
+        target = frame[f"target_h{h}"]
+        valid = target.notna()
+        for forecast in forecasts.values():
+            valid &= forecast[f"h{h}"].notna()
+        truth = target[valid].to_numpy()
+        episode = truth >= np.quantile(truth, 0.9) if len(truth) else np.zeros(0, dtype=bool)
+        for name, forecast in forecasts.items():
+            error = forecast.loc[valid, f"h{h}"].to_numpy() - truth
+            rows.append(
+                {
+                    "forecaster": name,
+                    "horizon": h,
+                    "rows": int(valid.sum()),
+                    "rmse": float(np.sqrt(np.mean(error**2))) if len(error) else np.nan,
+                    "mae": float(np.mean(np.abs(error))) if len(error) else np.nan,
+                    "rmse_episodes": float(np.sqrt(np.mean(error[episode] ** 2)))
+                    if episode.any()
+                    else np.nan,
+                }
+            )
+    scores = pd.DataFrame(rows)
+    persistence = scores[scores.forecaster == "persistence"].set_index("horizon")["rmse"]
+    scores["skill"] = 1 - scores["rmse"] / scores["horizon"].map(persistence)
+    return scores
+
+
+def scores_table(scores: pd.DataFrame) -> str:
+    """Markdown: one row per horizon, RMSE of each forecaster, and the model's skill."""
+    pivot = scores.pivot(index="horizon", columns="forecaster", values="rmse")
+    table = pivot.rename(columns=lambda c: f"RMSE {c}")
+    if "model" in set(scores.forecaster):
+        model = scores[scores.forecaster == "model"].set_index("horizon")
+        table["MAE model"] = model["mae"]
+        table["skill vs persistence"] = model["skill"]
+        table["rows"] = model["rows"]
+    return table.reset_index().to_markdown(index=False, floatfmt=".3f")

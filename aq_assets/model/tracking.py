@@ -1,0 +1,97 @@
+"""MLflow as a Dagster resource: one MLflow run per materialization, closed with its true
+status, and the model registry with its `champion` alias."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dagster import ConfigurableResource
+
+if TYPE_CHECKING:
+    import mlflow
+
+    from aq_assets.ml.model import Forecaster
+
+CHAMPION = "champion"
+
+
+class MLflowTracking(ConfigurableResource):
+    """`MLFLOW_TRACKING_URI` when set, else a sqlite store and artifact folder under AQ_HOME.
+
+    We use this instead of dagster-mlflow's `mlflow_tracking`: that resource leaves runs open
+    unless a job hook ends them, and reuses one MLflow run for two Dagster runs in a process.
+    """
+
+    tracking_uri: str = ""
+    aq_home: str = ".aq"
+    experiment: str = "aq-forecast"
+    model_name: str = "aq-forecast"
+
+    @property
+    def uri(self) -> str:
+        if self.tracking_uri:
+            return self.tracking_uri
+        return f"sqlite:///{Path(self.aq_home).expanduser().resolve() / 'mlflow.db'}"
+
+    def client(self) -> mlflow.MlflowClient:
+        import mlflow
+
+        mlflow.set_tracking_uri(self.uri)
+        return mlflow.MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+
+    @contextmanager
+    def start_run(self, run_name: str, tags: dict[str, str]) -> Iterator[mlflow.ActiveRun]:
+        """An MLflow run that ends FINISHED, or FAILED if the block raises."""
+        import mlflow
+
+        client = self.client()
+        experiment = client.get_experiment_by_name(self.experiment)
+        if experiment is None:
+            artifacts = None
+            if not self.tracking_uri or self.uri.startswith("sqlite"):
+                artifacts = (Path(self.aq_home).expanduser().resolve() / "mlartifacts").as_uri()
+            experiment_id = client.create_experiment(self.experiment, artifact_location=artifacts)
+        else:
+            experiment_id = experiment.experiment_id
+        while mlflow.active_run():  # a run left open by earlier code in this process is not ours
+            mlflow.end_run()
+        run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags)
+        try:
+            yield run
+        except BaseException:
+            mlflow.end_run(status="FAILED")
+            raise
+        mlflow.end_run(status="FINISHED")
+
+    def run_url(self, experiment_id: str, run_id: str) -> str:
+        """The run in the MLflow UI: the tracking server's, or for a local store the one
+        `mlflow ui --backend-store-uri <uri>` serves on port 5000."""
+        base = self.uri.rstrip("/") if self.uri.startswith("http") else "http://127.0.0.1:5000"
+        return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+
+    def champion_version(self) -> int | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return int(self.client().get_model_version_by_alias(self.model_name, CHAMPION).version)
+        except MlflowException:
+            return None
+
+    def set_champion(self, version: int) -> None:
+        self.client().set_registered_model_alias(self.model_name, CHAMPION, str(version))
+
+    def version_tags(self, version: int) -> dict[str, str]:
+        return dict(self.client().get_model_version(self.model_name, str(version)).tags)
+
+    def load_forecaster(self, version: int) -> Forecaster:
+        import mlflow.pyfunc
+
+        self.client()
+        model = mlflow.pyfunc.load_model(f"models:/{self.model_name}/{version}")
+        return model.unwrap_python_model().forecaster
+
+    def describe(self) -> dict[str, Any]:
+        return {"tracking_uri": self.uri, "model_name": self.model_name}

@@ -1,0 +1,40 @@
+"""The one place partitions are defined.
+
+`day` is a daily UTC partition set; `sensor` is a dynamic set of source sensor ids, filled by
+`sensor_catalog`. A reading partition key reads `2025-01-03|9001002` (dimensions sorted by name).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from dagster import (
+    DailyPartitionsDefinition,
+    DynamicPartitionsDefinition,
+    MultiPartitionKey,
+    MultiPartitionsDefinition,
+)
+
+from aq_assets.settings import env_value
+
+# The first day a user can ingest; read when the code location loads (partition sets are
+# static). Set AQ_START_DATE=2020-12-01 to reach the Mexico City archive data.
+START_DATE = env_value("AQ_START_DATE", "2025-01-01")
+
+DAY = "day"
+SENSOR = "sensor"
+
+day_partitions = DailyPartitionsDefinition(start_date=START_DATE, timezone="UTC")
+sensor_partitions = DynamicPartitionsDefinition(name=SENSOR)
+reading_partitions = MultiPartitionsDefinition({DAY: day_partitions, SENSOR: sensor_partitions})
+
+
+def reading_key(day: dt.date | str, sensor_id: int | str) -> str:
+    """The partition key string of one sensor-day, e.g. `2025-01-03|9001002`."""
+    return str(MultiPartitionKey({DAY: str(day), SENSOR: str(sensor_id)}))
+
+
+def split_reading_key(key: str) -> tuple[dt.date, int]:
+    """(`day`, `sensor_id`) of a reading partition key."""
+    day, sensor = key.split("|")
+    return dt.date.fromisoformat(day), int(sensor)

@@ -1,0 +1,167 @@
+"""`predictions` (daily batch forecasts from the champion) and `online_features` (the recent
+history the HTTP service forecasts from, as a Parquet file)."""
+
+import os
+from pathlib import Path
+
+import pandas as pd
+from dagster import (
+    AssetDep,
+    AssetExecutionContext,
+    AssetIn,
+    AssetSelection,
+    AutomationCondition,
+    MaterializeResult,
+    MultiToSingleDimensionPartitionMapping,
+    Output,
+    asset,
+)
+
+from aq_assets.ingest.catalog import timezones_of
+from aq_assets.ingest.sources.base import ReadingsSource
+from aq_assets.ml.features import FeatureSpec
+from aq_assets.ml.forecasting import feature_rows, forecasts_from_rows
+from aq_assets.model.tracking import MLflowTracking
+from aq_assets.partitions import DAY, day_partitions
+from aq_assets.warehouse import Warehouse
+
+ONLINE_FEATURES_FILE = "online_features.parquet"
+_DAILY_READINGS = AssetDep(
+    "raw_readings",
+    partition_mapping=MultiToSingleDimensionPartitionMapping(partition_dimension_name=DAY),
+)
+
+
+def readings_between(
+    warehouse: Warehouse, parameter: str, start: pd.Timestamp, end: pd.Timestamp
+) -> pd.DataFrame:
+    """Readings of every parameter, at locations that measure `parameter`, in [start, end)."""
+    return warehouse.query(
+        """
+        SELECT sensor_id, location_id, parameter, units, datetime_utc, value
+        FROM ingest.raw_readings
+        WHERE location_id IN (SELECT DISTINCT location_id FROM ingest.raw_readings WHERE parameter = ?)
+          AND datetime_utc >= ? AND datetime_utc < ?
+        """,
+        [parameter, start.to_pydatetime(), end.to_pydatetime()],
+    )
+
+
+@asset(
+    group_name="predictions",
+    partitions_def=day_partitions,
+    deps=[_DAILY_READINGS, "champion_model"],
+    ins={"sensor_catalog": AssetIn()},
+    metadata={"schema": "predictions", "partition_expr": "forecast_for_utc"},
+    # Follows new readings of its day; a new champion does not redo past days.
+    automation_condition=AutomationCondition.eager().ignore(
+        AssetSelection.assets("champion_model")
+    ),
+    pool="duckdb",
+    kinds={"duckdb", "xgboost"},
+)
+def predictions(
+    context: AssetExecutionContext,
+    warehouse: Warehouse,
+    mlflow_tracking: MLflowTracking,
+    sensor_catalog: pd.DataFrame,
+) -> Output[pd.DataFrame]:
+    """For every sensor of the target parameter and every hour of the day, the forecast made
+    1, 3, 6, 12 and 24 hours before by the model holding the `champion` alias when the run
+    started (its version on every row), with the actual value once it is known. Re-running a
+    day replaces it, e.g. to fill in actuals that arrived late."""
+    version = mlflow_tracking.champion_version()
+    if version is None:
+        raise ValueError(
+            "No champion model yet: materialize training_set, forecast_model and champion_model first."
+        )
+    forecaster = mlflow_tracking.load_forecaster(version)
+    day_start = pd.Timestamp(context.partition_key)
+    day_end = day_start + pd.Timedelta(days=1)
+    history = pd.Timedelta(hours=forecaster.spec.history_hours + max(forecaster.spec.horizons))
+    readings = readings_between(warehouse, forecaster.spec.parameter, day_start - history, day_end)
+    timezones = timezones_of(sensor_catalog)
+    rows = feature_rows(forecaster, readings, timezones, until=day_end - pd.Timedelta(hours=1))
+    frame = daily_predictions(forecaster, rows, day_start, day_end)
+    frame["model_version"] = version
+    frame["predicted_at"] = pd.Timestamp.now(tz="UTC").tz_localize(None)
+    known = frame["actual"].notna() & frame["forecast"].notna()
+    errors = (frame.loc[known, "forecast"] - frame.loc[known, "actual"]).abs()
+    return Output(
+        frame,
+        metadata={
+            "dagster/row_count": len(frame),
+            "model_version": version,
+            "sensors": int(frame["sensor_id"].nunique()),
+            "rows_with_actual": int(known.sum()),
+            "mae": float(errors.mean()) if len(errors) else float("nan"),
+        },
+    )
+
+
+def daily_predictions(
+    forecaster, rows: pd.DataFrame, day_start: pd.Timestamp, day_end: pd.Timestamp
+) -> pd.DataFrame:
+    """Forecasts whose target hour falls in [day_start, day_end), joined to the actual value."""
+    forecasts = forecasts_from_rows(forecaster, rows)
+    in_day = (forecasts["forecast_for_utc"] >= day_start) & (
+        forecasts["forecast_for_utc"] < day_end
+    )
+    forecasts = forecasts[in_day]
+    actuals = rows[["sensor_id", "datetime_utc", "y"]].rename(
+        columns={"datetime_utc": "forecast_for_utc", "y": "actual"}
+    )
+    frame = forecasts.merge(actuals, on=["sensor_id", "forecast_for_utc"], how="left")
+    return frame.astype({"sensor_id": "int64", "horizon": "int64"}).sort_values(
+        ["sensor_id", "forecast_for_utc", "horizon"], ignore_index=True
+    )
+
+
+@asset(
+    group_name="predictions",
+    deps=["raw_readings"],
+    ins={"sensor_catalog": AssetIn()},
+    automation_condition=AutomationCondition.eager(),
+    kinds={"parquet"},
+)
+def online_features(
+    context: AssetExecutionContext,
+    warehouse: Warehouse,
+    source: ReadingsSource,
+    sensor_catalog: pd.DataFrame,
+) -> MaterializeResult:
+    """The last hours of every parameter at each location with a target sensor, as a Parquet
+    file under AQ_HOME: what the HTTP service forecasts from, so it never opens DuckDB."""
+    spec = FeatureSpec(parameter=source.parameter)
+    latest = warehouse.query(
+        "SELECT max(datetime_utc) AS last FROM ingest.raw_readings WHERE parameter = ?",
+        [spec.parameter],
+    )["last"].iloc[0]
+    if pd.isna(latest):
+        raise ValueError(f"No {spec.parameter} readings yet: backfill raw_readings first.")
+    end = pd.Timestamp(latest).floor("h") + pd.Timedelta(hours=1)
+    readings = readings_between(
+        warehouse, spec.parameter, end - pd.Timedelta(hours=spec.history_hours + 24), end
+    )
+    timezones = timezones_of(sensor_catalog)
+    snapshot = readings.assign(
+        timezone=readings["location_id"].map(timezones).fillna("UTC").astype(str)
+    )
+    path = online_features_path(warehouse)
+    partial = path.with_suffix(".parquet.partial")
+    snapshot.to_parquet(partial, index=False)
+    os.replace(partial, path)  # readers see the old file or the new one, never half of one
+    return MaterializeResult(
+        metadata={
+            "path": str(path),
+            "dagster/row_count": len(snapshot),
+            "sensors": int(
+                snapshot.loc[snapshot["parameter"] == spec.parameter, "sensor_id"].nunique()
+            ),
+            "latest_hour_utc": str(end - pd.Timedelta(hours=1)),
+        }
+    )
+
+
+def online_features_path(warehouse: Warehouse) -> Path:
+    return warehouse.path.parent / ONLINE_FEATURES_FILE

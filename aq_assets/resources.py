@@ -1,0 +1,29 @@
+"""The resources every stage shares, configured from the environment (see README.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aq_assets.ingest.resources import build_source
+from aq_assets.model.tracking import MLflowTracking
+from aq_assets.monitoring.alerts import Alerter
+from aq_assets.monitoring.automation import RetrainPolicy
+from aq_assets.settings import env_or_default, env_value
+from aq_assets.warehouse import Warehouse, WarehouseIOManager
+
+
+def build_resources() -> dict[str, Any]:
+    aq_home = env_or_default("AQ_HOME", ".aq")
+    warehouse = Warehouse(aq_home=aq_home)
+    return {
+        "mlflow_tracking": MLflowTracking(
+            tracking_uri=env_or_default("MLFLOW_TRACKING_URI", ""), aq_home=aq_home
+        ),
+        "warehouse": warehouse,
+        "io_manager": WarehouseIOManager(warehouse=warehouse),
+        "source": build_source(),
+        "alerter": Alerter(webhook_url=env_or_default("AQ_ALERT_WEBHOOK_URL", "")),
+        "retrain_policy": RetrainPolicy(
+            cooldown_hours=float(env_value("AQ_RETRAIN_COOLDOWN_HOURS", "12"))
+        ),
+    }

@@ -1,0 +1,1 @@
+"""Training stage: readings turned into cleaned, feature-engineered rows."""

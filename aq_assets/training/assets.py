@@ -1,0 +1,133 @@
+"""`training_set`: the hourly, cleaned, feature-engineered rows a forecaster learns from."""
+
+import hashlib
+import json
+
+import pandas as pd
+from dagster import (
+    AssetExecutionContext,
+    AssetIn,
+    AssetKey,
+    AutomationCondition,
+    Config,
+    MetadataValue,
+    Output,
+    asset,
+)
+
+from aq_assets.ingest.catalog import timezones_of
+from aq_assets.ingest.sources.base import ReadingsSource
+from aq_assets.ml.cleaning import clean_readings
+from aq_assets.ml.features import FeatureSpec, build_features
+from aq_assets.warehouse import Warehouse
+
+
+class TrainingSetConfig(Config):
+    window_days: int = 60
+    """Days of readings, ending at the latest one stored."""
+    horizons: list[int] = [1, 3, 6, 12, 24]  # noqa: RUF012 (pydantic copies defaults)
+    """Hours ahead to forecast."""
+
+
+def content_fingerprint(frame: pd.DataFrame) -> str:
+    """A short hash of the rows' content, independent of row order and of the dtypes a
+    round trip through DuckDB gives (timestamp precision, text as object or string)."""
+    ordered = frame.sort_values(["sensor_id", "datetime_utc"]).reset_index(drop=True)
+    canonical = pd.DataFrame(
+        {
+            column: (
+                values.astype("datetime64[ns]").astype("int64")
+                if pd.api.types.is_datetime64_any_dtype(values)
+                else values.astype("float64")
+                if pd.api.types.is_numeric_dtype(values)
+                else values.astype(str)
+            )
+            for column, values in ordered.items()
+        }
+    )
+    hashed = pd.util.hash_pandas_object(canonical, index=False).to_numpy()
+    return hashlib.sha256(hashed.tobytes() + ",".join(ordered.columns).encode()).hexdigest()[:16]
+
+
+def readings_window(warehouse: Warehouse, parameter: str, hours: int) -> pd.DataFrame:
+    """Readings of every parameter at locations that measure `parameter`, over the last
+    `hours` before the latest `parameter` reading."""
+    return warehouse.query(
+        """
+        WITH target AS (
+            SELECT DISTINCT location_id FROM ingest.raw_readings WHERE parameter = ?
+        ), latest AS (
+            SELECT max(datetime_utc) AS last FROM ingest.raw_readings WHERE parameter = ?
+        )
+        SELECT r.sensor_id, r.location_id, r.parameter, r.units, r.datetime_utc, r.value
+        FROM ingest.raw_readings r, latest
+        WHERE r.location_id IN (SELECT location_id FROM target)
+          AND r.datetime_utc > latest.last - to_hours(CAST(? AS BIGINT))
+        """,
+        [parameter, parameter, hours],
+    )
+
+
+@asset(
+    group_name="training",
+    deps=["raw_readings"],
+    ins={"sensor_catalog": AssetIn()},
+    metadata={"schema": "training"},
+    # Rebuilt when the model it feeds goes stale (freshness policy on forecast_model).
+    automation_condition=(
+        AutomationCondition.asset_matches(
+            AssetKey("forecast_model"), AutomationCondition.freshness_failed().newly_true()
+        )
+        & ~AutomationCondition.in_progress()
+    ).with_label("forecast_model went stale"),
+    pool="duckdb",
+    kinds={"duckdb", "pandas"},
+)
+def training_set(
+    context: AssetExecutionContext,
+    config: TrainingSetConfig,
+    warehouse: Warehouse,
+    source: ReadingsSource,
+    sensor_catalog: pd.DataFrame,
+) -> Output[pd.DataFrame]:
+    """Hourly rows per sensor of the target parameter (AQ_PARAMETER) over the last
+    `window_days`: cleaned values (gaps stay gaps), lags, rolling statistics, calendar, the
+    co-located parameters of the same location, sensor identity, and the value 1-24 h later
+    as targets. The fingerprint identifies its exact content in MLflow."""
+    spec = FeatureSpec(parameter=source.parameter, horizons=tuple(sorted(config.horizons)))
+    readings = readings_window(
+        warehouse, spec.parameter, config.window_days * 24 + spec.history_hours
+    )
+    if readings.empty:
+        raise ValueError(
+            f"No {spec.parameter} readings in ingest.raw_readings: backfill raw_readings first "
+            "(aq backfill), or check AQ_PARAMETER."
+        )
+    hourly, report = clean_readings(readings)
+    target_sensors = sorted(hourly.loc[hourly["parameter"] == spec.parameter, "sensor_id"].unique())
+    spec = spec.with_sensors(target_sensors)
+    timezones = timezones_of(sensor_catalog)
+    frame = build_features(hourly, spec, timezones)
+    window_start = frame["datetime_utc"].max() - pd.Timedelta(days=config.window_days)
+    frame = frame[frame["datetime_utc"] > window_start].reset_index(drop=True)
+
+    fingerprint = content_fingerprint(frame)
+    first_day, last_day = frame["datetime_utc"].min(), frame["datetime_utc"].max()
+    partitions = (
+        f"day {first_day.date()}..{last_day.date()} × sensors {','.join(map(str, target_sensors))}"
+    )
+    context.log.info(f"training_set {fingerprint}: {len(frame)} rows from {partitions}")
+    return Output(
+        frame,
+        metadata={
+            "dagster/row_count": len(frame),
+            "sensors": len(target_sensors),
+            "first_hour_utc": str(first_day),
+            "last_hour_utc": str(last_day),
+            "missing_share": float(frame["y"].isna().mean()),
+            "fingerprint": fingerprint,
+            "built_from_partitions": partitions,
+            "feature_spec": MetadataValue.json(json.loads(spec.to_json())),
+            "cleaning": MetadataValue.json(report.as_dict()),
+        },
+    )

@@ -1,0 +1,130 @@
+"""Shared fixtures: every test writes under its own tmp_path, never the user's AQ_HOME."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from dagster import DagsterInstance, instance_for_test
+
+from aq_assets.ingest.sources.base import (
+    CATALOG_COLUMNS,
+    READING_COLUMNS,
+    DayReadings,
+    ReadingsSource,
+    Sensor,
+    SourceError,
+    typed_frame,
+)
+from aq_assets.warehouse import Warehouse, WarehouseIOManager
+
+# Set before any test module imports the code location, whose resources read AQ_HOME through
+# EnvVar: no test may fall back to `.aq/` in the working directory.
+os.environ["AQ_HOME"] = tempfile.mkdtemp(prefix="aq-tests-home-")
+os.environ["DAGSTER_HOME"] = tempfile.mkdtemp(prefix="aq-tests-dagster-")
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path, monkeypatch):
+    """No test reads the developer's environment or writes outside tmp_path."""
+    for name in (
+        "AQ_SOURCE",
+        "AQ_LOCATIONS",
+        "AQ_PARAMETER",
+        "AQ_SIM_DRIFT",
+        "AQ_ALERT_WEBHOOK_URL",
+        "AQ_API_TOKEN",
+        "MLFLOW_TRACKING_URI",
+        "OPENAQ_API_KEY",
+        "OPENAQ_BASE_URL",
+        "AQ_ARCHIVE_ROOT",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AQ_HOME", str(tmp_path / "aq"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+
+
+@pytest.fixture
+def instance():
+    with instance_for_test() as inst:
+        yield inst
+
+
+@pytest.fixture
+def warehouse(tmp_path) -> Warehouse:
+    return Warehouse(aq_home=str(tmp_path / "aq"))
+
+
+def resources_for(source: ReadingsSource, warehouse: Warehouse) -> dict:
+    return {
+        "source": source,
+        "warehouse": warehouse,
+        "io_manager": WarehouseIOManager(warehouse=warehouse),
+    }
+
+
+class StubSource(ReadingsSource):
+    """A source whose answers a test chooses: `good`, `broken` (raises for one sensor),
+    `messy` (out-of-day rows, duplicates, an implausible value, a malformed row)."""
+
+    mode: str = "good"
+    value: float = 10.0
+
+    @property
+    def name(self) -> str:
+        return "stub"
+
+    def list_sensors(self) -> pd.DataFrame:
+        return typed_frame(
+            {
+                "sensor_id": [1002, 1010, 2002],
+                "location_id": [1, 1, 2],
+                "location_name": ["One", "One", "Two"],
+                "parameter": ["pm25", "o3", "pm25"],
+                "units": ["µg/m³", "ppm", "µg/m³"],
+                "timezone": ["UTC", "UTC", "UTC"],
+                "source": ["stub"] * 3,
+            },
+            CATALOG_COLUMNS,
+        )
+
+    def fetch_day(self, sensor: Sensor, day: dt.date) -> DayReadings:
+        if self.mode == "broken" and sensor.sensor_id == 2002:
+            raise SourceError(f"sensor {sensor.sensor_id} is unreachable")
+        value = self.value if sensor.parameter == "pm25" else 0.03
+        frame = pd.DataFrame(
+            {
+                "sensor_id": sensor.sensor_id,
+                "location_id": sensor.location_id,
+                "parameter": sensor.parameter,
+                "units": sensor.units,
+                "datetime_utc": pd.date_range(str(day), periods=24, freq="h"),
+                "value": value,
+                "source": "stub",
+            }
+        )
+        rejected: list[str] = []
+        if self.mode == "messy" and sensor.sensor_id == 1002:
+            extra = frame.iloc[[0, 1]].copy()
+            extra.loc[:, "datetime_utc"] = [
+                pd.Timestamp(day) - pd.Timedelta(hours=1),
+                frame.datetime_utc[3],
+            ]
+            frame = pd.concat([frame, extra], ignore_index=True)
+            frame.loc[5, "value"] = 5000.0
+            rejected = ["line 7: value 'n/a' is not a number"]
+        return DayReadings(typed_frame(frame, READING_COLUMNS), rejected)
+
+
+def check_results(result) -> dict[str, object]:
+    """Check name -> evaluation, from a materialize() result."""
+    return {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+
+__all__ = ["SHARED_DATA", "DagsterInstance", "StubSource", "check_results", "resources_for"]

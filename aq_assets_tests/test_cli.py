@@ -1,0 +1,100 @@
+"""`aq` and `dagster asset materialize`: real runs in a temporary DAGSTER_HOME and AQ_HOME."""
+
+import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter
+
+from aq_assets.cli import main, plan_chunks
+
+DAY = dt.date(2025, 6, 1)
+SENSORS = [f"{loc}{p:03d}" for loc in range(9001, 9006) for p in (1, 2, 7, 10)]
+
+
+def test_a_year_of_twenty_sensors_fits_in_four_runs():
+    chunks = plan_chunks(dt.date(2025, 1, 1), dt.date(2025, 12, 31), SENSORS, SENSORS, 2000)
+    assert len(chunks) == 4
+    assert sum(c.partitions for c in chunks) == 365 * 20
+    assert all(c.partitions <= 2000 and c.sensors == tuple(SENSORS) for c in chunks)
+    assert chunks[0].tags() == {
+        "dagster/asset_partition_range_start": "2025-01-01|9001001",
+        "dagster/asset_partition_range_end": "2025-04-10|9005010",
+    }
+
+
+def test_scattered_sensors_are_grouped_into_contiguous_ranges():
+    chunks = plan_chunks(
+        DAY, DAY + dt.timedelta(days=9), ["9003002", "9001002", "9001001"], SENSORS, 2000
+    )
+    assert [c.sensors for c in chunks] == [("9001001", "9001002"), ("9003002",)]
+    assert [c.partitions for c in chunks] == [20, 10]
+
+
+def test_an_unknown_sensor_names_itself():
+    with pytest.raises(SystemExit, match=r"\['42'\] are not registered"):
+        plan_chunks(DAY, DAY, ["42"], SENSORS, 2000)
+
+
+def test_aq_backfill_ingests_every_sensor_day_in_few_runs(tmp_path, capsys):
+    main(["discover"])
+    main(
+        [
+            "backfill",
+            "--start",
+            "2025-06-01",
+            "--end",
+            "2025-06-05",
+            "--sensors",
+            "9001002,9002002,9001001",
+            "--max-partitions-per-run",
+            "6",
+        ]
+    )
+
+    instance = DagsterInstance.get()
+    runs = instance.get_runs(RunsFilter(job_name="ingest_job"))
+    assert len(runs) == 3  # 2 adjacent sensors: 3 + 2 days; 1 sensor: all 5 days in one run
+    assert {r.status for r in runs} == {DagsterRunStatus.SUCCESS}
+    materialized = instance.get_materialized_partitions(AssetKey("raw_readings"))
+    assert len(materialized) == 15
+    with duckdb.connect(
+        os.path.join(os.environ["AQ_HOME"], "warehouse.duckdb"), read_only=True
+    ) as con:
+        per_day = con.sql(
+            "SELECT sensor_id, date_trunc('day', datetime_utc) AS d, count(*) AS n "
+            "FROM ingest.raw_readings GROUP BY ALL"
+        ).fetchall()
+    assert len(per_day) == 15 and all(0 < n <= 24 for _, _, n in per_day)
+    assert "15/15 sensor-days" in capsys.readouterr().err
+
+
+def test_dagster_cli_materializes_one_partition(tmp_path):
+    main(["discover"])
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    command = [
+        str(Path(sys.executable).with_name("dagster")),
+        "asset",
+        "materialize",
+        "-m",
+        "aq_assets.definitions",
+        "--select",
+        "raw_readings",
+        "--partition",
+        "2025-06-01|9001002",
+    ]
+    for _ in range(2):
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+    assert "RUN_SUCCESS" in done.stderr
+    with duckdb.connect(
+        os.path.join(os.environ["AQ_HOME"], "warehouse.duckdb"), read_only=True
+    ) as con:
+        count, sensors = con.execute(
+            "SELECT count(*), count(DISTINCT sensor_id) FROM ingest.raw_readings"
+        ).fetchone()
+    assert sensors == 1 and 0 < count <= 24

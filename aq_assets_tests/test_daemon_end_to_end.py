@@ -1,0 +1,128 @@
+"""The loop under a real `dagster-daemon`: a drifted day arrives, the automation sensor runs
+predictions and the drift report, the check fails, the retrain sensor launches the training,
+and the MLflow `champion` alias moves. Observed through Dagster's instance and MLflow."""
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from dagster import (
+    AssetCheckEvaluation,
+    AssetCheckKey,
+    AssetKey,
+    DagsterInstance,
+    DagsterRunStatus,
+    RunsFilter,
+)
+
+from aq_assets.model.tracking import MLflowTracking
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+DEADLINE_S = 900  # a wait bound for loaded CI machines; the measured time is printed
+
+
+def run_aq(*args: str, env: dict[str, str]) -> None:
+    done = subprocess.run(
+        [str(BIN / "aq"), *args], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+@pytest.fixture
+def homes(tmp_path, monkeypatch):
+    yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+    env = {
+        **os.environ,
+        "AQ_HOME": str(tmp_path / "aq"),
+        "DAGSTER_HOME": str(tmp_path / "dagster"),
+        "AQ_SOURCE": "simulated",
+        "PYTHONWARNINGS": "ignore",
+        "OMP_NUM_THREADS": "1",
+    }
+    env.pop("AQ_SIM_DRIFT", None)
+    return env, yesterday
+
+
+def wait_for(what: str, condition, deadline: float):
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(2)  # polling Dagster's own records; the deadline bounds it
+    raise AssertionError(f"Timed out waiting for {what}")
+
+
+def test_drift_under_the_daemon_moves_the_champion(homes):
+    env, yesterday = homes
+    run_aq("discover", env=env)
+    run_aq(
+        "backfill",
+        "--start",
+        str(yesterday - dt.timedelta(days=75)),
+        "--end",
+        str(yesterday - dt.timedelta(days=1)),
+        env=env,
+    )
+    run_aq("train", env=env)
+    tracking = MLflowTracking(aq_home=env["AQ_HOME"])
+    assert tracking.champion_version() == 1
+
+    drifted = {**env, "AQ_SIM_DRIFT": f"level_shift@{yesterday}"}
+    daemon = subprocess.Popen(
+        [str(BIN / "dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")],
+        env=drifted,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        run_aq("backfill", "--start", str(yesterday), "--end", str(yesterday), env=drifted)
+        os.environ["DAGSTER_HOME"] = env["DAGSTER_HOME"]
+        instance = DagsterInstance.get()
+        deadline = time.monotonic() + DEADLINE_S
+        check_key = AssetCheckKey(AssetKey("drift_report"), "no_significant_drift")
+
+        def failed_check():
+            record = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+                [check_key]
+            ).get(check_key)
+            if record is None or record.event is None:
+                return None
+            evaluation = record.event.dagster_event.event_specific_data
+            # While the check runs its latest record is the planned event, with no verdict yet.
+            return (
+                record
+                if isinstance(evaluation, AssetCheckEvaluation) and not evaluation.passed
+                else None
+            )
+
+        failed = wait_for("the drift check to fail", failed_check, deadline)
+        failed_at = failed.event.timestamp
+
+        retrain = wait_for(
+            "the retrain run",
+            lambda: instance.get_runs(RunsFilter(tags={"aq/trigger": "drift"}), limit=1),
+            deadline,
+        )[0]
+        assert retrain.tags["aq/drift_day"] == str(yesterday)
+        assert retrain.job_name == "train_job"
+
+        wait_for("the champion alias to move", lambda: tracking.champion_version() == 2, deadline)
+        promoted_at = time.time()
+        finished = instance.get_run_by_id(retrain.run_id)
+        assert finished.status in (DagsterRunStatus.STARTED, DagsterRunStatus.SUCCESS)
+        assert len(instance.get_runs(RunsFilter(tags={"aq/trigger": "drift"}))) == 1
+        print(f"failed drift check -> new champion: {promoted_at - failed_at:.0f} s")
+    finally:
+        os.killpg(daemon.pid, signal.SIGTERM)
+        try:
+            daemon.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(daemon.pid, signal.SIGKILL)

@@ -1,0 +1,172 @@
+"""sensor_catalog and raw_readings, materialized in-process against a real DuckDB file."""
+
+import pandas as pd
+import pytest
+from dagster import materialize
+
+from aq_assets.ingest import checks
+from aq_assets.ingest.assets import raw_readings, sensor_catalog
+from aq_assets.ingest.catalog import merge_catalog
+from aq_assets_tests.conftest import StubSource, check_results, resources_for
+
+DAY = "2025-03-02"
+
+
+def discover(instance, warehouse, source=None):
+    result = materialize(
+        [sensor_catalog],
+        instance=instance,
+        resources=resources_for(source or StubSource(), warehouse),
+    )
+    assert result.success
+    return result
+
+
+def ingest(instance, warehouse, key, source=None, raise_on_error=True):
+    return materialize(
+        [sensor_catalog, raw_readings],
+        selection=[raw_readings],
+        partition_key=key,
+        instance=instance,
+        resources=resources_for(source or StubSource(), warehouse),
+        raise_on_error=raise_on_error,
+    )
+
+
+def stored_rows(warehouse) -> pd.DataFrame:
+    return warehouse.query("SELECT * FROM ingest.raw_readings ORDER BY sensor_id, datetime_utc")
+
+
+def test_catalog_registers_each_sensor_once_as_a_partition(instance, warehouse):
+    discover(instance, warehouse)
+    discover(instance, warehouse)
+    assert instance.get_dynamic_partitions("sensor") == ["1002", "1010", "2002"]
+    catalog = warehouse.query("SELECT * FROM ingest.sensor_catalog")
+    assert sorted(catalog.sensor_id) == [1002, 1010, 2002] and catalog.active.all()
+
+
+def test_catalog_keeps_sensors_the_source_stopped_offering():
+    offered = StubSource().list_sensors()
+    first = merge_catalog(None, offered, pd.Timestamp("2025-01-01"))
+    later = merge_catalog(first, offered[offered.sensor_id != 1010], pd.Timestamp("2025-02-01"))
+    assert dict(zip(later.sensor_id, later.active, strict=True)) == {
+        1002: True,
+        1010: False,
+        2002: True,
+    }
+    assert set(later.discovered_at) == {pd.Timestamp("2025-01-01")}
+
+
+def test_a_partition_is_stored_in_utc_and_replaced_on_rerun(instance, warehouse):
+    discover(instance, warehouse)
+    for value in (10.0, 12.0, 12.0):
+        assert ingest(instance, warehouse, f"{DAY}|1002", StubSource(value=value)).success
+    assert ingest(instance, warehouse, f"{DAY}|2002").success
+
+    rows = stored_rows(warehouse)
+    first = rows[rows.sensor_id == 1002]
+    assert len(first) == 24 and set(first.value) == {12.0}
+    assert first.datetime_utc.min() == pd.Timestamp(
+        DAY
+    ) and first.datetime_utc.max() == pd.Timestamp(f"{DAY} 23:00")
+    assert len(rows) == 48
+    assert set(rows.columns) >= {
+        "sensor_id",
+        "location_id",
+        "parameter",
+        "units",
+        "datetime_utc",
+        "value",
+        "source",
+        "ingested_at",
+    }
+
+
+def test_a_failed_fetch_keeps_the_stored_partition(instance, warehouse):
+    discover(instance, warehouse)
+    assert ingest(instance, warehouse, f"{DAY}|2002").success
+
+    result = ingest(
+        instance,
+        warehouse,
+        f"{DAY}|2002",
+        StubSource(mode="broken", value=99.0),
+        raise_on_error=False,
+    )
+
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "sensor 2002 is unreachable" in str(failure.event_specific_data.error)
+    assert set(stored_rows(warehouse).value) == {10.0}
+
+
+def test_checks_pass_on_good_data(instance, warehouse):
+    discover(instance, warehouse)
+    results = check_results(ingest(instance, warehouse, f"{DAY}|1002"))
+    assert {name: r.passed for name, r in results.items()} == {
+        spec.name: True for spec in checks.CHECK_SPECS
+    }
+    assert results["hourly_coverage"].metadata["min_coverage"].value == 1.0
+
+
+def test_checks_fail_on_messy_data_and_stray_rows_are_not_stored(instance, warehouse):
+    discover(instance, warehouse)
+    result = ingest(instance, warehouse, f"{DAY}|1002", StubSource(mode="messy"))
+    results = check_results(result)
+
+    assert not results["values_in_plausible_range"].passed
+    assert results["values_in_plausible_range"].metadata["implausible_values"].value == 1
+    assert not results["no_duplicate_readings"].passed
+    assert results["no_duplicate_readings"].metadata["duplicate_rows"].value == 1
+    assert not results["timestamps_inside_partition"].passed
+    assert results["timestamps_inside_partition"].metadata["rows_outside_partition_day"].value == 1
+    assert not results["no_malformed_rows"].passed
+    assert "value 'n/a'" in results["no_malformed_rows"].metadata["examples"].value
+    assert results["schema_matches"].passed
+    rows = stored_rows(warehouse)
+    assert len(rows) == 25 and rows.datetime_utc.min() == pd.Timestamp(DAY)
+
+
+def readings_frame(**overrides) -> pd.DataFrame:
+    frame = pd.DataFrame(
+        {
+            "sensor_id": 1002,
+            "location_id": 1,
+            "parameter": "pm25",
+            "units": "µg/m³",
+            "datetime_utc": pd.date_range(DAY, periods=24, freq="h"),
+            "value": 8.0,
+            "source": "stub",
+            "ingested_at": pd.Timestamp("2025-03-03"),
+        }
+    )
+    return frame.assign(**overrides)
+
+
+@pytest.mark.parametrize(
+    ("value", "passed", "negatives"),
+    [(8.0, True, 0), (-3.0, True, 24), (-999.0, False, 0), (1500.0, False, 0)],
+)
+def test_plausible_range_flags_small_negatives_and_fails_sentinels(value, passed, negatives):
+    result = checks.values_in_plausible_range(readings_frame(value=value))
+    assert result.passed is passed
+    assert result.metadata["small_negatives"].value == negatives
+
+
+def test_schema_check_fails_on_a_missing_column_and_a_text_timestamp():
+    frame = readings_frame().drop(columns=["units"])
+    frame["datetime_utc"] = frame["datetime_utc"].astype(str)
+    result = checks.schema_matches(frame)
+    assert not result.passed
+    assert result.metadata["missing_columns"].value == "units"
+    assert "datetime_utc" in result.metadata["wrong_types"].value
+
+
+def test_coverage_counts_sensor_days_with_no_rows_at_all():
+    frame = readings_frame().iloc[:20]
+    days = [(1002, pd.Timestamp(DAY)), (2002, pd.Timestamp(DAY))]
+    result = checks.hourly_coverage(frame, days)
+    assert not result.passed
+    assert result.metadata["sensor_days_below_threshold"].value == 1
+    assert result.metadata["min_coverage"].value == 0.0
+    assert result.metadata["threshold"].value == checks.MIN_COVERAGE

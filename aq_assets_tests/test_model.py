@@ -1,0 +1,257 @@
+"""training_set → forecast_model → champion_model, in-process, with DuckDB and an MLflow
+sqlite store under tmp_path: promotion, the gate refusing a worse model, failed runs."""
+
+import datetime as dt
+
+import mlflow
+import pandas as pd
+import pytest
+from dagster import AssetKey, materialize
+
+from aq_assets.ingest.assets import raw_readings, sensor_catalog
+from aq_assets.ingest.readings import collect_readings
+from aq_assets.ingest.sources.simulated import SimulatedSource
+from aq_assets.ml.model import Forecaster
+from aq_assets.ml.model import train_forecaster as real_train_forecaster
+from aq_assets.model.assets import champion_model, forecast_model
+from aq_assets.model.tracking import MLflowTracking
+from aq_assets.partitions import reading_partitions
+from aq_assets.training.assets import training_set
+from aq_assets.warehouse import Warehouse, WarehouseIOManager, partition_rows
+
+DAYS = 50
+FAST = {"max_rounds": 300}
+CHAIN = [sensor_catalog, raw_readings, training_set, forecast_model, champion_model]
+
+
+@pytest.fixture(scope="module")
+def readings_home(tmp_path_factory):
+    """A warehouse holding 50 simulated days of 20 sensors, written once for the module."""
+    home = tmp_path_factory.mktemp("aq")
+    source = SimulatedSource()
+    catalog = source.list_sensors()
+    days = [dt.date(2025, 3, 1) + dt.timedelta(days=i) for i in range(DAYS)]
+    from aq_assets.ingest.catalog import sensors_by_id
+
+    sensors = sensors_by_id(catalog, list(catalog["sensor_id"]))
+    collected = collect_readings(
+        source, [(s, d) for d in days for s in sensors.values()], pd.Timestamp("2025-05-01")
+    )
+    keys = [f"{d}|{s}" for d in days for s in sensors]
+    rows, mapping = partition_rows(
+        reading_partitions, keys, {"day": "datetime_utc", "sensor": "sensor_id"}
+    )
+    Warehouse(aq_home=str(home)).replace(
+        "ingest", "raw_readings", collected.readings, rows, mapping
+    )
+    return home
+
+
+@pytest.fixture
+def resources(readings_home, tmp_path):
+    warehouse = Warehouse(aq_home=str(readings_home))
+    return {
+        "source": SimulatedSource(),
+        "warehouse": warehouse,
+        "io_manager": WarehouseIOManager(warehouse=warehouse),
+        "mlflow_tracking": MLflowTracking(aq_home=str(tmp_path / "mlflow-home")),
+    }
+
+
+def train(instance, resources, model_config=None, raise_on_error=True, selection=None):
+    return materialize(
+        CHAIN,
+        selection=selection or [training_set, forecast_model, champion_model],
+        instance=instance,
+        resources=resources,
+        run_config={"ops": {"forecast_model": {"config": model_config or FAST}}},
+        raise_on_error=raise_on_error,
+    )
+
+
+def metadata_of(result, asset: str) -> dict:
+    events = [
+        e for e in result.get_asset_materialization_events() if e.asset_key == AssetKey(asset)
+    ]
+    return {k: v.value for k, v in events[-1].materialization.metadata.items()}
+
+
+class BiasedForecaster(Forecaster):
+    """A deliberately worse model: every forecast 8 µg/m³ too high."""
+
+    def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
+        return super().predict(frame) + 8.0
+
+
+def train_biased(*args, **kwargs) -> Forecaster:
+    trained = real_train_forecaster(*args, **kwargs)
+    return BiasedForecaster(**vars(trained))
+
+
+def test_a_model_is_tracked_registered_and_promoted_then_a_worse_one_is_refused(
+    instance, resources, monkeypatch
+):
+    tracking: MLflowTracking = resources["mlflow_tracking"]
+    assert materialize([sensor_catalog], instance=instance, resources=resources).success
+
+    first = train(instance, resources)
+
+    assert first.success
+    model = metadata_of(first, "forecast_model")
+    data = metadata_of(first, "training_set")
+    assert model["model_version"] == 1 and tracking.champion_version() == 1
+    assert metadata_of(first, "champion_model")["promoted"] is True
+    assert all(model[f"rmse_h{h}"] > 0 for h in (1, 3, 6, 12, 24))
+    assert "RMSE persistence" in model["evaluation"] and "RMSE climatology" in model["evaluation"]
+    assert model["mlflow_run"].endswith(f"/runs/{model['mlflow_run_id']}")
+    gate = {e.check_name: e for e in first.get_asset_check_evaluations()}[
+        "beats_baselines_and_champion"
+    ]
+    assert (
+        gate.passed
+        and gate.metadata["rmse_model_h1"].value < gate.metadata["rmse_persistence_h1"].value
+    )
+
+    run = tracking.client().get_run(model["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["dagster_run_id"] == first.run_id
+    assert (
+        run.data.tags["training_set_fingerprint"]
+        == data["fingerprint"]
+        == model["training_set_fingerprint"]
+    )
+    assert run.data.metrics["rmse_h1"] == pytest.approx(model["rmse_h1"])
+    assert "rmse_persistence_h24" in run.data.metrics and "skill_h6" in run.data.metrics
+    assert run.inputs.dataset_inputs[0].dataset.digest == data["fingerprint"]
+    assert tracking.version_tags(1)["aq.gate"] == "passed"
+
+    monkeypatch.setattr("aq_assets.model.assets.train_forecaster", train_biased)
+    second = train(instance, resources, raise_on_error=False)
+
+    assert not second.success
+    gate = {e.check_name: e for e in second.get_asset_check_evaluations()}[
+        "beats_baselines_and_champion"
+    ]
+    assert not gate.passed
+    assert gate.metadata["compared_with_champion_version"].value == 1
+    assert "worse than the champion" in gate.metadata["reasons"].value
+    assert tracking.champion_version() == 1
+    assert tracking.version_tags(2)["aq.gate"] == "failed"
+    assert not [
+        e
+        for e in second.get_asset_materialization_events()
+        if e.asset_key == AssetKey("champion_model")
+    ]
+
+    # Asked directly, champion_model keeps version 1 and says why.
+    kept = materialize(CHAIN, selection=[champion_model], instance=instance, resources=resources)
+    decision = metadata_of(kept, "champion_model")
+    assert decision["champion_version"] == 1 and decision["promoted"] is False
+    assert "version 2 failed the gate" in decision["decision"]
+    assert tracking.champion_version() == 1
+
+
+def test_the_registered_model_serves_the_same_numbers_as_the_forecaster(instance, resources):
+    tracking: MLflowTracking = resources["mlflow_tracking"]
+    assert materialize([sensor_catalog], instance=instance, resources=resources).success
+    assert train(instance, resources).success
+
+    frame = resources["warehouse"].query(
+        "SELECT * FROM training.training_set WHERE level IS NOT NULL LIMIT 50"
+    )
+    forecaster = tracking.load_forecaster(1)
+    tracking.client()
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{tracking.model_name}@champion")
+    expected = forecaster.predict(frame)
+    served = pyfunc.predict(frame[["sensor_id", "datetime_utc", *forecaster.spec.feature_columns]])
+    pd.testing.assert_frame_equal(served.reset_index(drop=True), expected.reset_index(drop=True))
+
+
+def test_a_failed_training_ends_its_mlflow_run_as_failed(instance, resources):
+    tracking: MLflowTracking = resources["mlflow_tracking"]
+    assert materialize([sensor_catalog], instance=instance, resources=resources).success
+
+    # A holdout longer than the data leaves nothing to train on.
+    result = train(
+        instance, resources, {"max_rounds": 50, "holdout_days": 100}, raise_on_error=False
+    )
+
+    assert not result.success
+    runs = tracking.client().search_runs(
+        [tracking.client().get_experiment_by_name(tracking.experiment).experiment_id]
+    )
+    assert [r.info.status for r in runs] == ["FAILED"]
+    assert runs[0].data.tags["dagster_run_id"] == result.run_id
+    assert tracking.champion_version() is None
+
+
+def test_predictions_replace_their_day_and_match_the_shared_forecast_path(instance, resources):
+    from aq_assets.ml.forecasting import latest_forecasts
+    from aq_assets.predictions.assets import online_features, predictions
+
+    assert materialize([sensor_catalog], instance=instance, resources=resources).success
+    assert train(instance, resources).success
+    day = "2025-04-15"
+    assets = [*CHAIN, predictions, online_features]
+    for _ in range(2):
+        result = materialize(
+            assets,
+            selection=[predictions],
+            partition_key=day,
+            instance=instance,
+            resources=resources,
+        )
+        assert result.success
+
+    warehouse: Warehouse = resources["warehouse"]
+    stored = warehouse.query("SELECT * FROM predictions.predictions")
+    assert len(stored) == 5 * 24 * 5  # pm25 sensors × hours × horizons, once despite two runs
+    assert set(stored["model_version"]) == {1}
+    assert stored["forecast_for_utc"].dt.date.astype(str).eq(day).all()
+    assert stored["actual"].notna().mean() > 0.9
+
+    # The batch forecast for 12:00 from 09:00 equals the shared path's forecast at origin 09:00.
+    origin = pd.Timestamp(f"{day} 09:00")
+    forecaster = resources["mlflow_tracking"].load_forecaster(1)
+    readings = warehouse.query(
+        "SELECT * FROM ingest.raw_readings WHERE datetime_utc > ? AND datetime_utc <= ?",
+        [
+            (origin - pd.Timedelta(hours=forecaster.spec.history_hours)).to_pydatetime(),
+            origin.to_pydatetime(),
+        ],
+    )
+    catalog = warehouse.query("SELECT location_id, timezone FROM ingest.sensor_catalog")
+    shared = latest_forecasts(
+        forecaster,
+        readings,
+        dict(zip(catalog.location_id, catalog.timezone, strict=True)),
+        origin=origin,
+    )
+    batch = stored[stored["origin_utc"] == origin]
+    both = batch.merge(
+        shared, on=["sensor_id", "horizon", "forecast_for_utc"], suffixes=("_batch", "_shared")
+    )
+    assert len(both) == len(batch) == 5 * 4  # from 09:00 the 24 h forecast belongs to the next day
+    assert both["forecast_batch"].to_numpy() == pytest.approx(
+        both["forecast_shared"].to_numpy(), rel=1e-6
+    )
+
+    snapshot = materialize(
+        assets, selection=[online_features], instance=instance, resources=resources
+    )
+    assert snapshot.success
+    path = metadata_of(snapshot, "online_features")["path"]
+    frame = pd.read_parquet(path)
+    assert list(frame.columns) == [
+        "sensor_id",
+        "location_id",
+        "parameter",
+        "units",
+        "datetime_utc",
+        "value",
+        "timezone",
+    ]
+    assert frame["datetime_utc"].max() - frame["datetime_utc"].min() < pd.Timedelta(
+        hours=forecaster.spec.history_hours + 24
+    )
+    assert set(frame["timezone"]) >= {"-06:00", "+05:30"}

@@ -1,0 +1,129 @@
+"""The loop that keeps the model right: drift fails the check, the sensor retrains once, the
+new champion serves, the check passes again; the schedule, the sensor's run keys and alerts."""
+
+import datetime as dt
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+from dagster import (
+    MaterializeResult,
+    asset,
+    build_schedule_context,
+    build_sensor_context,
+    materialize,
+)
+
+from aq_assets.ingest.automation import ingest_latest_days
+from aq_assets.monitoring.alerts import Alerter
+from aq_assets.monitoring.automation import RetrainPolicy, retrain_on_drift
+from aq_assets.partitions import day_partitions
+from aq_assets_tests.drift_scenario import Scenario
+
+DRIFT_DAY = dt.date(2025, 6, 10)
+
+
+def test_a_level_shift_fails_the_check_retrains_once_and_then_passes(tmp_path, instance):
+    scenario = Scenario(tmp_path, f"level_shift@{DRIFT_DAY}", instance, max_rounds=150)
+    scenario.start(DRIFT_DAY - dt.timedelta(days=1), history_days=75)
+
+    outcomes = [scenario.day(DRIFT_DAY + dt.timedelta(days=i)) for i in (-1, 0, 1, 2)]
+
+    before, *after = outcomes
+    assert before.check_passed and before.champion_version == 1
+    failed = [o for o in after[:2] if not o.check_passed]
+    assert failed, "drift must fail the check on its first or second day"
+    assert "ratio_to_pm10" in failed[0].drifted_features
+    assert scenario.retrains == 1
+    assert outcomes[-1].champion_version == 2
+    assert all(o.check_passed for o in after if o.day > failed[0].day)
+
+
+@asset(name="drift_report", partitions_def=day_partitions, config_schema={"detected": bool})
+def _drift_report_stub(context) -> MaterializeResult:
+    return MaterializeResult(
+        metadata={"drift_detected": context.op_execution_context.op_config["detected"]}
+    )
+
+
+def drift_event(instance, day: str, detected: bool) -> None:
+    run_config = {"ops": {"drift_report": {"config": {"detected": detected}}}}
+    assert materialize(
+        [_drift_report_stub], partition_key=day, instance=instance, run_config=run_config
+    ).success
+
+
+def tick(instance, cursor, cooldown_hours=12.0):
+    resources = {
+        "retrain_policy": RetrainPolicy(cooldown_hours=cooldown_hours),
+        "alerter": Alerter(),
+    }
+    with build_sensor_context(instance=instance, cursor=cursor, resources=resources) as context:
+        return retrain_on_drift(context)
+
+
+def test_the_sensor_requests_one_run_per_failed_evaluation_with_a_stable_run_key(instance):
+    drift_event(instance, "2025-06-09", False)
+    assert not tick(instance, None).run_requests
+
+    drift_event(instance, "2025-06-10", True)
+    first = tick(instance, None)
+    again = tick(instance, None)  # the same evaluation seen again from the same cursor
+    assert len(first.run_requests) == 1
+    assert first.run_requests[0].run_key == again.run_requests[0].run_key
+    assert first.run_requests[0].tags["aq/drift_day"] == "2025-06-10"
+    assert not tick(instance, first.cursor).run_requests  # nothing new since
+
+
+def test_the_cooldown_holds_back_a_second_retraining(instance):
+    materialize([_noop], instance=instance, tags={"aq/trigger": "drift"})
+    drift_event(instance, "2025-06-11", True)
+    held = tick(instance, None, cooldown_hours=12)
+    assert not held.run_requests and "cooldown" in held.skip_reason.skip_message
+    assert len(tick(instance, None, cooldown_hours=0).run_requests) == 1
+
+
+def test_the_schedule_reingests_the_last_two_days_for_every_sensor(instance):
+    instance.add_dynamic_partitions("sensor", ["9001002", "9002002", "9003002"])
+    context = build_schedule_context(
+        instance=instance, scheduled_execution_time=dt.datetime(2025, 6, 12, 0, 20, tzinfo=dt.UTC)
+    )
+    request = ingest_latest_days(context)
+    assert request.tags["dagster/asset_partition_range_start"] == "2025-06-10|9001002"
+    assert request.tags["dagster/asset_partition_range_end"] == "2025-06-11|9003002"
+    assert request.run_key == "ingest-2025-06-10-2025-06-11"
+
+
+@pytest.fixture
+def webhook():
+    received: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/hook", received
+    server.shutdown()
+
+
+def test_alerts_post_slack_json_to_the_webhook_or_log(webhook, caplog):
+    url, received = webhook
+    assert Alerter(webhook_url=url).send("aq: drift detected") is True
+    assert received == [{"text": "aq: drift detected"}]
+    assert Alerter().send("aq: run failed") is False
+    assert "ALERT aq: run failed" in caplog.text
+    assert Alerter(webhook_url="http://127.0.0.1:9/nothing", timeout_s=1).send("x") is False
+
+
+@asset
+def _noop() -> None:
+    return None

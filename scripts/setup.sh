@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Create .venv from the lock file (Python 3.11) and install aq into it. Safe to re-run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python=${PYTHON:-$(command -v python3.11 || command -v python3)}
+if [ ! -x .venv/bin/python ]; then
+  "$python" -m venv .venv
+fi
+if [ ! -f .venv/.aq-installed ] || [ requirements.lock -nt .venv/.aq-installed ] || [ pyproject.toml -nt .venv/.aq-installed ]; then
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+  touch .venv/.aq-installed
+fi

@@ -1,0 +1,190 @@
+"""The app factory: `uvicorn serving.app:create_app --factory`. The lifespan loads the
+champion and starts the poller that swaps in new ones; every route is typed, every input
+checked with a clear 4xx."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import anyio.to_thread
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from serving.forecasting import ApiError
+from serving.metrics import MetricsMiddleware, ServiceMetrics
+from serving.routers import forecast, health, model
+from serving.schemas import ForecastRequest
+from serving.settings import Settings, get_settings
+from serving.state import ServingState
+
+MAX_REPORTED_PROBLEMS = 20
+DESCRIPTION = """Forecasts of the next hours of an air-quality parameter (pm25 by default)
+from the `champion` of the `aq-forecast` model in MLflow. The same cleaning, features and
+model as the pipeline's batch predictions. `/v1` needs `Authorization: Bearer <AQ_API_TOKEN>`
+unless the service runs open (AQ_API_OPEN=true); `/livez`, `/readyz`, `/metrics` and this
+document are open."""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The service. Settings come from `get_settings()` (the environment) unless given here
+    or through `app.dependency_overrides[get_settings]`, read when the app starts."""
+    metrics = ServiceMetrics()
+    _show_service_log()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        resolved: Settings = app.dependency_overrides.get(get_settings, get_settings)()
+        service = ServingState(resolved, metrics)
+        app.state.settings = resolved
+        app.state.service = service
+        await anyio.to_thread.run_sync(service.refresh)
+        poller = asyncio.create_task(service.poll()) if resolved.poll_seconds > 0 else None
+        try:
+            yield
+        finally:
+            if poller is not None:
+                poller.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await poller
+
+    app = FastAPI(
+        title="aq forecast service", version="1", description=DESCRIPTION, lifespan=lifespan
+    )
+    if settings is not None:
+        app.dependency_overrides[get_settings] = lambda: settings
+    app.state.metrics = metrics
+    app.add_middleware(BodyLimitMiddleware, limit=lambda: _body_limit(app))
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(ApiError, _input_error)
+    app.include_router(forecast.router)  # its routes depend on the token (deps.ModelDep)
+    app.include_router(model.router)
+    app.include_router(health.router)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document plus the POST body's schema, which it cannot see: the route parses
+    its body itself."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    document = get_openapi(
+        title=app.title,
+        version=app.version,
+        description=app.description,
+        routes=app.routes,
+    )
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    body = ForecastRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    for name, schema in body.pop("$defs", {}).items():
+        schemas.setdefault(name, schema)
+    schemas["ForecastRequest"] = body
+    app.openapi_schema = document
+    return document
+
+
+def _show_service_log() -> None:
+    """Swaps and failed loads are worth seeing: uvicorn configures only its own loggers, so
+    give ours a handler unless the process configured logging itself."""
+    logger = logging.getLogger("serving")
+    if not logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
+def _body_limit(app: FastAPI) -> int:
+    settings: Settings | None = getattr(app.state, "settings", None)
+    return (settings or Settings.model_construct()).max_body_bytes
+
+
+class BodyLimitMiddleware:
+    """413 for a body over the limit: at once when Content-Length says so, else as soon as
+    the streamed bytes pass it."""
+
+    def __init__(self, app: ASGIApp, limit: Callable[[], int]) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit()
+        declared = _content_length(scope)
+        if declared is not None and declared > limit:
+            response = _problem(413, "body", _too_large(limit), "body_too_large")
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise HTTPException(413, _too_large(limit))
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def _too_large(limit: int) -> str:
+    return f"The body is over {limit} bytes (AQ_API_MAX_BODY_BYTES)."
+
+
+def _problem(status: int, field: str | None, msg: str, kind: str) -> JSONResponse:
+    return JSONResponse(
+        {"detail": [{"field": field, "msg": msg, "type": kind}]}, status_code=status
+    )
+
+
+async def _input_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return _problem(exc.status, exc.field, exc.msg, exc.kind)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """422 naming each bad field as a JSON path (series[0].values[3]); never echoes input."""
+    assert isinstance(exc, RequestValidationError)
+    problems = []
+    for error in list(exc.errors())[:MAX_REPORTED_PROBLEMS]:
+        loc = list(error.get("loc", ()))
+        msg = str(error.get("msg", "invalid"))
+        if error.get("type") == "json_invalid":
+            reason = (error.get("ctx") or {}).get("error") or msg
+            problems.append(
+                {"field": "body", "msg": f"Invalid JSON: {reason}", "type": "json_invalid"}
+            )
+            continue
+        problems.append({"field": _path(loc), "msg": msg, "type": str(error.get("type"))})
+    return JSONResponse({"detail": problems}, status_code=422)
+
+
+def _path(loc: list[Any]) -> str:
+    """("body", "series", 0, "values", 3) -> "series[0].values[3]"."""
+    parts = loc[1:] if loc and loc[0] in {"body", "path", "query", "header"} else loc
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "body"

@@ -1,0 +1,68 @@
+"""Dependencies of the routes, as `Annotated` aliases. Few and async: FastAPI runs a sync
+dependency in a worker thread, and every node of the tree costs on every request."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from serving.champion import LoadedModel
+from serving.state import ServingState
+
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="AQ_API_TOKEN",
+    description="The token the service was started with (AQ_API_TOKEN).",
+)
+
+
+def service_of(request: Request) -> ServingState:
+    service: ServingState | None = getattr(request.app.state, "service", None)
+    if service is None:  # only without a lifespan, e.g. a test client used outside `with`
+        raise HTTPException(503, "The service is starting.")
+    return service
+
+
+async def get_service(request: Request) -> ServingState:
+    """The service, for the open endpoints."""
+    return service_of(request)
+
+
+async def authorized_service(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> ServingState:
+    """The service, once the bearer token checks out (constant-time comparison); 401
+    otherwise. A service started open (AQ_API_OPEN=true) takes any request."""
+    service = service_of(request)
+    expected = service.settings.token()
+    if expected is None:
+        return service
+    given = credentials.credentials.encode() if credentials is not None else b""
+    if credentials is None or not hmac.compare_digest(given, expected):
+        raise HTTPException(
+            401,
+            "Missing or wrong bearer token: send 'Authorization: Bearer <AQ_API_TOKEN>'.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return service
+
+
+ServiceDep = Annotated[ServingState, Depends(get_service)]
+AuthorizedDep = Annotated[ServingState, Depends(authorized_service)]
+
+
+async def current_model(service: AuthorizedDep) -> LoadedModel:
+    """The model for this whole request: read once, so a swap cannot change it midway."""
+    model = service.model
+    if model is None:
+        raise HTTPException(
+            503, f"No model loaded yet: waiting for {service.waiting_for or 'a loadable champion'}."
+        )
+    return model
+
+
+ModelDep = Annotated[LoadedModel, Depends(current_model)]

@@ -1,0 +1,319 @@
+"""Requests to forecasts: validate what depends on settings and on the loaded model, clean
+and featurize each history with `aq_assets.ml.online` (the batch path's rules, in numpy),
+predict every series of a request in one booster call, and encode the answer."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from aq_assets.ml.cleaning import PLAUSIBLE_RANGES
+from aq_assets.ml.online import (
+    HourlySeries,
+    check_timezone,
+    clean_series,
+    location_mean,
+    origin_features,
+)
+from serving.champion import LoadedModel
+from serving.schemas import ForecastRequest, Readings
+from serving.settings import Settings
+from serving.snapshot import OnlineSnapshot
+
+SECONDS_PER_HOUR = 3600
+# Readings and origins outside these years are refused: nothing was measured before, and
+# hour arithmetic stays far from every calendar limit.
+FIRST_SECOND = 0  # 1970-01-01
+LAST_SECOND = 4102444800  # 2100-01-01
+_EPOCH = dt.datetime(1970, 1, 1)
+# numpy converts "+02:00" and "Z" to UTC as it parses, and says it keeps no time zone.
+warnings.filterwarnings(
+    "ignore",
+    message="no explicit representation of timezones",
+    category=UserWarning,
+    module=__name__,
+)
+# The units a parameter's values are in when a request does not say: its first known range.
+DEFAULT_UNITS: dict[str, str] = dict(reversed(list(PLAUSIBLE_RANGES)))
+
+
+class ApiError(Exception):
+    """A request the service cannot answer: the status, and the field to blame (JSON path)."""
+
+    def __init__(self, status: int, field: str, msg: str, kind: str) -> None:
+        super().__init__(msg)
+        self.status = status
+        self.field = field
+        self.msg = msg
+        self.kind = kind
+
+
+@dataclass(frozen=True)
+class History:
+    """One series, cleaned, ready for `origin_features`."""
+
+    sensor_id: int | None
+    target: HourlySeries
+    covariates: dict[str, HourlySeries]
+    timezone: str | None
+    origin: int | None  # epoch hours; None: the latest valid reading's hour
+
+
+def histories(request: ForecastRequest, model: LoadedModel, settings: Settings) -> list[History]:
+    """The request's series, checked against the limits and the model, then cleaned."""
+    spec = model.spec
+    if len(request.series) > settings.max_series:
+        raise ApiError(
+            413,
+            "series",
+            f"{len(request.series)} series in one request; at most {settings.max_series} "
+            "(AQ_API_MAX_SERIES)",
+            "too_many_series",
+        )
+    out = []
+    for i, series in enumerate(request.series):
+        at = f"series[{i}]"
+        if series.parameter is not None and series.parameter != spec.parameter:
+            raise ApiError(
+                422,
+                f"{at}.parameter",
+                f"the model forecasts {spec.parameter!r}, not {series.parameter!r}",
+                "value_error",
+            )
+        try:
+            check_timezone(series.timezone)
+        except ValueError as exc:
+            raise ApiError(422, f"{at}.timezone", str(exc), "value_error") from None
+        target = _cleaned(series, at, spec.parameter, settings)
+        covariates = {}
+        for name, readings in series.covariates.items():
+            if name not in spec.covariates:
+                raise ApiError(
+                    422,
+                    f"{at}.covariates.{name}",
+                    f"not a co-located parameter the model reads; it reads {list(spec.covariates)}",
+                    "value_error",
+                )
+            covariates[name] = _cleaned(readings, f"{at}.covariates.{name}", name, settings)
+        if spec.parameter in covariates:  # the location's mean includes the target sensor
+            covariates[spec.parameter] = location_mean([target, covariates[spec.parameter]])
+        origin = None
+        if series.origin is not None:
+            seconds = _seconds([series.origin], f"{at}.origin", indexed=False)
+            origin = int(seconds[0] // SECONDS_PER_HOUR)
+        out.append(History(series.sensor_id, target, covariates, series.timezone, origin))
+    return out
+
+
+def _cleaned(readings: Readings, at: str, parameter: str, settings: Settings) -> HourlySeries:
+    n = len(readings.timestamps)
+    if n > settings.max_history_rows:
+        raise ApiError(
+            413,
+            f"{at}.timestamps",
+            f"{n} readings; at most {settings.max_history_rows} per series and parameter "
+            "(AQ_API_MAX_HISTORY_ROWS)",
+            "too_many_rows",
+        )
+    if len(readings.values) != n:
+        raise ApiError(
+            422,
+            f"{at}.values",
+            f"{len(readings.values)} values for {n} timestamps; they go in pairs",
+            "value_error",
+        )
+    seconds = _seconds(readings.timestamps, f"{at}.timestamps")
+    values = np.array(readings.values, dtype=np.float64)  # None becomes NaN: no reading
+    units = readings.units or DEFAULT_UNITS.get(parameter, "")
+    return clean_series(seconds, values, parameter, units)
+
+
+def _seconds(stamps: list[str | int], at: str, indexed: bool = True) -> np.ndarray:
+    """Unix seconds (UTC) of ISO 8601 strings or Unix seconds, parsed by numpy at once."""
+    try:
+        parsed = _parse(stamps)
+    except (ValueError, TypeError, OverflowError):
+        parsed = None
+    if parsed is None or np.isnat(parsed).any():
+        j = _first_unreadable(stamps)
+        raise ApiError(
+            422,
+            f"{at}[{j}]" if indexed else at,
+            "not a time: expected ISO 8601 (2025-05-01T13:00:00Z) or Unix seconds",
+            "datetime_parsing",
+        )
+    seconds = parsed.astype(np.int64)
+    outside = (seconds < FIRST_SECOND) | (seconds >= LAST_SECOND)
+    if outside.any():
+        j = int(np.argmax(outside))
+        raise ApiError(
+            422,
+            f"{at}[{j}]" if indexed else at,
+            "must be between 1970-01-01 and 2100-01-01 (UTC)",
+            "value_error",
+        )
+    return seconds
+
+
+def _parse(stamps: list[str | int]) -> np.ndarray:
+    if all(type(s) is str for s in stamps):
+        # A trailing Z is UTC, what numpy assumes anyway; left on, numpy warns per value.
+        return np.strings.rstrip(np.array(stamps, dtype=str), "Z").astype("datetime64[s]")
+    if all(type(s) is int for s in stamps):
+        return np.array(stamps, dtype=np.int64).astype("datetime64[s]")
+    return np.array([np.datetime64(s, "s") for s in stamps], dtype="datetime64[s]")
+
+
+def _first_unreadable(stamps: list[str | int]) -> int:
+    for j, stamp in enumerate(stamps):
+        try:
+            if np.isnat(np.datetime64(stamp, "s")):
+                return j
+        except (ValueError, TypeError, OverflowError):
+            return j
+    return 0
+
+
+def forecast(model: LoadedModel, items: list[History]) -> list[dict[str, Any]]:
+    """One result per history, in order; every row goes through the model in one call."""
+    spec = model.spec
+    results: list[dict[str, Any]] = []
+    pending: list[tuple[dict[str, Any], np.ndarray, int, int | None]] = []
+    for item in items:
+        origin = item.origin
+        if origin is None and len(item.target):
+            origin = int(item.target.hours[-1])
+        result: dict[str, Any] = {
+            "sensor_id": item.sensor_id,
+            "origin_utc": _iso(origin),
+            "level": None,
+            "forecasts": [],
+            "note": None,
+        }
+        results.append(result)
+        if origin is not None:
+            row = origin_features(
+                spec, item.target, item.covariates, origin, item.sensor_id, item.timezone
+            )
+            if row is not None:
+                pending.append((result, row, origin, item.sensor_id))
+                continue
+        result["note"] = (
+            "no valid reading (all null, sentinel, implausible or spikes)"
+            if not len(item.target)
+            else "the origin is before the first valid reading"
+        )
+    if not pending:
+        return results
+    predicted = model.forecaster.predict(
+        np.vstack([row for _, row, _, _ in pending]),
+        [sensor for _, _, _, sensor in pending],
+        [origin for _, _, origin, _ in pending],
+    )
+    level_at = model.forecaster.level_index
+    for (result, row, origin, _), values in zip(pending, predicted, strict=True):
+        result["level"] = _number(row[level_at])
+        result["forecasts"] = [
+            {"horizon_hours": h, "forecast_for_utc": _iso(origin + h), "value": _number(v)}
+            for h, v in zip(model.forecaster.horizons, values.tolist(), strict=True)
+        ]
+        if result["level"] is None:
+            result["note"] = (
+                f"no valid reading within {spec.max_fill_hours} h before the origin: no "
+                "current level to forecast from"
+            )
+    return results
+
+
+def request_answer(model: LoadedModel, request: ForecastRequest, settings: Settings) -> bytes:
+    """The whole POST /v1/forecast: checks, cleaning, features, forecasts, JSON."""
+    results = forecast(model, histories(request, model, settings))
+    return encode(
+        {
+            "model_name": model.name,
+            "model_version": model.version,
+            "parameter": model.spec.parameter,
+            "results": results,
+        }
+    )
+
+
+class SensorAnswers:
+    """GET answers by sensor for one (model, snapshot) pair. Both are immutable and swapped
+    as wholes, so an answer stays right until either is replaced; each request files its
+    answer under the pair it computed with, so a swap never serves a stale one."""
+
+    def __init__(self) -> None:
+        self._pair: tuple[LoadedModel | None, OnlineSnapshot | None, dict[int, bytes]] = (
+            None,
+            None,
+            {},
+        )
+
+    def get(self, model: LoadedModel, snapshot: OnlineSnapshot, sensor_id: int) -> bytes:
+        cached_model, cached_snapshot, answers = self._pair
+        if cached_model is not model or cached_snapshot is not snapshot:
+            answers = {}
+            self._pair = (model, snapshot, answers)
+        answer = answers.get(sensor_id)
+        if answer is None:
+            answer = answers[sensor_id] = sensor_answer(model, snapshot, sensor_id)
+        return answer
+
+
+def sensor_answer(model: LoadedModel, snapshot: OnlineSnapshot, sensor_id: int) -> bytes:
+    """GET /v1/sensors/{id}/forecast from the snapshot's latest readings of the sensor."""
+    spec = model.spec
+    sensor = snapshot.history.sensors.get(sensor_id)
+    if sensor is None or sensor.parameter != spec.parameter:
+        raise ApiError(
+            404,
+            "sensor_id",
+            f"sensor {sensor_id} is not a {spec.parameter} sensor of the online_features snapshot",
+            "unknown_sensor",
+        )
+    zone_error = snapshot.timezone_errors.get(sensor.location_id)
+    if zone_error is not None:  # the pipeline's data, not the request, is at fault
+        raise ApiError(503, "sensor_id", f"online_features: {zone_error}", "snapshot_error")
+    item = History(
+        sensor_id,
+        sensor.series,
+        snapshot.history.covariates_of(sensor_id),
+        snapshot.timezones.get(sensor.location_id),
+        None,
+    )
+    (result,) = forecast(model, [item])
+    last = int(sensor.series.hours[-1]) if len(sensor.series) else None
+    return encode(
+        {
+            "model_name": model.name,
+            "model_version": model.version,
+            "parameter": spec.parameter,
+            "location_id": sensor.location_id,
+            "last_reading_utc": _iso(last),
+            "snapshot_modified_utc": snapshot.modified_at.isoformat().replace("+00:00", "Z"),
+            **result,
+        }
+    )
+
+
+def encode(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _number(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+@lru_cache(maxsize=8192)
+def _iso(hour: int | None) -> str | None:
+    if hour is None:
+        return None
+    return (_EPOCH + dt.timedelta(hours=hour)).strftime("%Y-%m-%dT%H:%M:%SZ")

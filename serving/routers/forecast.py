@@ -1,0 +1,93 @@
+"""Forecasts from a history in the request, or from the online_features snapshot."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Annotated, Any
+
+import anyio.to_thread
+from fastapi import APIRouter, HTTPException, Path, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from pydantic import ValidationError
+
+from serving.deps import AuthorizedDep, ModelDep
+from serving.forecasting import request_answer
+from serving.schemas import (
+    ErrorResponse,
+    ForecastRequest,
+    ForecastResponse,
+    SensorForecastResponse,
+)
+
+router = APIRouter(tags=["forecasts"])
+
+# Up to this many series are answered on the event loop (well under a millisecond each);
+# bigger batches go to a worker thread so they never hold up small requests.
+INLINE_SERIES = 4
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "Missing or wrong bearer token."},
+    413: {"model": ErrorResponse, "description": "Body, series or rows over the limits."},
+    422: {
+        "model": ErrorResponse,
+        "description": "Malformed or out-of-range input; names the field.",
+    },
+    503: {"model": ErrorResponse, "description": "No model (or snapshot) loaded yet."},
+}
+
+
+def json_response(content: bytes) -> Response:
+    return Response(content=content, media_type="application/json")
+
+
+# The body is parsed by pydantic straight from bytes (half the time of json.loads and then
+# validation, FastAPI's way); the app adds ForecastRequest to the OpenAPI components.
+REQUEST_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/ForecastRequest"}}
+        },
+    }
+}
+
+
+@router.post(
+    "/v1/forecast", response_model=ForecastResponse, responses=ERRORS, openapi_extra=REQUEST_BODY
+)
+async def forecast(request: Request, model: ModelDep, service: AuthorizedDep) -> Response:
+    """Forecasts for each series of the body, from its history: the level at every horizon
+    of the model, the hour each forecast is for, and the model version that made them all."""
+    try:
+        body = ForecastRequest.model_validate_json(await request.body())
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False, include_input=False)) from None
+    answer = partial(request_answer, model, body, service.settings)
+    if len(body.series) <= INLINE_SERIES:
+        content = answer()
+    else:
+        content = await anyio.to_thread.run_sync(answer)
+    service.metrics.series.labels("history").inc(len(body.series))
+    return json_response(content)
+
+
+@router.get(
+    "/v1/sensors/{sensor_id}/forecast",
+    response_model=SensorForecastResponse,
+    responses={**ERRORS, 404: {"model": ErrorResponse, "description": "Unknown sensor."}},
+)
+async def sensor_forecast(
+    sensor_id: Annotated[int, Path(ge=0, le=2**63 - 1)], model: ModelDep, service: AuthorizedDep
+) -> Response:
+    """Forecasts for a known sensor from its latest readings in the online_features snapshot,
+    which the pipeline refreshes."""
+    snapshot = service.snapshot
+    if snapshot is None:
+        raise HTTPException(
+            503,
+            f"No online_features snapshot at {service.settings.online_features_path} yet: "
+            "materialize the online_features asset.",
+        )
+    content = service.sensor_answers.get(model, snapshot, sensor_id)
+    service.metrics.series.labels("sensor").inc()
+    return json_response(content)

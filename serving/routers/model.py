@@ -1,0 +1,32 @@
+"""What model is serving, how good it was on held-out days, and where it came from."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from serving.deps import AuthorizedDep, ModelDep
+from serving.schemas import HorizonMetrics, LoadError, ModelInfo
+
+router = APIRouter(tags=["model"])
+
+
+@router.get("/v1/model", response_model=ModelInfo)
+async def model_info(model: ModelDep, service: AuthorizedDep) -> ModelInfo:
+    failure = service.model_failure
+    spec = model.spec
+    return ModelInfo(
+        name=model.name,
+        alias=service.registry.alias,
+        version=model.version,
+        parameter=spec.parameter,
+        horizons=list(model.forecaster.horizons),
+        history_hours=spec.history_hours,
+        covariates=list(spec.covariates),
+        trained_at=model.trained_at,
+        loaded_at=model.loaded_at,
+        run_id=model.run_id,
+        mlflow_run_url=model.run_url,
+        metrics={str(h): HorizonMetrics(**scores) for h, scores in model.metrics.items()},
+        last_load_error=LoadError(**failure.__dict__) if failure else None,
+        checked_at=service.checked_at,
+    )

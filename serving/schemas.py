@@ -1,0 +1,169 @@
+"""Request and response bodies of the API. Limits that depend on settings (rows, series) and
+on the loaded model (parameter, co-located parameters) are checked in `forecasting`."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Physically meaningless beyond this; it also keeps every feature finite in float32.
+MAX_ABS_VALUE = 1e9
+
+Value = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_ABS_VALUE, le=MAX_ABS_VALUE)]
+# ISO 8601 (an offset or Z converts to UTC; none means UTC) or Unix seconds. Parsed in one
+# numpy call per list: building a datetime object per reading would cost more than the
+# whole forecast.
+Timestamp = Annotated[str, Field(max_length=64, json_schema_extra={"format": "date-time"})] | int
+Name = Annotated[str, Field(min_length=1, max_length=64)]
+
+EXAMPLE_SERIES: dict[str, Any] = {
+    "sensor_id": 9001002,
+    "timezone": "-06:00",
+    "timestamps": ["2025-05-01T10:00:00Z", "2025-05-01T11:00:00Z", "2025-05-01T12:00:00Z"],
+    "values": [12.5, None, 14.1],
+    "covariates": {
+        "pm10": {
+            "timestamps": ["2025-05-01T11:00:00Z", "2025-05-01T12:00:00Z"],
+            "values": [30.2, 31.0],
+        }
+    },
+}
+
+
+EXAMPLE_REQUEST: Any = {"series": [EXAMPLE_SERIES]}
+
+
+class Readings(BaseModel):
+    """Readings of one parameter: `timestamps[i]` (ISO 8601, UTC when no offset is given, or
+    Unix seconds) and `values[i]` (null: no reading). Any order; readings within one hour are
+    averaged; nulls, sentinels (-999, 9999...) and physically implausible values are dropped
+    as the pipeline drops them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    timestamps: list[Timestamp]
+    values: list[Value | None]
+    units: Name | None = Field(
+        None,
+        description="Units of the values; default the parameter's usual ones (µg/m³ for "
+        "particles, ppm for gases, c, %). Plausible ranges depend on them.",
+    )
+
+
+class SeriesHistory(Readings):
+    """One sensor's recent history of the model's parameter, plus co-located parameters.
+    Send at least the model's `history_hours` (GET /v1/model) for every feature to be
+    computed as in training."""
+
+    sensor_id: int | None = Field(
+        None,
+        ge=0,
+        le=2**63 - 1,
+        description="The sensor's OpenAQ id; a sensor the model was trained on gets its "
+        "identity feature and climatology, any other is forecast without them.",
+    )
+    parameter: Name | None = Field(None, description="Must be the model's parameter (default: it).")
+    timezone: Annotated[str, Field(max_length=64)] | None = Field(
+        None,
+        description='The location\'s IANA zone or "+HH:MM" offset, for the calendar '
+        "features (local hour and day). Default UTC.",
+    )
+    origin: Timestamp | None = Field(
+        None,
+        description="The hour to forecast from (floored to the hour); default the hour of "
+        "the latest valid reading.",
+    )
+    covariates: dict[Name, Readings] = Field(
+        default_factory=dict,
+        description="Co-located parameters by name (GET /v1/model lists the ones the model "
+        "reads); absent ones are missing features, as in training.",
+    )
+
+
+class ForecastRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE_REQUEST]})
+
+    series: list[SeriesHistory] = Field(min_length=1)
+
+
+class HorizonForecast(BaseModel):
+    horizon_hours: int
+    forecast_for_utc: dt.datetime = Field(description="The hour the forecast is for.")
+    value: float | None = Field(description="Forecast level; null without a current level.")
+
+
+class SeriesForecast(BaseModel):
+    sensor_id: int | None
+    origin_utc: dt.datetime | None = Field(description="The hour forecast from.")
+    level: float | None = Field(
+        description="The current level the forecast starts from: the latest cleaned value at "
+        "most `max_fill_hours` before the origin."
+    )
+    forecasts: list[HorizonForecast]
+    note: str | None = Field(None, description="Why forecasts are null, when they are.")
+
+
+class ForecastResponse(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    model_name: str
+    model_version: str
+    parameter: str
+    results: list[SeriesForecast] = Field(description="One per series, in request order.")
+
+
+class SensorForecastResponse(SeriesForecast):
+    model_config = ConfigDict(protected_namespaces=())
+
+    model_name: str
+    model_version: str
+    parameter: str
+    location_id: int
+    last_reading_utc: dt.datetime | None
+    snapshot_modified_utc: dt.datetime
+
+
+class HorizonMetrics(BaseModel):
+    rmse: float | None = None
+    mae: float | None = None
+    skill: float | None = Field(None, description="1 - RMSE / RMSE of persistence.")
+
+
+class LoadError(BaseModel):
+    what: str
+    version: str | None
+    error: str
+    at: dt.datetime
+
+
+class ModelInfo(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    name: str
+    alias: str
+    version: str
+    parameter: str
+    horizons: list[int]
+    history_hours: int
+    covariates: list[str]
+    trained_at: dt.datetime | None
+    loaded_at: dt.datetime
+    run_id: str | None
+    mlflow_run_url: str | None
+    metrics: dict[str, HorizonMetrics] = Field(description="Held-out scores by horizon (hours).")
+    last_load_error: LoadError | None = Field(
+        None, description="The latest failed load since this version was loaded (it kept serving)."
+    )
+    checked_at: dt.datetime | None = Field(None, description="Last check of the alias.")
+
+
+class Problem(BaseModel):
+    field: str | None = None
+    msg: str
+    type: str
+
+
+class ErrorResponse(BaseModel):
+    detail: list[Problem] | str

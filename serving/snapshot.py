@@ -1,0 +1,81 @@
+"""The `online_features` snapshot: the latest hours of every sensor at the locations that
+measure the target parameter, a Parquet file the pipeline rewrites. Loaded whole and
+cleaned once per file version, so a forecast for a known sensor only builds its feature row."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from aq_assets.ml.online import ReadingsHistory, check_timezone, readings_history
+
+COLUMNS = ("sensor_id", "location_id", "parameter", "units", "datetime_utc", "value", "timezone")
+
+
+def file_stamp(path: Path) -> tuple[int, int, int] | None:
+    """What changes when the file is rewritten (mtime, size, inode); None if it is absent."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+
+
+@dataclass(frozen=True)
+class OnlineSnapshot:
+    path: Path
+    stamp: tuple[int, int, int]
+    modified_at: dt.datetime
+    rows: int
+    history: ReadingsHistory
+    timezones: dict[int, str | None]
+    timezone_errors: dict[int, str]  # locations whose time zone build_features cannot read
+
+    @classmethod
+    def load(cls, path: Path) -> OnlineSnapshot:
+        import pyarrow.parquet as pq
+
+        stamp = file_stamp(path)
+        if stamp is None:
+            raise FileNotFoundError(f"no online_features snapshot at {path}")
+        table = pq.read_table(path)
+        missing = [c for c in COLUMNS if c not in table.column_names]
+        if missing:
+            raise ValueError(f"{path} lacks columns {missing}; expected {list(COLUMNS)}")
+        frame = table.select(list(COLUMNS)).to_pandas()
+        frame = frame.dropna(subset=["sensor_id", "location_id", "datetime_utc"])
+        times = pd.to_datetime(frame["datetime_utc"])
+        if times.dt.tz is not None:
+            times = times.dt.tz_convert("UTC").dt.tz_localize(None)
+        history = readings_history(
+            frame["sensor_id"].to_numpy(dtype=np.int64),
+            frame["location_id"].to_numpy(dtype=np.int64),
+            frame["parameter"].astype(str).to_numpy(),
+            frame["units"].astype(str).to_numpy(),
+            times.to_numpy().astype("datetime64[s]").astype(np.int64),
+            frame["value"].to_numpy(dtype=np.float64, na_value=np.nan),
+        )
+        zones = frame.dropna(subset=["timezone"]).drop_duplicates("location_id")
+        timezones: dict[int, str | None] = {
+            int(loc): str(tz)
+            for loc, tz in zip(zones["location_id"], zones["timezone"], strict=True)
+        }
+        timezone_errors = {}
+        for location, zone in timezones.items():
+            try:
+                check_timezone(zone)
+            except ValueError as exc:
+                timezone_errors[location] = f"location {location}: {exc}"
+        return cls(
+            path=path,
+            stamp=stamp,
+            modified_at=dt.datetime.fromtimestamp(stamp[0] / 1e9, dt.UTC),
+            rows=len(frame),
+            history=history,
+            timezones=timezones,
+            timezone_errors=timezone_errors,
+        )

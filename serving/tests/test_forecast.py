@@ -1,0 +1,319 @@
+"""POST /v1/forecast and GET /v1/sensors/{id}/forecast: the batch path's numbers, batches,
+and a clear 4xx for every bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from serving.app import create_app
+from serving.tests.conftest import (
+    AUTH,
+    expected_forecasts,
+    history_body,
+    settings_for,
+    snapshot_readings,
+    values_of,
+)
+
+HORIZONS = [1, 3, 6, 12, 24]
+
+
+def location_readings(readings: pd.DataFrame, sensor_id: int) -> pd.DataFrame:
+    location = readings.loc[readings["sensor_id"] == sensor_id, "location_id"].iloc[0]
+    return readings[readings["location_id"] == location].drop(columns="timezone", errors="ignore")
+
+
+def post(client: TestClient, *series: dict, **kwargs):
+    return client.post("/v1/forecast", json={"series": list(series)}, headers=AUTH, **kwargs)
+
+
+def assert_close(got: list[float | None], want: list[float]) -> None:
+    np.testing.assert_allclose(np.array(got, dtype=float), want, rtol=1e-5, atol=1e-5)
+
+
+def fields(response) -> list[str]:
+    return [problem["field"] for problem in response.json()["detail"]]
+
+
+# ---------------------------------------------------------------------------------------------
+# Same numbers as the batch path
+
+
+@pytest.mark.parametrize(
+    "hours_after_last", [None, -30, 0, 2], ids=["latest", "earlier", "at-last", "after-last"]
+)
+def test_a_history_gets_the_batch_paths_forecasts(session_client, store, hours_after_last):
+    snapshot = snapshot_readings(store)
+    sensor = store.spec.sensors[1]
+    readings = location_readings(snapshot, sensor)
+    origin = None
+    if hours_after_last is not None:
+        last = readings.loc[readings["sensor_id"] == sensor, "datetime_utc"].max()
+        origin = last + pd.Timedelta(hours=hours_after_last)
+
+    response = post(session_client, history_body(snapshot, sensor, store.timezones, origin))
+
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    expected = expected_forecasts(store.forecasters["1"], readings, store.timezones, origin)
+    assert answer["model_version"] == "1" and answer["model_name"] == "aq-forecast"
+    (result,) = answer["results"]
+    assert result["sensor_id"] == sensor and result["note"] is None
+    assert_close(values_of(result), expected[sensor])
+    origin_utc = pd.Timestamp(result["origin_utc"]).tz_localize(None)
+    if origin is not None:
+        assert origin_utc == origin
+    assert [f["horizon_hours"] for f in result["forecasts"]] == HORIZONS
+    assert [pd.Timestamp(f["forecast_for_utc"]).tz_localize(None) for f in result["forecasts"]] == [
+        origin_utc + pd.Timedelta(hours=h) for h in HORIZONS
+    ]
+
+
+def test_a_batch_answers_every_series_in_order_with_one_model_version(session_client, store):
+    snapshot = snapshot_readings(store)
+    sensors = [*store.spec.sensors, store.spec.sensors[0]]
+    series = [history_body(snapshot, s, store.timezones) for s in sensors]
+    series.append({**series[0], "sensor_id": None})  # a sensor the model does not know
+
+    response = post(session_client, *series)
+
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["sensor_id"] for r in results] == [*sensors, None]
+    for sensor, result in zip(sensors, results, strict=False):
+        expected = expected_forecasts(
+            store.forecasters["1"], location_readings(snapshot, sensor), store.timezones
+        )
+        assert_close(values_of(result), expected[sensor])
+    assert all(v is not None for v in values_of(results[-1]))
+    assert values_of(results[-1]) != values_of(results[0])  # identity matters to the model
+
+
+def test_timestamps_may_be_offsets_or_unix_seconds(session_client, store):
+    snapshot = snapshot_readings(store)
+    sensor = store.spec.sensors[2]
+    utc = history_body(snapshot, sensor, store.timezones)
+    times = pd.to_datetime([t.rstrip("Z") for t in utc["timestamps"]])
+    in_paris = {
+        **utc,
+        "timestamps": [(t + pd.Timedelta(hours=2)).isoformat() + "+02:00" for t in times],
+    }
+    in_seconds = {**utc, "timestamps": [int(t.timestamp()) for t in times]}
+    shuffled = dict(utc)
+    order = np.random.default_rng(0).permutation(len(times))
+    shuffled["timestamps"] = [utc["timestamps"][i] for i in order]
+    shuffled["values"] = [utc["values"][i] for i in order]
+
+    answers = [
+        post(session_client, s).json()["results"][0] for s in (utc, in_paris, in_seconds, shuffled)
+    ]
+
+    assert all(a == answers[0] for a in answers)
+
+
+def test_a_known_sensor_gets_the_batch_paths_forecasts_from_online_features(session_client, store):
+    snapshot = snapshot_readings(store).drop(columns="timezone")
+    expected = expected_forecasts(store.forecasters["1"], snapshot, store.timezones)
+
+    for sensor in store.spec.sensors:
+        response = session_client.get(f"/v1/sensors/{sensor}/forecast", headers=AUTH)
+
+        assert response.status_code == 200, response.text
+        answer = response.json()
+        assert answer["model_version"] == "1" and answer["sensor_id"] == sensor
+        assert_close(values_of(answer), expected[sensor])
+        last = snapshot.loc[snapshot["sensor_id"] == sensor, "datetime_utc"].max()
+        assert pd.Timestamp(answer["last_reading_utc"]).tz_localize(None) == last
+
+
+def test_nulls_with_a_reason_where_there_is_nothing_to_forecast_from(session_client, store):
+    snapshot = snapshot_readings(store)
+    sensor = store.spec.sensors[0]
+    body = history_body(snapshot, sensor, store.timezones)
+    last = pd.Timestamp(body["timestamps"][-1].rstrip("Z"))
+    stale = {**body, "origin": (last + pd.Timedelta(hours=10)).isoformat()}
+    empty = {**body, "values": [None] * len(body["values"])}
+    early = {**body, "origin": "2020-01-01T00:00:00Z"}
+
+    results = post(session_client, stale, empty, early).json()["results"]
+
+    assert results[0]["level"] is None and values_of(results[0]) == [None] * 5
+    assert "no current level" in results[0]["note"]
+    assert results[1]["forecasts"] == [] and "no valid reading" in results[1]["note"]
+    assert results[2]["forecasts"] == [] and "before the first" in results[2]["note"]
+
+
+# ---------------------------------------------------------------------------------------------
+# 404, 413, 422
+
+
+@pytest.mark.parametrize("sensor", ["123456", "9001011"], ids=["unknown", "not-the-parameter"])
+def test_an_unknown_sensor_is_404(session_client, sensor):
+    response = session_client.get(f"/v1/sensors/{sensor}/forecast", headers=AUTH)
+
+    assert response.status_code == 404
+    assert fields(response) == ["sensor_id"]
+    assert sensor in response.json()["detail"][0]["msg"]
+
+
+@pytest.mark.parametrize("sensor", ["abc", "-5", "1e3", str(2**64)])
+def test_a_malformed_sensor_id_is_422(session_client, sensor):
+    response = session_client.get(f"/v1/sensors/{sensor}/forecast", headers=AUTH)
+
+    assert response.status_code == 422
+    assert fields(response) == ["sensor_id"]
+
+
+def valid_series(store) -> dict:
+    snapshot = snapshot_readings(store)
+    return history_body(snapshot, store.spec.sensors[0], store.timezones)
+
+
+def with_values(series: dict, index: int, value) -> dict:
+    values = list(series["values"])
+    values[index] = value
+    return {**series, "values": values}
+
+
+def with_timestamp(series: dict, index: int, stamp) -> dict:
+    stamps = list(series["timestamps"])
+    stamps[index] = stamp
+    return {**series, "timestamps": stamps}
+
+
+BAD_SERIES = [
+    pytest.param(lambda s: {**s, "values": s["values"][:-1]}, "series[0].values", id="lengths"),
+    pytest.param(lambda s: with_timestamp(s, 3, "yesterday"), "series[0].timestamps[3]", id="time"),
+    pytest.param(
+        lambda s: with_timestamp(s, 4, "2025-13-01T00:00:00Z"),
+        "series[0].timestamps[4]",
+        id="month",
+    ),
+    pytest.param(
+        lambda s: with_timestamp(s, 5, "1900-01-01T00:00:00Z"), "series[0].timestamps[5]", id="year"
+    ),
+    pytest.param(lambda s: with_timestamp(s, 6, 10**17), "series[0].timestamps[6]", id="seconds"),
+    pytest.param(lambda s: with_values(s, 2, 1e12), "series[0].values[2]", id="huge"),
+    pytest.param(lambda s: with_values(s, 2, "high"), "series[0].values[2]", id="text"),
+    pytest.param(lambda s: {**s, "timezone": "Mars/Olympus"}, "series[0].timezone", id="zone"),
+    pytest.param(lambda s: {**s, "timezone": "+31:00"}, "series[0].timezone", id="offset"),
+    pytest.param(lambda s: {**s, "parameter": "o3"}, "series[0].parameter", id="parameter"),
+    pytest.param(
+        lambda s: {**s, "origin": "2150-01-01T00:00:00Z"}, "series[0].origin", id="origin"
+    ),
+    pytest.param(lambda s: {**s, "sensor_id": -1}, "series[0].sensor_id", id="sensor"),
+    pytest.param(lambda s: {**s, "colour": "red"}, "series[0].colour", id="extra-field"),
+    pytest.param(
+        lambda s: {**s, "covariates": {"pm7": s["covariates"]["pm10"]}},
+        "series[0].covariates.pm7",
+        id="covariate",
+    ),
+    pytest.param(
+        lambda s: {**s, "covariates": {"pm10": {**s["covariates"]["pm10"], "values": [1.0]}}},
+        "series[0].covariates.pm10.values",
+        id="covariate-lengths",
+    ),
+]
+
+
+@pytest.mark.parametrize(("spoil", "field"), BAD_SERIES)
+def test_bad_input_is_422_naming_the_field(session_client, store, spoil, field):
+    response = post(session_client, spoil(valid_series(store)))
+
+    assert response.status_code == 422, response.text
+    assert field in fields(response)
+    assert all("input" not in problem for problem in response.json()["detail"])  # no echo
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        pytest.param(b'{"series": [', "body", id="truncated"),
+        pytest.param(b"not json", "body", id="not-json"),
+        pytest.param(b'{"series": []}', "series", id="no-series"),
+        pytest.param(b"{}", "series", id="no-body-fields"),
+        pytest.param(
+            b'{"series": [{"timestamps": [0], "values": [NaN]}]}', "series[0].values[0]", id="nan"
+        ),
+        pytest.param(b"[1, 2]", "body", id="not-an-object"),
+    ],
+)
+def test_a_malformed_body_is_422(session_client, body, field):
+    response = session_client.post(
+        "/v1/forecast", content=body, headers={**AUTH, "Content-Type": "application/json"}
+    )
+
+    assert response.status_code == 422, response.text
+    assert field in fields(response)
+
+
+@pytest.fixture(scope="module")
+def tight_client(store):
+    """Limits small enough to hit: 2 series, 100 readings a list, 60 kB a body."""
+    settings = settings_for(store.home, max_series=2, max_history_rows=100, max_body_bytes=60_000)
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+def short_series(store) -> dict:
+    series = valid_series(store)
+    keep = slice(-50, None)
+    return {
+        **series,
+        "timestamps": series["timestamps"][keep],
+        "values": series["values"][keep],
+        "covariates": {},
+    }
+
+
+def test_too_many_series_is_413(tight_client, store):
+    response = post(tight_client, *[short_series(store)] * 3)
+
+    assert response.status_code == 413
+    assert fields(response) == ["series"] and "AQ_API_MAX_SERIES" in response.text
+    assert post(tight_client, *[short_series(store)] * 2).status_code == 200
+
+
+def test_too_many_readings_is_413(tight_client, store):
+    series = short_series(store)
+    long = {**series, "timestamps": series["timestamps"] * 3, "values": series["values"] * 3}
+    covariate = {"pm10": {"timestamps": long["timestamps"], "values": long["values"]}}
+
+    for spoiled, field in [
+        (long, "series[0].timestamps"),
+        ({**series, "covariates": covariate}, "series[0].covariates.pm10.timestamps"),
+    ]:
+        response = post(tight_client, spoiled)
+
+        assert response.status_code == 413
+        assert fields(response) == [field] and "AQ_API_MAX_HISTORY_ROWS" in response.text
+
+
+def test_too_large_a_body_is_413_declared_or_streamed(tight_client, store):
+    body = json.dumps({"series": [valid_series(store)]}).encode()
+    assert len(body) > 60_000
+
+    declared = tight_client.post("/v1/forecast", content=body, headers=AUTH)
+    streamed = tight_client.post(
+        "/v1/forecast", content=iter([body[:40_000], body[40_000:]]), headers=AUTH
+    )
+
+    for response in (declared, streamed):
+        assert response.status_code == 413
+        assert "AQ_API_MAX_BODY_BYTES" in response.text
+
+
+def test_without_a_snapshot_sensor_forecasts_are_503_and_histories_still_work(store, tmp_path):
+    settings = settings_for(store.home, online_features=str(tmp_path / "none.parquet"))
+
+    with TestClient(create_app(settings)) as client:
+        missing = client.get(f"/v1/sensors/{store.spec.sensors[0]}/forecast", headers=AUTH)
+        history = post(client, short_series(store))
+
+    assert missing.status_code == 503 and "online_features" in missing.json()["detail"]
+    assert history.status_code == 200
