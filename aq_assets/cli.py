@@ -191,8 +191,10 @@ def backfill(
     return run_ids
 
 
-def train(instance: DagsterInstance, defs: Definitions) -> None:
-    """Run `train_job`; a model refused by the gate is reported, not an error of `aq`."""
+def train(instance: DagsterInstance, defs: Definitions) -> bool:
+    """Run `train_job`; a model refused by the gate is reported, not an error of `aq`.
+    Returns whether a champion holds the alias afterwards."""
+    has_champion = False
     result = defs.get_job_def("train_job").execute_in_process(
         instance=instance, run_config=QUIET_LOGS, raise_on_error=False
     )
@@ -209,12 +211,43 @@ def train(instance: DagsterInstance, defs: Definitions) -> None:
             )
         if "decision" in metadata:
             print(f"champion_model: {metadata['decision'].value}")
+            has_champion = metadata["champion_version"].value != "none"
     for check in result.get_asset_check_evaluations():
         if not check.passed:
             print(f"{check.check_name} failed: {check.metadata['reasons'].value}")
     if not result.success and not result.get_asset_check_evaluations():
         failure = next((e.message for e in result.all_events if e.is_failure), "")
         raise SystemExit(f"aq: training failed (run {result.run_id}).\n{failure}")
+    return has_champion
+
+
+def score(instance: DagsterInstance, defs: Definitions, day: dt.date) -> None:
+    """Forecast and watch `day` with the champion and refresh the service's snapshot: what
+    the automation does for every new day, done here for the last day `aq up` ingested
+    (declarative automation acts only on days that arrive after it starts)."""
+    from dagster import AssetKey
+
+    job = defs.resolve_implicit_global_asset_job_def()
+    for keys, partition in (
+        (["predictions", "drift_report"], str(day)),
+        (["online_features"], None),
+    ):
+        result = job.execute_in_process(
+            instance=instance,
+            asset_selection=[AssetKey(k) for k in keys],
+            partition_key=partition,
+            run_config=QUIET_LOGS,
+            raise_on_error=False,
+        )
+        if not result.success:
+            failure = next((e.message for e in result.all_events if e.is_failure), "")
+            raise SystemExit(f"aq: {', '.join(keys)} failed (run {result.run_id}).\n{failure}")
+        for event in result.get_asset_materialization_events():
+            metadata = event.materialization.metadata
+            if "share_drifted" in metadata:
+                share = metadata["share_drifted"].value
+                print(f"drift_report {day}: share of drifted features {share:.2f}")
+    print(f"predictions for {day} and the online_features snapshot are written.")
 
 
 def _rows_written(result: Any) -> int:
@@ -302,8 +335,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         discover(instance, defs)
         yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
         backfill(instance, defs, yesterday - dt.timedelta(days=args.days - 1), yesterday)
-        if not args.no_train:
-            train(instance, defs)
+        if not args.no_train and train(instance, defs):
+            score(instance, defs, yesterday)
         if not args.no_ui:
             command = [
                 "dagster",

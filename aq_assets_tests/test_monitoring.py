@@ -8,6 +8,9 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 from dagster import (
+    AssetCheckResult,
+    AssetCheckSpec,
+    Definitions,
     MaterializeResult,
     asset,
     build_schedule_context,
@@ -17,7 +20,11 @@ from dagster import (
 
 from aq_assets.ingest.automation import ingest_latest_days
 from aq_assets.monitoring.alerts import Alerter
-from aq_assets.monitoring.automation import RetrainPolicy, retrain_on_drift
+from aq_assets.monitoring.automation import (
+    RetrainPolicy,
+    alert_on_failed_checks,
+    retrain_on_drift,
+)
 from aq_assets.partitions import day_partitions
 from aq_assets_tests.drift_scenario import Scenario
 
@@ -127,3 +134,44 @@ def test_alerts_post_slack_json_to_the_webhook_or_log(webhook, caplog):
 @asset
 def _noop() -> None:
     return None
+
+
+@asset(
+    partitions_def=day_partitions,
+    config_schema={"passed": bool},
+    check_specs=[AssetCheckSpec("in_range", asset="level")],
+)
+def level(context) -> MaterializeResult:
+    passed = context.op_execution_context.op_config["passed"]
+    return MaterializeResult(check_results=[AssetCheckResult(passed=passed)])
+
+
+def alert_tick(instance, cursor, caplog):
+    caplog.clear()
+    defs = Definitions(assets=[level])
+    with build_sensor_context(
+        instance=instance, cursor=cursor, resources={"alerter": Alerter()}, definitions=defs
+    ) as context:
+        alert_on_failed_checks(context)
+        alerts = [r.getMessage() for r in caplog.records if r.name == "aq.alerts"]
+        return context.cursor, alerts
+
+
+def test_each_failed_check_alerts_once_on_the_local_sqlite_instance(instance, caplog):
+    def check_run(day: str, passed: bool) -> None:
+        config = {"ops": {"level": {"config": {"passed": passed}}}}
+        materialize([level], partition_key=day, instance=instance, run_config=config)
+
+    check_run("2025-06-09", True)
+    check_run("2025-06-10", False)
+    cursor, alerts = alert_tick(instance, None, caplog)
+    assert len(alerts) == 1
+    assert "in_range on level failed" in alerts[0] and "2025-06-10" in alerts[0]
+
+    cursor, alerts = alert_tick(instance, cursor, caplog)
+    assert alerts == []  # nothing new: nothing sent twice
+
+    check_run("2025-06-11", False)
+    check_run("2025-06-12", True)
+    _, alerts = alert_tick(instance, cursor, caplog)
+    assert len(alerts) == 1 and "2025-06-11" in alerts[0]

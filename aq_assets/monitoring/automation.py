@@ -1,15 +1,15 @@
 """Closing the loop: retrain once per failed drift evaluation, and raise alerts."""
 
 import datetime as dt
+import json
+import time
 
 from dagster import (
     AssetCheckEvaluation,
     AssetKey,
     ConfigurableResource,
-    DagsterEventType,
     DagsterRunStatus,
     DefaultSensorStatus,
-    EventRecordsFilter,
     RunFailureSensorContext,
     RunRequest,
     RunsFilter,
@@ -24,6 +24,7 @@ from aq_assets.model.jobs import train_job
 from aq_assets.monitoring.alerts import Alerter
 
 DRIFT_TRIGGER_TAG = "aq/trigger"
+_PLANNED_CHECK_EXPIRY_S = 24 * 3600
 _ACTIVE = [
     DagsterRunStatus.QUEUED,
     DagsterRunStatus.NOT_STARTED,
@@ -107,22 +108,39 @@ def alert_on_run_failure(context: RunFailureSensorContext, alerter: Alerter) -> 
     description="Alerts on every failed asset check.",
 )
 def alert_on_failed_checks(context: SensorEvaluationContext, alerter: Alerter):
-    records = context.instance.get_event_records(
-        EventRecordsFilter(
-            event_type=DagsterEventType.ASSET_CHECK_EVALUATION,
-            after_cursor=int(context.cursor) if context.cursor else None,
-        ),
-        ascending=True,
-        limit=500,
+    # Check executions live in one index table on every storage (the sqlite event log is
+    # sharded per run, so a cross-run event query with a plain cursor is refused there).
+    # The cursor is the id below which every execution has been seen resolved; executions
+    # above it that were already alerted are remembered so none is sent twice.
+    seen = json.loads(context.cursor) if context.cursor else {}
+    below: int = seen.get("below", 0)
+    sent: set[int] = set(seen.get("sent", []))
+    storage = context.instance.event_log_storage
+    pending: list[int] = []
+    newest = below
+    assert context.repository_def, "the sensor runs inside its code location"
+    for check_key in sorted(context.repository_def.asset_graph.asset_check_keys, key=str):
+        for record in storage.get_asset_check_execution_history(check_key, limit=200):
+            if record.id <= below:
+                break
+            newest = max(newest, record.id)
+            event = record.event.dagster_event if record.event else None
+            evaluation = event.event_specific_data if event else None
+            if not isinstance(evaluation, AssetCheckEvaluation):
+                # Planned, not yet evaluated; one planned for a day belongs to a dead run.
+                if record.create_timestamp > time.time() - _PLANNED_CHECK_EXPIRY_S:
+                    pending.append(record.id)
+            elif not evaluation.passed and record.id not in sent:
+                sent.add(record.id)
+                run = context.instance.get_run_by_id(record.run_id)
+                partition = record.partition or (run.tags.get("dagster/partition") if run else None)
+                alerter.send(
+                    f"aq: check {check_key.name} on {check_key.asset_key.to_user_string()} failed"
+                    f" ({evaluation.severity.value}){f' for {partition}' if partition else ''}"
+                    f" in run {record.run_id}."
+                )
+    below = min(pending) - 1 if pending else newest
+    context.update_cursor(
+        json.dumps({"below": below, "sent": sorted(i for i in sent if i > below)})
     )
-    for record in records:
-        event = record.event_log_entry.dagster_event
-        evaluation = event.event_specific_data if event else None
-        if isinstance(evaluation, AssetCheckEvaluation) and not evaluation.passed:
-            alerter.send(
-                f"aq: check {evaluation.check_name} on {evaluation.asset_key.to_user_string()} failed "
-                f"({evaluation.severity.value}) in run {record.event_log_entry.run_id}."
-            )
-    if records:
-        context.update_cursor(str(records[-1].storage_id))
-    return SkipReason("Alerts sent for failed checks." if records else "No new check evaluation.")
+    return SkipReason("Checked for failed asset checks; alerts are sent, not runs.")
