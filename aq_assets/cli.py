@@ -144,18 +144,19 @@ def backfill(
     out: Any = None,
 ) -> list[str]:
     """Ingest days × sensors in few large runs, with a progress line; returns the run ids."""
+    from aq_assets import partitions
     from aq_assets.ingest.assets import MAX_PARTITIONS_PER_RUN
-    from aq_assets.partitions import START_DATE
 
-    yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+    newest = partitions.last_day()
     if (
-        first_day < dt.date.fromisoformat(START_DATE)
-        or last_day > yesterday
+        first_day < dt.date.fromisoformat(partitions.START_DATE)
+        or last_day > newest
         or first_day > last_day
     ):
         raise SystemExit(
             f"aq: days {first_day}..{last_day} are outside the day partitions "
-            f"{START_DATE}..{yesterday}; set AQ_START_DATE to reach earlier days."
+            f"{partitions.START_DATE}..{newest}; set AQ_START_DATE to reach earlier days"
+            " (AQ_END_DATE, when set, ends them)."
         )
     registered = instance.get_dynamic_partitions("sensor")
     if not registered:
@@ -289,7 +290,9 @@ def _date(text: str) -> dt.date:
 
 
 def _day_range(args: argparse.Namespace) -> tuple[dt.date, dt.date]:
-    yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+    from aq_assets.partitions import last_day
+
+    yesterday = last_day()
     if args.start or args.end:
         return args.start or args.end, args.end or yesterday
     return yesterday - dt.timedelta(days=args.days - 1), yesterday
@@ -333,7 +336,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         backfill(instance, defs, first, last, sensors, args.max_partitions_per_run)
     elif args.command == "up":
         discover(instance, defs)
-        yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+        from aq_assets.partitions import last_day
+
+        yesterday = last_day()
         backfill(instance, defs, yesterday - dt.timedelta(days=args.days - 1), yesterday)
         if not args.no_train and train(instance, defs):
             score(instance, defs, yesterday)

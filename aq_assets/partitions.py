@@ -20,13 +20,25 @@ from aq_assets.settings import env_value
 # The first day a user can ingest; read when the code location loads (partition sets are
 # static). Set AQ_START_DATE=2020-12-01 to reach the Mexico City archive data.
 START_DATE = env_value("AQ_START_DATE", "2025-01-01")
+# The day after the last partition; unset, a new day partition appears every midnight UTC.
+# Set it to replay a past period as if it were live: the automation then treats the day
+# before it as the newest (AQ_END_DATE=2025-06-11 makes 2025-06-10 "yesterday").
+END_DATE = env_value("AQ_END_DATE", "") or None
 
 DAY = "day"
 SENSOR = "sensor"
 
-day_partitions = DailyPartitionsDefinition(start_date=START_DATE, timezone="UTC")
+day_partitions = DailyPartitionsDefinition(start_date=START_DATE, end_date=END_DATE, timezone="UTC")
 sensor_partitions = DynamicPartitionsDefinition(name=SENSOR)
 reading_partitions = MultiPartitionsDefinition({DAY: day_partitions, SENSOR: sensor_partitions})
+
+
+def last_day() -> dt.date:
+    """The newest complete day partition: yesterday (UTC), or the day before AQ_END_DATE."""
+    yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+    if END_DATE is None:
+        return yesterday
+    return min(yesterday, dt.date.fromisoformat(END_DATE) - dt.timedelta(days=1))
 
 
 def reading_key(day: dt.date | str, sensor_id: int | str) -> str:

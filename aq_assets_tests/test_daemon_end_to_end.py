@@ -35,9 +35,13 @@ def run_aq(*args: str, env: dict[str, str]) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
 
 
+# A fixed calendar (AQ_END_DATE), so the data, the model and the drift verdicts are the same
+# on every run, whatever today is: the simulated world's days are deterministic.
+DRIFT_DAY = dt.date(2025, 6, 10)
+
+
 @pytest.fixture
-def homes(tmp_path, monkeypatch):
-    yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+def env(tmp_path):
     env = {
         **os.environ,
         "AQ_HOME": str(tmp_path / "aq"),
@@ -47,7 +51,7 @@ def homes(tmp_path, monkeypatch):
         "OMP_NUM_THREADS": "1",
     }
     env.pop("AQ_SIM_DRIFT", None)
-    return env, yesterday
+    return env
 
 
 def wait_for(what: str, condition, deadline: float):
@@ -59,6 +63,22 @@ def wait_for(what: str, condition, deadline: float):
     raise AssertionError(f"Timed out waiting for {what}")
 
 
+def _materializations(env: dict[str, str], asset: str) -> list:
+    with DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        return list(instance.fetch_materializations(AssetKey(asset), limit=10).records)
+
+
+def drift_verdict(instance: DagsterInstance):
+    """The latest execution of the drift check and its evaluation (None while it runs)."""
+    key = AssetCheckKey(AssetKey("drift_report"), "no_significant_drift")
+    record = instance.event_log_storage.get_latest_asset_check_execution_by_key([key]).get(key)
+    if record is None or record.event is None:
+        return record, None
+    evaluation = record.event.dagster_event.event_specific_data
+    # While the check runs its latest record is the planned event, with no verdict yet.
+    return record, evaluation if isinstance(evaluation, AssetCheckEvaluation) else None
+
+
 def ticked(instance: DagsterInstance, sensor_name: str = "aq_automation") -> bool:
     """Whether the daemon has finished one evaluation of the sensor."""
     for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
@@ -68,22 +88,25 @@ def ticked(instance: DagsterInstance, sensor_name: str = "aq_automation") -> boo
     return False
 
 
-def test_drift_under_the_daemon_moves_the_champion(homes):
-    env, yesterday = homes
-    run_aq("discover", env=env)
-    run_aq(
-        "backfill",
-        "--start",
-        str(yesterday - dt.timedelta(days=75)),
-        "--end",
-        str(yesterday - dt.timedelta(days=1)),
-        env=env,
-    )
-    run_aq("train", env=env)
+def test_drift_under_the_daemon_moves_the_champion(env):
+    # The main job without the UI, the day before the drift being "yesterday": discover,
+    # ingest 75 days, train, forecast and check that day, write the service's snapshot.
+    before = {**env, "AQ_END_DATE": str(DRIFT_DAY)}
+    run_aq("up", "--no-ui", "--days", "75", env=before)
+    scored = [r.partition_key for r in _materializations(env, "drift_report")]
+    assert scored == [str(DRIFT_DAY - dt.timedelta(days=1))]
     tracking = MLflowTracking(aq_home=env["AQ_HOME"])
     assert tracking.champion_version() == 1
+    with DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        _, stable = drift_verdict(instance)
+        assert stable is not None and stable.passed, "no drift alarm on stable data"
 
-    drifted = {**env, "AQ_SIM_DRIFT": f"level_shift@{yesterday}"}
+    # A day later, the daemon runs and the drift day arrives with pm25 doubled.
+    drifted = {
+        **env,
+        "AQ_END_DATE": str(DRIFT_DAY + dt.timedelta(days=1)),
+        "AQ_SIM_DRIFT": f"level_shift@{DRIFT_DAY}",
+    }
     daemon = subprocess.Popen(
         [str(BIN / "dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")],
         env=drifted,
@@ -96,25 +119,14 @@ def test_drift_under_the_daemon_moves_the_champion(homes):
         os.environ["DAGSTER_HOME"] = env["DAGSTER_HOME"]
         instance = DagsterInstance.get()
         deadline = time.monotonic() + DEADLINE_S
-        # Declarative automation only acts on what changes after its first evaluation (a day
-        # already ingested then is history, not news): the new day must arrive after that tick.
+        # Declarative automation acts only on what changes after its first evaluation (what
+        # was there before is history, not news): the new readings must land after that tick.
         wait_for("the automation sensor's first tick", lambda: ticked(instance), deadline)
-        run_aq("backfill", "--start", str(yesterday), "--end", str(yesterday), env=drifted)
-        check_key = AssetCheckKey(AssetKey("drift_report"), "no_significant_drift")
+        run_aq("backfill", "--start", str(DRIFT_DAY), "--end", str(DRIFT_DAY), env=drifted)
 
         def failed_check():
-            record = instance.event_log_storage.get_latest_asset_check_execution_by_key(
-                [check_key]
-            ).get(check_key)
-            if record is None or record.event is None:
-                return None
-            evaluation = record.event.dagster_event.event_specific_data
-            # While the check runs its latest record is the planned event, with no verdict yet.
-            return (
-                record
-                if isinstance(evaluation, AssetCheckEvaluation) and not evaluation.passed
-                else None
-            )
+            record, evaluation = drift_verdict(instance)
+            return record if evaluation is not None and not evaluation.passed else None
 
         failed = wait_for("the drift check to fail", failed_check, deadline)
         failed_at = failed.event.timestamp
@@ -124,7 +136,7 @@ def test_drift_under_the_daemon_moves_the_champion(homes):
             lambda: instance.get_runs(RunsFilter(tags={"aq/trigger": "drift"}), limit=1),
             deadline,
         )[0]
-        assert retrain.tags["aq/drift_day"] == str(yesterday)
+        assert retrain.tags["aq/drift_day"] == str(DRIFT_DAY)
         assert retrain.job_name == "train_job"
 
         wait_for("the champion alias to move", lambda: tracking.champion_version() == 2, deadline)
