@@ -5,6 +5,7 @@ predict every series of a request in one booster call, and encode the answer."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import math
 import warnings
@@ -77,7 +78,7 @@ def histories(request: ForecastRequest, model: LoadedModel, settings: Settings) 
             "(AQ_API_MAX_SERIES)",
             "too_many_series",
         )
-    out = []
+    parts: list[tuple[str, Readings, str]] = []  # (JSON path, readings, their parameter)
     for i, series in enumerate(request.series):
         at = f"series[{i}]"
         if series.parameter is not None and series.parameter != spec.parameter:
@@ -91,8 +92,7 @@ def histories(request: ForecastRequest, model: LoadedModel, settings: Settings) 
             check_timezone(series.timezone)
         except ValueError as exc:
             raise ApiError(422, f"{at}.timezone", str(exc), "value_error") from None
-        target = _cleaned(series, at, spec.parameter, settings)
-        covariates = {}
+        parts.append((at, series, spec.parameter))
         for name, readings in series.covariates.items():
             if name not in spec.covariates:
                 raise ApiError(
@@ -101,18 +101,29 @@ def histories(request: ForecastRequest, model: LoadedModel, settings: Settings) 
                     f"not a co-located parameter the model reads; it reads {list(spec.covariates)}",
                     "value_error",
                 )
-            covariates[name] = _cleaned(readings, f"{at}.covariates.{name}", name, settings)
+            parts.append((f"{at}.covariates.{name}", readings, name))
+    for at, readings, _ in parts:
+        _check_shape(readings, at, settings)
+    seconds = _all_seconds([(f"{at}.timestamps", readings.timestamps) for at, readings, _ in parts])
+    cleaned = iter(
+        _cleaned(readings, parameter, stamps)
+        for (_, readings, parameter), stamps in zip(parts, seconds, strict=True)
+    )
+    out = []
+    for i, series in enumerate(request.series):
+        target = next(cleaned)
+        covariates = {name: next(cleaned) for name in series.covariates}
         if spec.parameter in covariates:  # the location's mean includes the target sensor
             covariates[spec.parameter] = location_mean([target, covariates[spec.parameter]])
         origin = None
         if series.origin is not None:
-            seconds = _seconds([series.origin], f"{at}.origin", indexed=False)
-            origin = int(seconds[0] // SECONDS_PER_HOUR)
+            origin_seconds = _seconds([series.origin], f"series[{i}].origin", indexed=False)
+            origin = int(origin_seconds[0] // SECONDS_PER_HOUR)
         out.append(History(series.sensor_id, target, covariates, series.timezone, origin))
     return out
 
 
-def _cleaned(readings: Readings, at: str, parameter: str, settings: Settings) -> HourlySeries:
+def _check_shape(readings: Readings, at: str, settings: Settings) -> None:
     n = len(readings.timestamps)
     if n > settings.max_history_rows:
         raise ApiError(
@@ -129,10 +140,24 @@ def _cleaned(readings: Readings, at: str, parameter: str, settings: Settings) ->
             f"{len(readings.values)} values for {n} timestamps; they go in pairs",
             "value_error",
         )
-    seconds = _seconds(readings.timestamps, f"{at}.timestamps")
+
+
+def _cleaned(readings: Readings, parameter: str, seconds: np.ndarray) -> HourlySeries:
     values = np.array(readings.values, dtype=np.float64)  # None becomes NaN: no reading
     units = readings.units or DEFAULT_UNITS.get(parameter, "")
     return clean_series(seconds, values, parameter, units)
+
+
+def _all_seconds(lists: list[tuple[str, list[str | int]]]) -> list[np.ndarray]:
+    """`_seconds` of each list; the usual request (every stamp ISO 8601 in UTC) is parsed in
+    one pass over all of them, anything else list by list, which names a bad value."""
+    flat = list(itertools.chain.from_iterable(stamps for _, stamps in lists))
+    parsed = _utc_iso_seconds(flat)
+    if parsed is not None:
+        seconds = parsed.astype(np.int64)
+        if not ((seconds < FIRST_SECOND) | (seconds >= LAST_SECOND)).any():
+            return np.split(seconds, np.cumsum([len(stamps) for _, stamps in lists])[:-1])
+    return [_seconds(stamps, at) for at, stamps in lists]
 
 
 def _seconds(stamps: list[str | int], at: str, indexed: bool = True) -> np.ndarray:
@@ -163,12 +188,77 @@ def _seconds(stamps: list[str | int], at: str, indexed: bool = True) -> np.ndarr
 
 
 def _parse(stamps: list[str | int]) -> np.ndarray:
+    fast = _utc_iso_seconds(stamps)
+    if fast is not None:
+        return fast
     if all(type(s) is str for s in stamps):
         # A trailing Z is UTC, what numpy assumes anyway; left on, numpy warns per value.
         return np.strings.rstrip(np.array(stamps, dtype=str), "Z").astype("datetime64[s]")
     if all(type(s) is int for s in stamps):
         return np.array(stamps, dtype=np.int64).astype("datetime64[s]")
     return np.array([np.datetime64(s, "s") for s in stamps], dtype="datetime64[s]")
+
+
+def _iso_bounds(width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The lowest and highest byte allowed at each position of "YYYY-MM-DDTHH:MM:SS", with a
+    "Z" when `width` is 20, and a newline."""
+    template = "0000-00-00T00:00:00Z"[:width] + "\n"
+    low = np.frombuffer(template.encode(), dtype=np.uint8).copy()
+    high = low.copy()
+    high[[i for i, c in enumerate(template) if c == "0"]] = ord("9")
+    return low, high
+
+
+_ISO_BOUNDS = {width: _iso_bounds(width) for width in (20, 19)}
+# The two digits of each pair: (centuries, years, month, day, hour, minute, second).
+_TENS = np.array([0, 2, 5, 8, 11, 14, 17])
+_ONES = _TENS + 1
+_DAYS_BEFORE_MONTH = np.array([0, 0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334, 365])
+_DAYS_IN_MONTH = np.array([31, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31, 31])
+
+
+def _utc_iso_seconds(stamps: list[str | int]) -> np.ndarray | None:
+    """datetime64[s] of timestamps that are all "YYYY-MM-DDTHH:MM:SSZ" or all without the Z
+    (what clients and our own snapshot send), read from their bytes in a few array
+    operations: numpy's general parser costs ~0.25 µs a value, most of a request with a
+    month of history. None when any stamp has another form: the general path decides."""
+    n = len(stamps)
+    try:
+        joined = "\n".join(stamps).encode("ascii")  # type: ignore[arg-type]
+    except (TypeError, UnicodeEncodeError):  # ints, or not ASCII
+        return None
+    width = next((w for w in (20, 19) if n and len(joined) == n * (w + 1) - 1), None)
+    if width is None:
+        return None
+    low, high = _ISO_BOUNDS[width]
+    rows = np.frombuffer(joined + b"\n", dtype=np.uint8).reshape(n, width + 1)
+    # Every byte is what its position allows, so the newlines are exactly those the join
+    # put between the stamps: the rows are the stamps.
+    if not ((rows >= low) & (rows <= high)).all():
+        return None
+    pairs = rows[:, _TENS].astype(np.int64) * 10 + rows[:, _ONES] - 11 * ord("0")
+    year = pairs[:, 0] * 100 + pairs[:, 1]
+    month, day, hour, minute, second = pairs[:, 2:].T
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    month_days = _DAYS_IN_MONTH[np.clip(month, 0, 13)] - ((month == 2) & ~leap)
+    if not (
+        ((month >= 1) & (month <= 12) & (day >= 1) & (day <= month_days)).all()
+        and ((hour < 24) & (minute < 60) & (second < 60)).all()
+    ):
+        return None  # the general path names the bad value
+    # Days since 1970-01-01 of the proleptic Gregorian date.
+    before = year - 1
+    days = (
+        365 * (year - 1970)
+        + (before // 4 - before // 100 + before // 400)
+        - (1969 // 4 - 1969 // 100 + 1969 // 400)
+        + _DAYS_BEFORE_MONTH[np.clip(month, 0, 13)]
+        + ((month > 2) & leap)
+        + day
+        - 1
+    )
+    seconds = days * 86400 + hour * 3600 + minute * 60 + second
+    return seconds.astype("datetime64[s]")
 
 
 def _first_unreadable(stamps: list[str | int]) -> int:
