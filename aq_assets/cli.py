@@ -320,6 +320,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     # One absolute AQ_HOME for this process and the UI it may start, wherever they run from.
     os.environ["AQ_HOME"] = str(Path(os.environ.get("AQ_HOME") or ".aq").resolve())
+    # mlflow draws a progress bar per artifact download, a screenful per training.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     instance = open_instance()
     defs = load_definitions()
     if args.command == "discover":
