@@ -10,6 +10,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import anyio
 import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         service = ServingState(resolved, metrics)
         app.state.settings = resolved
         app.state.service = service
+        service.batch_limiter = anyio.CapacityLimiter(1)
         await anyio.to_thread.run_sync(service.refresh)
         poller = asyncio.create_task(service.poll()) if resolved.poll_seconds > 0 else None
         try:

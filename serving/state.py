@@ -10,6 +10,8 @@ import logging
 import threading
 from dataclasses import dataclass
 
+import anyio
+
 from serving.champion import LoadedModel, Registry
 from serving.forecasting import SensorAnswers
 from serving.metrics import ServiceMetrics
@@ -43,6 +45,9 @@ class ServingState:
         self.waiting_for: str | None = "the first check of the registry"
         self.checked_at: dt.datetime | None = None
         self.sensor_answers = SensorAnswers()
+        # Set by the lifespan (it needs the event loop): batches computed one at a time per
+        # process; concurrent ones in threads only take turns on the GIL, slower for each.
+        self.batch_limiter: anyio.CapacityLimiter | None = None
         self._refreshing = threading.Lock()
 
     def refresh(self) -> None:

@@ -23,7 +23,8 @@ from serving.schemas import (
 router = APIRouter(tags=["forecasts"])
 
 # Up to this many series are answered on the event loop (well under a millisecond each);
-# bigger batches go to a worker thread so they never hold up small requests.
+# bigger batches go to a worker thread, one batch at a time, so they never hold up small
+# requests and never slow each other down.
 INLINE_SERIES = 4
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "Missing or wrong bearer token."},
@@ -66,7 +67,7 @@ async def forecast(request: Request, model: ModelDep, service: AuthorizedDep) ->
     if len(body.series) <= INLINE_SERIES:
         content = answer()
     else:
-        content = await anyio.to_thread.run_sync(answer)
+        content = await anyio.to_thread.run_sync(answer, limiter=service.batch_limiter)
     service.metrics.series.labels("history").inc(len(body.series))
     return json_response(content)
 
