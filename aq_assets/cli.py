@@ -303,7 +303,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="discover sensors, ingest the last days, start the Dagster UI")
     up.add_argument("--days", type=int, default=60, help="days to ingest (default 60)")
-    up.add_argument("--no-train", action="store_true", help="ingest only, train no model")
+    up.add_argument(
+        "--no-train", action="store_true", help="ingest only: no training, no forecasts"
+    )
     up.add_argument("--port", type=int, default=3000, help="Dagster UI port (default 3000)")
     up.add_argument("--no-ui", action="store_true", help="stop after ingesting")
     sub.add_parser("discover", help="materialize sensor_catalog and register new sensors")
