@@ -180,7 +180,7 @@ def backfill(
         )
         run_ids.append(result.run_id)
         if not result.success:
-            failure = next((e.message for e in result.all_events if e.is_failure), "")
+            failure = _first_failure(result)
             raise SystemExit(
                 f"aq: run {index}/{len(chunks)} ({result.run_id}) for {chunk.first_day}..{chunk.last_day} "
                 f"× {len(chunk.sensors)} sensor(s) failed; earlier runs are kept.\n{failure}"
@@ -217,7 +217,7 @@ def train(instance: DagsterInstance, defs: Definitions) -> bool:
         if not check.passed:
             print(f"{check.check_name} failed: {check.metadata['reasons'].value}")
     if not result.success and not result.get_asset_check_evaluations():
-        failure = next((e.message for e in result.all_events if e.is_failure), "")
+        failure = _first_failure(result)
         raise SystemExit(f"aq: training failed (run {result.run_id}).\n{failure}")
     return has_champion
 
@@ -241,7 +241,7 @@ def score(instance: DagsterInstance, defs: Definitions, day: dt.date) -> None:
             raise_on_error=False,
         )
         if not result.success:
-            failure = next((e.message for e in result.all_events if e.is_failure), "")
+            failure = _first_failure(result)
             raise SystemExit(f"aq: {', '.join(keys)} failed (run {result.run_id}).\n{failure}")
         for event in result.get_asset_materialization_events():
             metadata = event.materialization.metadata
@@ -249,6 +249,11 @@ def score(instance: DagsterInstance, defs: Definitions, day: dt.date) -> None:
                 share = metadata["share_drifted"].value
                 print(f"drift_report {day}: share of drifted features {share:.2f}")
     print(f"predictions for {day} and the online_features snapshot are written.")
+
+
+def _first_failure(result: Any) -> str:
+    """The message of a run result's first failure event, or ""."""
+    return next((e.message for e in result.all_events if e.is_failure), "")
 
 
 def _rows_written(result: Any) -> int:

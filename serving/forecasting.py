@@ -213,7 +213,9 @@ _ISO_BOUNDS = {width: _iso_bounds(width) for width in (20, 19)}
 # The two digits of each pair: (centuries, years, month, day, hour, minute, second).
 _TENS = np.array([0, 2, 5, 8, 11, 14, 17])
 _ONES = _TENS + 1
-_DAYS_BEFORE_MONTH = np.array([0, 0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334, 365])
+# By month number (index 0 unused); months outside 1..12 are refused before the lookup of
+# days before the month, and clipped into 0..13 for the check itself.
+_DAYS_BEFORE_MONTH = np.array([0, 0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334])
 _DAYS_IN_MONTH = np.array([31, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31, 31])
 
 
@@ -252,7 +254,7 @@ def _utc_iso_seconds(stamps: list[str | int]) -> np.ndarray | None:
         365 * (year - 1970)
         + (before // 4 - before // 100 + before // 400)
         - (1969 // 4 - 1969 // 100 + 1969 // 400)
-        + _DAYS_BEFORE_MONTH[np.clip(month, 0, 13)]
+        + _DAYS_BEFORE_MONTH[month]
         + ((month > 2) & leap)
         + day
         - 1
