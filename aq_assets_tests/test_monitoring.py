@@ -162,9 +162,13 @@ def test_each_failed_check_alerts_once_on_the_local_sqlite_instance(instance, ca
         config = {"ops": {"level": {"config": {"passed": passed}}}}
         materialize([level], partition_key=day, instance=instance, run_config=config)
 
+    check_run("2025-06-08", False)  # before the sensor starts: history, not alerted
+    cursor, alerts = alert_tick(instance, None, caplog)
+    assert alerts == []
+
     check_run("2025-06-09", True)
     check_run("2025-06-10", False)
-    cursor, alerts = alert_tick(instance, None, caplog)
+    cursor, alerts = alert_tick(instance, cursor, caplog)
     assert len(alerts) == 1
     assert "in_range on level failed" in alerts[0] and "2025-06-10" in alerts[0]
 

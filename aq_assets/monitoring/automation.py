@@ -112,14 +112,22 @@ def alert_on_failed_checks(context: SensorEvaluationContext, alerter: Alerter):
     # sharded per run, so a cross-run event query with a plain cursor is refused there).
     # The cursor is the id below which every execution has been seen resolved; executions
     # above it that were already alerted are remembered so none is sent twice.
-    seen = json.loads(context.cursor) if context.cursor else {}
-    below: int = seen.get("below", 0)
-    sent: set[int] = set(seen.get("sent", []))
     storage = context.instance.event_log_storage
+    assert context.repository_def, "the sensor runs inside its code location"
+    check_keys = sorted(context.repository_def.asset_graph.asset_check_keys, key=str)
+    if not context.cursor:
+        # Like Dagster's run status sensors, start from now: history is not news, and a
+        # first start after a backfill must not replay every old failure to the webhook.
+        latest = (storage.get_asset_check_execution_history(key, limit=1) for key in check_keys)
+        start = max((records[0].id for records in latest if records), default=0)
+        context.update_cursor(json.dumps({"below": start, "sent": []}))
+        return SkipReason("Started: alerts on checks that fail from now on.")
+    seen = json.loads(context.cursor)
+    below: int = seen["below"]
+    sent: set[int] = set(seen["sent"])
     pending: list[int] = []
     newest = below
-    assert context.repository_def, "the sensor runs inside its code location"
-    for check_key in sorted(context.repository_def.asset_graph.asset_check_keys, key=str):
+    for check_key in check_keys:
         for record in storage.get_asset_check_execution_history(check_key, limit=200):
             if record.id <= below:
                 break
