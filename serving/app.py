@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from serving.forecasting import ApiError
 from serving.metrics import MetricsMiddleware, ServiceMetrics
 from serving.routers import forecast, health, model
-from serving.schemas import ForecastRequest
+from serving.schemas import forecast_request_schemas
 from serving.settings import Settings, get_settings
 from serving.state import ServingState
 
@@ -86,10 +86,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         routes=app.routes,
     )
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
-    body = ForecastRequest.model_json_schema(ref_template="#/components/schemas/{model}")
-    for name, schema in body.pop("$defs", {}).items():
-        schemas.setdefault(name, schema)
-    schemas["ForecastRequest"] = body
+    schemas.update(forecast_request_schemas(ref_template="#/components/schemas/{name}"))
     app.openapi_schema = document
     return document
 
@@ -173,12 +170,6 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     for error in list(exc.errors())[:MAX_REPORTED_PROBLEMS]:
         loc = list(error.get("loc", ()))
         msg = str(error.get("msg", "invalid"))
-        if error.get("type") == "json_invalid":
-            reason = (error.get("ctx") or {}).get("error") or msg
-            problems.append(
-                {"field": "body", "msg": f"Invalid JSON: {reason}", "type": "json_invalid"}
-            )
-            continue
         problems.append({"field": _path(loc), "msg": msg, "type": str(error.get("type"))})
     return JSONResponse({"detail": problems}, status_code=422)
 

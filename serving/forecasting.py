@@ -8,23 +8,27 @@ import datetime as dt
 import itertools
 import json
 import math
+import re
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from aq_assets.ml.cleaning import PLAUSIBLE_RANGES
 from aq_assets.ml.online import (
     HourlySeries,
+    Origin,
+    RawSeries,
     check_timezone,
-    clean_series,
+    clean_many,
     location_mean,
-    origin_features,
+    origin_feature_rows,
 )
 from serving.champion import LoadedModel
-from serving.schemas import ForecastRequest, Readings
+from serving.schemas import READ_FORECAST_REQUEST, ForecastRequest, Readings
 from serving.settings import Settings
 from serving.snapshot import OnlineSnapshot
 
@@ -58,13 +62,76 @@ class ApiError(Exception):
 
 @dataclass(frozen=True)
 class History:
-    """One series, cleaned, ready for `origin_features`."""
+    """One series, cleaned, ready for `origin_feature_rows`."""
 
     sensor_id: int | None
     target: HourlySeries
     covariates: dict[str, HourlySeries]
     timezone: str | None
     origin: int | None  # epoch hours; None: the latest valid reading's hour
+
+
+def read_request(body: bytes) -> ForecastRequest:
+    """The body as a ForecastRequest, or a 422 naming the first thing wrong (JSON path)."""
+    try:
+        return READ_FORECAST_REQUEST.decode(body)
+    except msgspec.ValidationError as exc:
+        error = _invalid_body(str(exc))
+        error.field = _with_covariate_names(error.field, body)
+        raise error from None
+    except msgspec.DecodeError as exc:
+        raise ApiError(422, "body", _invalid_json(str(exc), body), "json_invalid") from None
+
+
+def _invalid_body(message: str) -> ApiError:
+    """msgspec's "Expected `int` >= 0 - at `$.series[0].sensor_id`" as an ApiError."""
+    message, _, where = message.partition(" - at ")
+    at = where.rpartition("`$")[2].rstrip("`").lstrip(".")
+    field = re.search(r"field `([^`]*)`", message)
+    kind = "value_error"
+    if message.startswith(("Object missing required field", "Object contains unknown field")):
+        kind = "missing" if "missing" in message else "extra_forbidden"
+        at = f"{at}.{field.group(1)}" if at and field else (field.group(1) if field else at)
+    elif message.startswith("Expected `") and ", got `" in message:
+        kind = "type_error"
+    return ApiError(422, at or "body", message, kind)
+
+
+def _with_covariate_names(field: str, body: bytes) -> str:
+    """msgspec says `covariates[...]` for a value of the dict: name the one that fails."""
+    if "[...]" not in field:
+        return field
+    node: Any = msgspec.json.decode(body)
+    out = []
+    for name, index in re.findall(r"([^.\[\]]+)|\[(\d+|\.\.\.)\]", field):
+        if index == "...":
+            if not isinstance(node, dict):
+                return field
+            name = next((k for k, v in node.items() if not _valid(v, Readings)), None)
+            if name is None:
+                return field
+        if name:
+            node = node.get(name) if isinstance(node, dict) else None
+            out.append(f".{name}" if out else name)
+        else:
+            node = node[int(index)] if isinstance(node, list) else None
+            out.append(f"[{index}]")
+    return "".join(out)
+
+
+def _valid(value: Any, kind: type) -> bool:
+    try:
+        msgspec.convert(value, kind)
+    except msgspec.ValidationError:
+        return False
+    return True
+
+
+def _invalid_json(message: str, body: bytes) -> str:
+    at = re.search(r"\(byte (\d+)\)", message)
+    if at and body[int(at.group(1)) :].lstrip(b"-").startswith((b"NaN", b"Infinity")):
+        return f"Invalid JSON: NaN and Infinity are not JSON numbers, send null for no reading {at.group(0)}"
+    return f"Invalid JSON: {message}"
 
 
 def histories(request: ForecastRequest, model: LoadedModel, settings: Settings) -> list[History]:
@@ -106,8 +173,17 @@ def histories(request: ForecastRequest, model: LoadedModel, settings: Settings) 
         _check_shape(readings, at, settings)
     seconds = _all_seconds([(f"{at}.timestamps", readings.timestamps) for at, readings, _ in parts])
     cleaned = iter(
-        _cleaned(readings, parameter, stamps)
-        for (_, readings, parameter), stamps in zip(parts, seconds, strict=True)
+        clean_many(
+            [
+                RawSeries(
+                    stamps,
+                    np.array(readings.values, dtype=np.float64),  # None becomes NaN
+                    parameter,
+                    readings.units or DEFAULT_UNITS.get(parameter, ""),
+                )
+                for (_, readings, parameter), stamps in zip(parts, seconds, strict=True)
+            ]
+        )
     )
     out = []
     for i, series in enumerate(request.series):
@@ -140,12 +216,6 @@ def _check_shape(readings: Readings, at: str, settings: Settings) -> None:
             f"{len(readings.values)} values for {n} timestamps; they go in pairs",
             "value_error",
         )
-
-
-def _cleaned(readings: Readings, parameter: str, seconds: np.ndarray) -> HourlySeries:
-    values = np.array(readings.values, dtype=np.float64)  # None becomes NaN: no reading
-    units = readings.units or DEFAULT_UNITS.get(parameter, "")
-    return clean_series(seconds, values, parameter, units)
 
 
 def _all_seconds(lists: list[tuple[str, list[str | int]]]) -> list[np.ndarray]:
@@ -274,47 +344,53 @@ def _first_unreadable(stamps: list[str | int]) -> int:
 
 
 def forecast(model: LoadedModel, items: list[History]) -> list[dict[str, Any]]:
-    """One result per history, in order; every row goes through the model in one call."""
+    """One result per history, in order: every feature row in one pass, every row through
+    the model in one call."""
     spec = model.spec
-    results: list[dict[str, Any]] = []
-    pending: list[tuple[dict[str, Any], np.ndarray, int, int | None]] = []
-    for item in items:
-        origin = item.origin
-        if origin is None and len(item.target):
-            origin = int(item.target.hours[-1])
-        result: dict[str, Any] = {
+    origins = [
+        int(item.target.hours[-1]) if item.origin is None and len(item.target) else item.origin
+        for item in items
+    ]
+    results: list[dict[str, Any]] = [
+        {
             "sensor_id": item.sensor_id,
             "origin_utc": _iso(origin),
             "level": None,
             "forecasts": [],
             "note": None,
         }
-        results.append(result)
-        if origin is not None:
-            row = origin_features(
-                spec, item.target, item.covariates, origin, item.sensor_id, item.timezone
-            )
-            if row is not None:
-                pending.append((result, row, origin, item.sensor_id))
-                continue
-        result["note"] = (
+        for item, origin in zip(items, origins, strict=True)
+    ]
+    todo = [i for i, origin in enumerate(origins) if origin is not None]
+    rows, valid = origin_feature_rows(
+        spec,
+        [
+            Origin(item.target, item.covariates, origins[i], item.sensor_id, item.timezone)
+            for i in todo
+            for item in (items[i],)
+        ],
+    )
+    done = [i for i, ok in zip(todo, valid.tolist(), strict=True) if ok]
+    for i in sorted(set(range(len(items))) - set(done)):
+        results[i]["note"] = (
             "no valid reading (all null, sentinel, implausible or spikes)"
-            if not len(item.target)
+            if not len(items[i].target)
             else "the origin is before the first valid reading"
         )
-    if not pending:
+    if not done:
         return results
+    rows = rows[valid]
     predicted = model.forecaster.predict(
-        np.vstack([row for _, row, _, _ in pending]),
-        [sensor for _, _, _, sensor in pending],
-        [origin for _, _, origin, _ in pending],
+        rows, [items[i].sensor_id for i in done], [origins[i] for i in done]
     )
-    level_at = model.forecaster.level_index
-    for (result, row, origin, _), values in zip(pending, predicted, strict=True):
-        result["level"] = _number(row[level_at])
+    levels = rows[:, model.forecaster.level_index].tolist()
+    horizons = model.forecaster.horizons
+    for i, level, values in zip(done, levels, predicted.tolist(), strict=True):
+        result, origin = results[i], origins[i]
+        result["level"] = _number(level)
         result["forecasts"] = [
             {"horizon_hours": h, "forecast_for_utc": _iso(origin + h), "value": _number(v)}
-            for h, v in zip(model.forecaster.horizons, values.tolist(), strict=True)
+            for h, v in zip(horizons, values, strict=True)
         ]
         if result["level"] is None:
             result["note"] = (

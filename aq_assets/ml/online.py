@@ -84,30 +84,69 @@ def clean_series(
     string or one per reading) cleaned as `clean_readings` cleans them: nulls, sentinels and
     implausible values dropped, small negatives clipped, readings averaged within the hour,
     isolated spikes dropped."""
-    seconds = np.asarray(seconds, dtype=np.int64)
-    values = np.asarray(values, dtype=np.float64)
-    low, high, tolerance = _bounds(parameter, units, len(values))
+    return clean_many([RawSeries(seconds, values, parameter, units)])[0]
+
+
+@dataclass(frozen=True)
+class RawSeries:
+    """One sensor's raw readings, as `clean_series` takes them."""
+
+    seconds: np.ndarray
+    values: np.ndarray
+    parameter: str
+    units: str | np.ndarray
+
+
+def clean_many(batch: Sequence[RawSeries]) -> list[HourlySeries]:
+    """`clean_series` of each series, in one pass of array operations over all of them."""
+    if not batch:
+        return []
+    lengths = np.array([len(raw.values) for raw in batch], dtype=np.int64)
+    values = np.concatenate([np.asarray(raw.values, dtype=np.float64) for raw in batch])
+    seconds = np.concatenate([np.asarray(raw.seconds, dtype=np.int64) for raw in batch])
+    group = np.repeat(np.arange(len(batch), dtype=np.int64), lengths)
+    bounds = [_bounds(raw.parameter, raw.units, len(raw.values)) for raw in batch]
+    if all(np.ndim(low) == 0 for low, _, _ in bounds):
+        low, high, tolerance = (
+            np.repeat(np.array(b, dtype=np.float64), lengths) for b in zip(*bounds, strict=True)
+        )
+    else:
+        low, high, tolerance = (
+            np.concatenate(
+                [np.broadcast_to(b, (n,)) for b, n in zip(part, lengths.tolist(), strict=True)]
+            )
+            for part in zip(*bounds, strict=True)
+        )
     drop = (values != values) | (values > high) | (values < low - tolerance)
-    for sentinel in SENTINELS:
-        drop |= values == sentinel
+    drop |= np.isin(values, SENTINELS)
     if drop.any():
         keep = ~drop
-        values, seconds = values[keep], seconds[keep]
-        if isinstance(low, np.ndarray):
-            low = low[keep]
+        values, seconds, group, low = values[keep], seconds[keep], group[keep], low[keep]
     values = np.where(values < low, low, values)
 
+    # Series i is cleaned at keys i * stride + its hours: every series sorts, averages and
+    # windows apart from the others.
     hours = seconds // SECONDS_PER_HOUR
-    if hours.size > 1 and (hours[1:] < hours[:-1]).any():
-        order = np.argsort(hours, kind="stable")  # rows keep their order within an hour
-        hours, values = hours[order], values[order]
-    hours, values = _hour_means(hours, values)
+    base = int(hours.min()) if hours.size else 0
+    stride = (int(hours.max()) - base if hours.size else 0) + 2 * _SPIKE_WINDOW_HOURS
+    keys = group * stride + (hours - base)
+    if keys.size > 1 and (keys[1:] < keys[:-1]).any():
+        order = np.argsort(keys, kind="stable")  # rows keep their order within an hour
+        keys, values = keys[order], values[order]
+    keys, values = _hour_means(keys, values)
 
-    excess = SPIKE_MIN_EXCESS.get(parameter)
-    if excess is not None and len(values):
-        spikes = _isolated_spikes(hours, values, excess)
-        hours, values = hours[~spikes], values[~spikes]
-    return HourlySeries(hours, values)
+    group = keys // stride
+    excess = np.array([SPIKE_MIN_EXCESS.get(raw.parameter, np.nan) for raw in batch])[group]
+    if (excess == excess).any():
+        first = np.searchsorted(group, np.arange(len(batch)))[group]
+        spikes = _isolated_spikes(keys, values, excess, first)
+        keys, values, group = keys[~spikes], values[~spikes], group[~spikes]
+    cuts = np.searchsorted(group, np.arange(1, len(batch))).tolist()
+    hours = keys - group * stride + base
+    return [
+        HourlySeries(h, v)
+        for h, v in zip(np.split(hours, cuts), np.split(values, cuts), strict=True)
+    ]
 
 
 def location_mean(series: Sequence[HourlySeries]) -> HourlySeries:
@@ -236,19 +275,22 @@ def _kahan_mean(values: np.ndarray) -> float:
     return total / len(values)
 
 
-def _isolated_spikes(hours: np.ndarray, values: np.ndarray, excess: float) -> np.ndarray:
+def _isolated_spikes(
+    hours: np.ndarray, values: np.ndarray, excess: np.ndarray, first: np.ndarray
+) -> np.ndarray:
     """`_isolated_spikes` of clean_readings: a value over SPIKE_RATIO times its reference and
-    over it by `excess`, the reference being the larger of the median of the values before
-    it in the last 24 h (at least 6 of them) and the highest in the last 3 h. Both are
-    pandas time windows over the series shifted by one reading, so a window also holds the
-    reading just before its first hour."""
+    over it by `excess` (per reading; NaN: no spike rule), the reference being the larger of
+    the median of the values before it in the last 24 h (at least 6 of them) and the highest
+    in the last 3 h. Both are pandas time windows over the series shifted by one reading, so
+    a window also holds the reading just before its first hour, but never one before the
+    series' first reading (`first`, per reading)."""
     spikes = np.zeros(values.size, dtype=bool)
     # Only these can pass both tests: the reference is at least 1 in the ratio test and at
-    # least the series' minimum in the excess test.
-    rows = np.flatnonzero(values > max(SPIKE_RATIO, excess + float(values.min())))
+    # least the smallest value in the excess test.
+    rows = np.flatnonzero(values > np.maximum(SPIKE_RATIO, excess + float(values.min())))
     if rows.size == 0:
         return spikes
-    day_start = _window_start(hours, rows, _SPIKE_WINDOW_HOURS)
+    day_start = _window_start(hours, rows, _SPIKE_WINDOW_HOURS, first)
     counts = rows - day_start
     enough = counts >= _SPIKE_MIN_PERIODS
     rows, day_start, counts = rows[enough], day_start[enough], counts[enough]
@@ -263,19 +305,23 @@ def _isolated_spikes(hours: np.ndarray, values: np.ndarray, excess: float) -> np
     lower = ordered[picks, (counts - 1) // 2]
     median = np.where(counts % 2 == 1, upper, (upper + lower) / 2)
     # The last 3 h always hold at least the reading just before (min_periods 1).
-    recent_start = _window_start(hours, rows, _SPIKE_RECENT_HOURS)
+    recent_start = _window_start(hours, rows, _SPIKE_RECENT_HOURS, first)
     recent = np.array([values[a:b].max() for a, b in zip(recent_start, rows, strict=True)])
     reference = np.fmax(median, recent)
     value = values[rows]
-    spikes[rows] = (value > SPIKE_RATIO * np.maximum(reference, 1.0)) & (value - reference > excess)
+    spikes[rows] = (value > SPIKE_RATIO * np.maximum(reference, 1.0)) & (
+        value - reference > excess[rows]
+    )
     return spikes
 
 
-def _window_start(hours: np.ndarray, rows: np.ndarray, window_hours: int) -> np.ndarray:
+def _window_start(
+    hours: np.ndarray, rows: np.ndarray, window_hours: int, first: np.ndarray
+) -> np.ndarray:
     """First index of the values pandas' `shift(1).rolling(f"{window_hours}h")` sees at
     each row: the readings of the hours in (t - window, t], shifted by one reading."""
-    first = np.searchsorted(hours, hours[rows] - window_hours, side="right")
-    return np.maximum(first - 1, 0)
+    start = np.searchsorted(hours, hours[rows] - window_hours, side="right")
+    return np.maximum(start - 1, first[rows])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -299,6 +345,8 @@ class _Plan:
     profile_positions: np.ndarray  # one row per (days, horizon)
     profile_min_periods: np.ndarray
     covariates: tuple[str, ...]
+    covariate_now_columns: np.ndarray
+    covariate_change_columns: np.ndarray
     sensor_codes: dict[int, float]
     columns: dict[str, int]
 
@@ -342,6 +390,12 @@ def _plan(spec: FeatureSpec) -> _Plan:
         ),
         profile_min_periods=np.array([max(1, d // 4) for d, _ in profiles]),
         covariates=spec.covariates,
+        covariate_now_columns=np.array(
+            [columns[f"{p}_now"] for p in spec.covariates], dtype=np.int64
+        ),
+        covariate_change_columns=np.array(
+            [columns[f"{p}_change_3"] for p in spec.covariates], dtype=np.int64
+        ),
         sensor_codes={sensor: float(i) for i, sensor in enumerate(spec.sensors)},
         columns=columns,
     )
@@ -359,104 +413,173 @@ def origin_features(
     the target sensor at hour `origin` (epoch hours), from its cleaned series and the
     location's cleaned co-located parameters; None where it gives no row (no reading at or
     before the origin). Readings after the origin are ignored, as `until` ignores them."""
-    if len(target) == 0 or origin < target.hours[0]:
-        return None
-    plan = _plan(spec)
-    start = int(target.hours[0])  # the sensor's hourly grid starts at its first reading
-    now = plan.lookback  # index of the origin hour in `y`
-    y = _dense(target, origin - now, now + 2, start, last=origin)
-    row = np.full(plan.width, np.nan)
-    col = plan.columns
+    rows, valid = origin_feature_rows(
+        spec, [Origin(target, covariates, origin, sensor_id, timezone)]
+    )
+    return rows[0] if valid[0] else None
 
-    level = np.nan
-    for k in range(spec.max_fill_hours + 1):
-        if y[now - k] == y[now - k]:
-            level = y[now - k]
-            row[col["hours_since_reading"]] = float(k)
-            break
-    row[col["level"]] = level
-    row[plan.lag_columns] = y[plan.lag_positions]
+
+@dataclass(frozen=True)
+class Origin:
+    """One series to forecast: the target's cleaned series, the location's cleaned
+    co-located parameters, the origin hour (epoch hours), the sensor and its time zone."""
+
+    target: HourlySeries
+    covariates: Mapping[str, HourlySeries]
+    origin: int
+    sensor_id: int | None = None
+    timezone: str | None = None
+
+
+def origin_feature_rows(
+    spec: FeatureSpec, items: Sequence[Origin]
+) -> tuple[np.ndarray, np.ndarray]:
+    """`origin_features` of many series in one pass of array operations (a batch costs
+    little more than one series): the rows (n × features) and whether each has one (a row
+    without is all NaN)."""
+    plan = _plan(spec)
+    col = plan.columns
+    n = len(items)
+    rows = np.full((n, plan.width), np.nan)
+    origins = np.array([item.origin for item in items], dtype=np.int64)
+    # The sensor's hourly grid starts at its first reading; none: no row.
+    starts = np.array(
+        [item.target.hours[0] if len(item.target) else np.iinfo(np.int64).max for item in items],
+        dtype=np.int64,
+    )
+    valid = origins >= starts
+    now = plan.lookback  # index of the origin hour in `y`
+    y = _dense_rows([item.target for item in items], origins - now, now + 2, starts, origins)
+    level, since = _latest(y, now, spec.max_fill_hours)
+    rows[:, col["hours_since_reading"]] = since
+    rows[:, col["level"]] = level
+    rows[:, plan.lag_columns] = y[:, plan.lag_positions]
 
     if plan.window_columns.size:
-        mean, std = _window_stats(y[plan.window_positions], plan.window_min_periods)
-        row[plan.window_columns] = mean
-        row[plan.window_columns + 1] = std
-    last_day = y[now - 23 : now + 1]
-    if np.count_nonzero(last_day == last_day) >= _MAX_24_MIN_PERIODS:
-        row[col["max_24"]] = np.nanmax(last_day)
+        mean, std = _window_stats(y[:, plan.window_positions], plan.window_min_periods)
+        rows[:, plan.window_columns] = mean
+        rows[:, plan.window_columns + 1] = std
+    last_day = y[:, now - 23 : now + 1]
+    present = last_day == last_day
+    rows[:, col["max_24"]] = np.where(
+        present.sum(axis=1) >= _MAX_24_MIN_PERIODS,
+        np.where(present, last_day, -np.inf).max(axis=1),
+        np.nan,
+    )
     for k in (1, 3, 24):
-        row[col[f"change_{k}"]] = level - y[now - k]
+        rows[:, col[f"change_{k}"]] = level - y[:, now - k]
     if plan.profile_columns.size:
-        row[plan.profile_columns] = _window_stats(
-            y[plan.profile_positions], plan.profile_min_periods, spread=False
+        rows[:, plan.profile_columns] = _window_stats(
+            y[:, plan.profile_positions], plan.profile_min_periods, spread=False
         )[0]
 
-    local = local_time(origin, timezone)
-    hour = local.hour + local.minute / 60
-    day_of_year = local.timetuple().tm_yday
-    row[col["hour_sin"]] = np.sin(2 * np.pi * hour / 24)
-    row[col["hour_cos"]] = np.cos(2 * np.pi * hour / 24)
-    row[col["day_of_week"]] = float(local.weekday())
-    row[col["is_weekend"]] = float(local.weekday() >= 5)
-    row[col["doy_sin"]] = np.sin(2 * np.pi * day_of_year / 365.25)
-    row[col["doy_cos"]] = np.cos(2 * np.pi * day_of_year / 365.25)
+    hour, weekday, day_of_year = (
+        np.array(
+            [
+                _calendar(item.origin, item.timezone) if ok else (0.0, 0, 0)
+                for item, ok in zip(items, valid.tolist(), strict=True)
+            ],
+            dtype=np.float64,
+        )
+        .reshape(n, 3)
+        .T
+    )
+    rows[:, col["hour_sin"]] = np.sin(2 * np.pi * hour / 24)
+    rows[:, col["hour_cos"]] = np.cos(2 * np.pi * hour / 24)
+    rows[:, col["day_of_week"]] = weekday
+    rows[:, col["is_weekend"]] = (weekday >= 5).astype(np.float64)
+    rows[:, col["doy_sin"]] = np.sin(2 * np.pi * day_of_year / 365.25)
+    rows[:, col["doy_cos"]] = np.cos(2 * np.pi * day_of_year / 365.25)
 
-    span = 3 + _COVARIATE_FILL_HOURS
-    for p in plan.covariates:
-        series = covariates.get(p)
-        if series is None or len(series) == 0:
-            continue
-        c = _dense(series, origin - span, span + 1, start, last=origin)
-        current = _filled(c, span, _COVARIATE_FILL_HOURS)
-        row[col[f"{p}_now"]] = current
-        row[col[f"{p}_change_3"]] = current - _filled(c, span - 3, _COVARIATE_FILL_HOURS)
+    if plan.covariates:  # every parameter of every series in one matrix: row i * P + j
+        span = 3 + _COVARIATE_FILL_HOURS
+        empty = HourlySeries.empty()
+        series = [item.covariates.get(p, empty) for item in items for p in plan.covariates]
+        repeat = len(plan.covariates)
+        c = _dense_rows(
+            series,
+            np.repeat(origins - span, repeat),
+            span + 1,
+            np.repeat(starts, repeat),
+            np.repeat(origins, repeat),
+        )
+        current = _latest(c, span, _COVARIATE_FILL_HOURS)[0].reshape(n, repeat)
+        before = _latest(c, span - 3, _COVARIATE_FILL_HOURS)[0].reshape(n, repeat)
+        rows[:, plan.covariate_now_columns] = current
+        rows[:, plan.covariate_change_columns] = current - before
 
-    if sensor_id is not None:
-        row[col["sensor_code"]] = plan.sensor_codes.get(int(sensor_id), np.nan)
-    return row
+    rows[:, col["sensor_code"]] = [
+        plan.sensor_codes.get(int(item.sensor_id), np.nan) if item.sensor_id is not None else np.nan
+        for item in items
+    ]
+    rows[~valid] = np.nan
+    return rows, valid
 
 
-def _dense(series: HourlySeries, first: int, size: int, start: int, last: int) -> np.ndarray:
-    """`size` hours from hour `first`: the series' values at hours start .. last, NaN
-    elsewhere (hours before `start` are not on the sensor's grid)."""
-    out = np.full(size, np.nan)
-    left = np.searchsorted(series.hours, max(first, start), side="left")
-    right = np.searchsorted(series.hours, min(first + size - 1, last), side="right")
-    if right > left:
-        out[series.hours[left:right] - first] = series.values[left:right]
+def _dense_rows(
+    series: Sequence[HourlySeries],
+    first: np.ndarray,
+    size: int,
+    start: np.ndarray,
+    last: np.ndarray,
+) -> np.ndarray:
+    """Row i: `size` hours from hour `first[i]`, series i's values at hours start[i] ..
+    last[i], NaN elsewhere (hours before `start` are not on the sensor's grid)."""
+    out = np.full((len(series), size), np.nan)
+    if not series:
+        return out
+    lengths = [len(s) for s in series]
+    which = np.repeat(np.arange(len(series)), lengths)
+    hours = np.concatenate([s.hours for s in series])
+    values = np.concatenate([s.values for s in series])
+    low = np.maximum(first, start)[which]
+    high = np.minimum(first + size - 1, last)[which]
+    keep = (hours >= low) & (hours <= high)
+    out[which[keep], (hours - first[which])[keep]] = values[keep]
     return out
 
 
-def _filled(values: np.ndarray, at: int, limit: int) -> float:
-    """values[at], or the latest value at most `limit` steps before it (a limited ffill)."""
-    for k in range(limit + 1):
-        if at - k >= 0 and values[at - k] == values[at - k]:
-            return float(values[at - k])
-    return np.nan
+def _latest(values: np.ndarray, at: int, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: values[at], or the latest value at most `limit` steps before it (a limited
+    ffill), and how many steps back it was; NaN where there is none."""
+    steps = np.arange(min(limit, at) + 1)
+    back = values[:, at - steps]
+    present = back == back
+    found = present.any(axis=1)
+    k = present.argmax(axis=1)
+    value = back[np.arange(values.shape[0]), k]
+    return np.where(found, value, np.nan), np.where(found, k.astype(np.float64), np.nan)
 
 
 def _window_stats(
     windows: np.ndarray, min_periods: np.ndarray, spread: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
-    """pandas' rolling mean and std (ddof 1) of each row's non-missing values, NaN below
-    the row's min_periods. A window of one repeated value has exactly that mean and a zero
-    spread, as pandas gives."""
+    """pandas' rolling mean and std (ddof 1) of the non-missing values along the last axis,
+    NaN below the window's min_periods. A window of one repeated value has exactly that
+    mean and a zero spread, as pandas gives."""
     present = windows == windows
-    counts = present.sum(axis=1)
+    counts = present.sum(axis=-1)
     values = np.where(present, windows, 0.0)
     enough = (counts >= min_periods) & (counts > 0)
     safe = np.maximum(counts, 1)
-    mean = values.sum(axis=1) / safe
-    lowest = np.where(present, windows, np.inf).min(axis=1)
-    highest = np.where(present, windows, -np.inf).max(axis=1)
+    mean = values.sum(axis=-1) / safe
+    lowest = np.where(present, windows, np.inf).min(axis=-1)
+    highest = np.where(present, windows, -np.inf).max(axis=-1)
     constant = lowest == highest
     mean = np.where(constant, lowest, mean)
     if not spread:
         return np.where(enough, mean, np.nan), mean
-    deviations = np.where(present, windows - mean[:, None], 0.0)
-    variance = (deviations * deviations).sum(axis=1) / np.maximum(counts - 1, 1)
+    deviations = np.where(present, windows - mean[..., None], 0.0)
+    variance = (deviations * deviations).sum(axis=-1) / np.maximum(counts - 1, 1)
     std = np.where(constant, 0.0, np.sqrt(variance))
     return np.where(enough, mean, np.nan), np.where(enough & (counts > 1), std, np.nan)
+
+
+@lru_cache(maxsize=65536)
+def _calendar(hour: int, timezone: str | None) -> tuple[float, int, int]:
+    """Local hour of day (with minutes), weekday and day of the year at epoch hour `hour`."""
+    local = local_time(hour, timezone)
+    return local.hour + local.minute / 60, local.weekday(), local.timetuple().tm_yday
 
 
 # ---------------------------------------------------------------------------------------------

@@ -218,6 +218,16 @@ BAD_SERIES = [
         "series[0].covariates.pm10.values",
         id="covariate-lengths",
     ),
+    pytest.param(
+        lambda s: {**s, "covariates": {"pm10": with_values(s["covariates"]["pm10"], 1, "x")}},
+        "series[0].covariates.pm10.values[1]",
+        id="covariate-value",
+    ),
+    pytest.param(
+        lambda s: {**s, "covariates": {"pm10": {"values": s["covariates"]["pm10"]["values"]}}},
+        "series[0].covariates.pm10.timestamps",
+        id="covariate-missing-field",
+    ),
 ]
 
 
@@ -237,9 +247,6 @@ def test_bad_input_is_422_naming_the_field(session_client, store, spoil, field):
         pytest.param(b"not json", "body", id="not-json"),
         pytest.param(b'{"series": []}', "series", id="no-series"),
         pytest.param(b"{}", "series", id="no-body-fields"),
-        pytest.param(
-            b'{"series": [{"timestamps": [0], "values": [NaN]}]}', "series[0].values[0]", id="nan"
-        ),
         pytest.param(b"[1, 2]", "body", id="not-an-object"),
     ],
 )
@@ -250,6 +257,19 @@ def test_a_malformed_body_is_422(session_client, body, field):
 
     assert response.status_code == 422, response.text
     assert field in fields(response)
+
+
+def test_nan_is_refused_with_what_to_send_instead(session_client):
+    """Python's json.dumps writes NaN, which is not JSON: the answer says to send null."""
+    body = b'{"series": [{"timestamps": [0], "values": [NaN]}]}'
+    response = session_client.post(
+        "/v1/forecast", content=body, headers={**AUTH, "Content-Type": "application/json"}
+    )
+
+    assert response.status_code == 422, response.text
+    (problem,) = response.json()["detail"]
+    assert problem["field"] == "body" and "send null" in problem["msg"]
+    assert f"(byte {body.index(b'NaN')})" in problem["msg"]
 
 
 @pytest.fixture(scope="module")
