@@ -297,9 +297,38 @@ def test_the_origin_row_matches_build_features_on_random_histories(data, spec):
     assert_same_features(expected, got, spec, scale)
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), spec=st.sampled_from([FeatureSpec().with_sensors([1, 2]), SMALL_SPEC]))
+def test_a_batch_of_origins_gives_each_the_row_it_gets_alone(data, spec):
+    """The service computes a request's rows in one pass: no row may see another's data."""
+    readings, _, origin, timezones = data.draw(random_histories(spec, (1, 2, 3)))
+    history = history_of(readings)
+    at = epoch_hours(origin)
+    items = [
+        online.Origin(sensor.series, history.covariates_of(sensor_id), at + shift, sensor_id, zone)
+        for sensor_id, sensor in history.sensors.items()
+        for shift, zone in ((0, timezones[LOCATION]), (-30, "Europe/Berlin"), (3, None))
+    ]
+    items.append(online.Origin(online.HourlySeries.empty(), {}, at, 1, None))
+
+    rows, valid = online.origin_feature_rows(spec, items)
+
+    assert rows.shape == (len(items), len(spec.feature_columns)) and not valid[-1]
+    for item, row, ok in zip(items, rows, valid, strict=True):
+        alone = online.origin_features(
+            spec, item.target, item.covariates, item.origin, item.sensor_id, item.timezone
+        )
+        if alone is None:
+            assert not ok and np.isnan(row).all()
+        else:
+            assert ok
+            np.testing.assert_array_equal(row, alone)
+
+
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_cleaning_matches_clean_readings_value_for_value(data):
+    """readings_history cleans every sensor in one pass (clean_many): each as pandas does."""
     readings, _, _, _ = data.draw(random_histories(FeatureSpec(), (1,)))
 
     hourly, _ = clean_readings(readings)
@@ -334,6 +363,25 @@ def test_clean_series_rules(values, expected):
     series = online.clean_series(seconds, raw, "pm25", UG)
 
     assert series.values.tolist() == [float(v) for v in expected]
+
+
+def test_a_batch_cleans_each_series_as_if_alone():
+    """Five readings are too few to call the sixth a spike; the series cleaned before it in
+    the same batch must not lend one (nor its hours, nor its units)."""
+    hour = 3600
+    before = online.RawSeries(
+        np.arange(3) * hour, np.array([5.0, 5.0, 5.0]), "pm25", np.array(["ppb"] * 3)
+    )
+    alone = online.RawSeries(
+        np.arange(6) * hour, np.array([5.0, 5.0, 5.0, 5.0, 5.0, 200.0]), "pm25", UG
+    )
+
+    cleaned = online.clean_many([before, alone])
+
+    assert cleaned[1].values.tolist() == [5.0, 5.0, 5.0, 5.0, 5.0, 200.0]
+    np.testing.assert_array_equal(cleaned[1].hours, np.arange(6))
+    with_six = online.RawSeries(np.arange(7) * hour, np.array([5.0] * 6 + [200.0]), "pm25", UG)
+    assert 200.0 not in online.clean_many([before, with_six])[1].values  # the rule works
 
 
 def test_values_within_an_hour_are_averaged_with_pandas_compensated_sum():

@@ -365,9 +365,14 @@ def forecast(model: LoadedModel, items: list[History]) -> list[dict[str, Any]]:
     rows, valid = origin_feature_rows(
         spec,
         [
-            Origin(item.target, item.covariates, origins[i], item.sensor_id, item.timezone)
+            Origin(
+                items[i].target,
+                items[i].covariates,
+                origins[i],
+                items[i].sensor_id,
+                items[i].timezone,
+            )
             for i in todo
-            for item in (items[i],)
         ],
     )
     done = [i for i, ok in zip(todo, valid.tolist(), strict=True) if ok]
