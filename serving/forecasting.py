@@ -130,7 +130,10 @@ def _valid(value: Any, kind: type) -> bool:
 def _invalid_json(message: str, body: bytes) -> str:
     at = re.search(r"\(byte (\d+)\)", message)
     if at and body[int(at.group(1)) :].lstrip(b"-").startswith((b"NaN", b"Infinity")):
-        return f"Invalid JSON: NaN and Infinity are not JSON numbers, send null for no reading {at.group(0)}"
+        return (
+            "Invalid JSON: NaN and Infinity are not JSON numbers, send null for no reading "
+            + at.group(0)
+        )
     return f"Invalid JSON: {message}"
 
 

@@ -497,10 +497,12 @@ def origin_feature_rows(
     rows[:, col["doy_sin"]] = np.sin(2 * np.pi * day_of_year / 365.25)
     rows[:, col["doy_cos"]] = np.cos(2 * np.pi * day_of_year / 365.25)
 
-    if plan.covariates:  # every parameter of every series in one matrix: row i * P + j
+    # Every co-located parameter of every series in one matrix, row i * P + j; none sent:
+    # the features stay missing.
+    empty = HourlySeries.empty()
+    series = [item.covariates.get(p, empty) for item in items for p in plan.covariates]
+    if any(len(s) for s in series):
         span = 3 + _COVARIATE_FILL_HOURS
-        empty = HourlySeries.empty()
-        series = [item.covariates.get(p, empty) for item in items for p in plan.covariates]
         repeat = len(plan.covariates)
         c = _dense_rows(
             series,
