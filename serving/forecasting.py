@@ -102,7 +102,7 @@ def _with_covariate_names(field: str, body: bytes) -> str:
     if "[...]" not in field:
         return field
     node: Any = msgspec.json.decode(body)
-    out = []
+    out: list[str] = []
     for name, index in re.findall(r"([^.\[\]]+)|\[(\d+|\.\.\.)\]", field):
         if index == "...":
             if not isinstance(node, dict):
@@ -364,22 +364,17 @@ def forecast(model: LoadedModel, items: list[History]) -> list[dict[str, Any]]:
         }
         for item, origin in zip(items, origins, strict=True)
     ]
-    todo = [i for i, origin in enumerate(origins) if origin is not None]
+    todo = [(i, origin) for i, origin in enumerate(origins) if origin is not None]
     rows, valid = origin_feature_rows(
         spec,
         [
-            Origin(
-                items[i].target,
-                items[i].covariates,
-                origins[i],
-                items[i].sensor_id,
-                items[i].timezone,
-            )
-            for i in todo
+            Origin(item.target, item.covariates, origin, item.sensor_id, item.timezone)
+            for i, origin in todo
+            for item in [items[i]]
         ],
     )
-    done = [i for i, ok in zip(todo, valid.tolist(), strict=True) if ok]
-    for i in sorted(set(range(len(items))) - set(done)):
+    done = [(i, origin) for (i, origin), ok in zip(todo, valid.tolist(), strict=True) if ok]
+    for i in sorted(set(range(len(items))) - {i for i, _ in done}):
         results[i]["note"] = (
             "no valid reading (all null, sentinel, implausible or spikes)"
             if not len(items[i].target)
@@ -389,12 +384,12 @@ def forecast(model: LoadedModel, items: list[History]) -> list[dict[str, Any]]:
         return results
     rows = rows[valid]
     predicted = model.forecaster.predict(
-        rows, [items[i].sensor_id for i in done], [origins[i] for i in done]
+        rows, [items[i].sensor_id for i, _ in done], [origin for _, origin in done]
     )
     levels = rows[:, model.forecaster.level_index].tolist()
     horizons = model.forecaster.horizons
-    for i, level, values in zip(done, levels, predicted.tolist(), strict=True):
-        result, origin = results[i], origins[i]
+    for (i, origin), level, values in zip(done, levels, predicted.tolist(), strict=True):
+        result = results[i]
         result["level"] = _number(level)
         result["forecasts"] = [
             {"horizon_hours": h, "forecast_for_utc": _iso(origin + h), "value": _number(v)}

@@ -41,10 +41,6 @@ EXAMPLE_SERIES: dict[str, Any] = {
 EXAMPLE_REQUEST: Any = {"series": [EXAMPLE_SERIES]}
 
 
-def _described(kind: Any, description: str) -> Any:
-    return Annotated[kind, msgspec.Meta(description=description)]
-
-
 class Readings(msgspec.Struct, forbid_unknown_fields=True):
     """Readings of one parameter: `timestamps[i]` (ISO 8601, UTC when no offset is given, or
     Unix seconds) and `values[i]` (null: no reading). Any order; readings within one hour are
@@ -53,11 +49,15 @@ class Readings(msgspec.Struct, forbid_unknown_fields=True):
 
     timestamps: list[Timestamp]
     values: list[Value | None]
-    units: _described(
+    units: Annotated[
         Name | None,
-        "Units of the values; default the parameter's usual ones (µg/m³ for particles, ppm "
-        "for gases, c, %). Plausible ranges depend on them.",
-    ) = None
+        msgspec.Meta(
+            description=(
+                "Units of the values; default the parameter's usual ones (µg/m³ for particles, "
+                "ppm for gases, c, %). Plausible ranges depend on them."
+            )
+        ),
+    ] = None
 
 
 class SeriesHistory(Readings):
@@ -65,27 +65,45 @@ class SeriesHistory(Readings):
     Send at least the model's `history_hours` (GET /v1/model) for every feature to be
     computed as in training."""
 
-    sensor_id: _described(
+    sensor_id: Annotated[
         Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] | None,
-        "The sensor's OpenAQ id; a sensor the model was trained on gets its identity feature "
-        "and climatology, any other is forecast without them.",
-    ) = None
-    parameter: _described(Name | None, "Must be the model's parameter (default: it).") = None
-    timezone: _described(
+        msgspec.Meta(
+            description=(
+                "The sensor's OpenAQ id; a sensor the model was trained on gets its identity "
+                "feature and climatology, any other is forecast without them."
+            )
+        ),
+    ] = None
+    parameter: Annotated[
+        Name | None, msgspec.Meta(description="Must be the model's parameter (default: it).")
+    ] = None
+    timezone: Annotated[
         Annotated[str, msgspec.Meta(max_length=64)] | None,
-        'The location\'s IANA zone or "+HH:MM" offset, for the calendar features (local hour '
-        "and day). Default UTC.",
-    ) = None
-    origin: _described(
+        msgspec.Meta(
+            description=(
+                'The location\'s IANA zone or "+HH:MM" offset, for the calendar features (local '
+                "hour and day). Default UTC."
+            )
+        ),
+    ] = None
+    origin: Annotated[
         Timestamp | None,
-        "The hour to forecast from (floored to the hour); default the hour of the latest "
-        "valid reading.",
-    ) = None
-    covariates: _described(
+        msgspec.Meta(
+            description=(
+                "The hour to forecast from (floored to the hour); default the hour of the latest "
+                "valid reading."
+            )
+        ),
+    ] = None
+    covariates: Annotated[
         dict[Name, Readings],
-        "Co-located parameters by name (GET /v1/model lists the ones the model reads); absent "
-        "ones are missing features, as in training.",
-    ) = msgspec.field(default_factory=dict)
+        msgspec.Meta(
+            description=(
+                "Co-located parameters by name (GET /v1/model lists the ones the model reads); "
+                "absent ones are missing features, as in training."
+            )
+        ),
+    ] = msgspec.field(default_factory=dict)
 
 
 class ForecastRequest(msgspec.Struct, forbid_unknown_fields=True):

@@ -4,10 +4,11 @@ rows of every hour with pandas and keeps the last; a request needs only the row 
 origin, so this computes exactly that row from the series' arrays.
 
 Same input, same numbers: the values go through the same cleaning rules as `clean_readings`
-(reimplemented per value, with its constants), the row holds what `build_features` puts at
+(reimplemented in arrays, with its constants), the row holds what `build_features` puts at
 the origin, and the forecast is `Forecaster.predict`'s arithmetic (level + booster change,
-blended with what the target hour usually is: the daily shape times the last day's mean). `aq_assets_tests/test_online_features_vector.py`
-proves it on random and simulated histories. Every feature is equal to the bit except the
+blended with what the target hour usually is: the daily shape times the last day's mean).
+`aq_assets_tests/test_online_features_vector.py` proves it on random and simulated histories,
+and that a series in a batch gets exactly what it gets alone. Every feature is equal to the bit except the
 rolling means and standard deviations: pandas slides one running sum along the whole series,
 so its sums carry rounding from every value that passed through, where this sums each window
 afresh. They differ in the last bits (more after very large values), which the float32 matrix
@@ -143,8 +144,8 @@ def clean_many(batch: Sequence[RawSeries]) -> list[HourlySeries]:
     keys, values = _hour_means(keys, values)
 
     group = keys // stride
-    excess = [SPIKE_MIN_EXCESS.get(raw.parameter, np.nan) for raw in batch]
-    excess = excess[0] if len(set(excess)) == 1 else np.array(excess)[group]
+    excesses = [SPIKE_MIN_EXCESS.get(raw.parameter, np.nan) for raw in batch]
+    excess = excesses[0] if len(set(excesses)) == 1 else np.array(excesses)[group]
     if np.any(excess == excess):
         first = np.searchsorted(group, np.arange(len(batch)))[group]
         spikes = _isolated_spikes(keys, values, excess, first)
@@ -218,13 +219,13 @@ def readings_history(
     )
     sensors: dict[int, SensorHistory] = {}
     members: dict[tuple[int, str], list[HourlySeries]] = {}
-    for rows, series in zip(groups, cleaned, strict=True):
+    for rows, clean in zip(groups, cleaned, strict=True):
         first = rows[0]
         history = SensorHistory(
             sensor_id=int(sensor_id[first]),
             location_id=int(location_id[first]),
             parameter=str(parameter[first]),
-            series=series,
+            series=clean,
         )
         sensors[history.sensor_id] = history
         # Ascending sensor id, the order the batch path's pivot table averages them in.
@@ -316,7 +317,7 @@ def _isolated_spikes(
     reference = np.fmax(median, recent)
     value = values[rows]
     spikes[rows] = (value > SPIKE_RATIO * np.maximum(reference, 1.0)) & (
-        value - reference > (excess[rows] if np.ndim(excess) else excess)
+        value - reference > (excess[rows] if isinstance(excess, np.ndarray) else excess)
     )
     return spikes
 
