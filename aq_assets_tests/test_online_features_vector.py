@@ -384,6 +384,18 @@ def test_a_batch_cleans_each_series_as_if_alone():
     assert 200.0 not in online.clean_many([before, with_six])[1].values  # the rule works
 
 
+@pytest.mark.parametrize(
+    "values", [[], [np.nan], [-999.0, 5000.0]], ids=["none", "null", "all-dropped"]
+)
+def test_a_batch_without_a_valid_reading_cleans_to_empty_series(values):
+    """Found by the API fuzz: a pm25 batch whose readings all go must not reach the spike rule."""
+    raw = online.RawSeries(np.arange(len(values)) * 3600, np.array(values), "pm25", UG)
+
+    cleaned = online.clean_many([raw, raw])
+
+    assert [len(series) for series in cleaned] == [0, 0]
+
+
 def test_values_within_an_hour_are_averaged_with_pandas_compensated_sum():
     # Naive summation loses the small values next to the big ones; pandas' Kahan sum does not.
     values = np.array([0.1, 1e15, 0.3, -1e15, 0.7, 0.2])

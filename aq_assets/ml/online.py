@@ -146,7 +146,7 @@ def clean_many(batch: Sequence[RawSeries]) -> list[HourlySeries]:
     group = keys // stride
     excesses = [SPIKE_MIN_EXCESS.get(raw.parameter, np.nan) for raw in batch]
     excess = excesses[0] if len(set(excesses)) == 1 else np.array(excesses)[group]
-    if np.any(excess == excess):
+    if values.size and np.any(excess == excess):
         first = np.searchsorted(group, np.arange(len(batch)))[group]
         spikes = _isolated_spikes(keys, values, excess, first)
         keys, values, group = keys[~spikes], values[~spikes], group[~spikes]
