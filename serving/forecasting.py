@@ -228,7 +228,7 @@ def _all_seconds(lists: list[tuple[str, list[str | int]]]) -> list[np.ndarray]:
     parsed = _utc_iso_seconds(flat)
     if parsed is not None:
         seconds = parsed.astype(np.int64)
-        if not ((seconds < FIRST_SECOND) | (seconds >= LAST_SECOND)).any():
+        if not _outside(seconds).any():
             return np.split(seconds, np.cumsum([len(stamps) for _, stamps in lists])[:-1])
     return [_seconds(stamps, at) for at, stamps in lists]
 
@@ -248,7 +248,7 @@ def _seconds(stamps: list[str | int], at: str, indexed: bool = True) -> np.ndarr
             "datetime_parsing",
         )
     seconds = parsed.astype(np.int64)
-    outside = (seconds < FIRST_SECOND) | (seconds >= LAST_SECOND)
+    outside = _outside(seconds)
     if outside.any():
         j = int(np.argmax(outside))
         raise ApiError(
@@ -258,6 +258,10 @@ def _seconds(stamps: list[str | int], at: str, indexed: bool = True) -> np.ndarr
             "value_error",
         )
     return seconds
+
+
+def _outside(seconds: np.ndarray) -> np.ndarray:
+    return (seconds < FIRST_SECOND) | (seconds >= LAST_SECOND)
 
 
 def _parse(stamps: list[str | int]) -> np.ndarray:
@@ -368,18 +372,21 @@ def forecast(model: LoadedModel, items: list[History]) -> list[dict[str, Any]]:
     rows, valid = origin_feature_rows(
         spec,
         [
-            Origin(item.target, item.covariates, origin, item.sensor_id, item.timezone)
+            Origin(
+                items[i].target, items[i].covariates, origin, items[i].sensor_id, items[i].timezone
+            )
             for i, origin in todo
-            for item in [items[i]]
         ],
     )
     done = [(i, origin) for (i, origin), ok in zip(todo, valid.tolist(), strict=True) if ok]
-    for i in sorted(set(range(len(items))) - {i for i, _ in done}):
-        results[i]["note"] = (
-            "no valid reading (all null, sentinel, implausible or spikes)"
-            if not len(items[i].target)
-            else "the origin is before the first valid reading"
-        )
+    with_row = {i for i, _ in done}
+    for i, item in enumerate(items):
+        if i not in with_row:
+            results[i]["note"] = (
+                "no valid reading (all null, sentinel, implausible or spikes)"
+                if not len(item.target)
+                else "the origin is before the first valid reading"
+            )
     if not done:
         return results
     rows = rows[valid]

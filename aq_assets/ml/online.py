@@ -8,18 +8,20 @@ Same input, same numbers: the values go through the same cleaning rules as `clea
 the origin, and the forecast is `Forecaster.predict`'s arithmetic (level + booster change,
 blended with what the target hour usually is: the daily shape times the last day's mean).
 `aq_assets_tests/test_online_features_vector.py` proves it on random and simulated histories,
-and that a series in a batch gets exactly what it gets alone. Every feature is equal to the bit except the
-rolling means and standard deviations: pandas slides one running sum along the whole series,
-so its sums carry rounding from every value that passed through, where this sums each window
-afresh. They differ in the last bits (more after very large values), which the float32 matrix
-the boosters read almost always absorbs; forecasts agree to float32 tolerance.
+and that a series in a batch gets exactly what it gets alone. Every feature is equal to the
+bit except the rolling means and standard deviations: pandas slides one running sum along
+the whole series, so its sums carry rounding from every value that passed through, where
+this sums each window afresh. They differ in the last bits (more after very large values),
+which the float32 matrix the boosters read almost always absorbs; forecasts agree to float32
+tolerance.
 
 Batches: `clean_many` and `origin_feature_rows` treat all series of a request in one pass of
 array operations: numpy's ~1 µs per call, not its cost per value, is what a small series
-costs, so it is paid per batch. Measured in process (2 shared cores, a
-1,556-tree model, 10 co-located parameters): one series with a month of history ~1.8 ms in
-all, of which the single XGBoost call ~0.3 ms whatever its size; 100 one-reading series
-~9 ms. The batch path on the same input (`latest_forecasts`) takes ~50 ms a series.
+costs, so it is paid per batch. Measured in process (2 shared cores, a 1,556-tree model, 10
+co-located parameters): one series with a month of history ~2 ms of CPU in all, of which the
+single XGBoost call 0.4-0.9 ms whatever its size; 100 one-reading series 11-14 ms, where one
+by one they took 19-29 ms. The batch path on the same input (`latest_forecasts`) takes ~50 ms
+a series.
 """
 
 from __future__ import annotations
@@ -441,8 +443,8 @@ class Origin:
 def origin_feature_rows(
     spec: FeatureSpec, items: Sequence[Origin]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """`origin_features` of many series in one pass of array operations (a batch costs
-    little more than one series): the rows (n × features) and whether each has one (a row
+    """`origin_features` of many series in one pass of array operations (a series of a batch
+    costs a fraction of one alone): the rows (n × features) and whether each has one (a row
     without is all NaN)."""
     plan = _plan(spec)
     col = plan.columns
