@@ -21,6 +21,7 @@ from aq_assets.ml.cleaning import clean_readings
 from aq_assets.ml.features import FeatureSpec, build_features
 from aq_assets.ml.forecasting import latest_forecasts
 from aq_assets.ml.model import Forecaster, TimeSplit, train_forecaster
+from aq_assets.ml.trees import TreeEnsemble
 
 UG = "µg/m³"
 BASE = pd.Timestamp("2025-01-01 00:00")
@@ -504,25 +505,29 @@ def assert_same_forecasts(expected: dict[int, np.ndarray], got: dict[int, np.nda
         np.testing.assert_allclose(got[sensor], expected[sensor], rtol=1e-5, atol=1e-5)
 
 
-def test_one_booster_call_predicts_exactly_what_the_boosters_do(forecaster):
+def test_the_compiled_trees_predict_exactly_what_the_boosters_do(forecaster, simulated):
+    readings, timezones = simulated
+    hourly, _ = clean_readings(readings)
+    frame = build_features(hourly, forecaster.spec, timezones).sample(500, random_state=1)
     model = online.OnlineForecaster(forecaster)
-    rows = online._probe_rows(
-        len(forecaster.spec.feature_columns),
-        forecaster.spec.feature_columns.index("sensor_code"),
-    )
+    features = frame[forecaster.spec.feature_columns].to_numpy(dtype=np.float32)
 
-    assert model.merged
-    merged = model._merged.inplace_predict(rows)
+    assert model.compiled, model.compiled_error
+    got = model._changes(features)
     for j, h in enumerate(model.horizons):
-        np.testing.assert_array_equal(merged[:, j], forecaster.boosters[h].inplace_predict(rows))
+        np.testing.assert_array_equal(got[:, j], forecaster.boosters[h].inplace_predict(features))
 
 
-@pytest.mark.parametrize("merged", [True, False], ids=["one-call", "call-per-horizon"])
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "xgboost"])
 def test_online_forecaster_predicts_what_forecaster_predict_does(
-    forecaster, simulated, merged, monkeypatch
+    forecaster, simulated, compiled, monkeypatch
 ):
-    if not merged:
-        monkeypatch.setattr(online, "_merged_booster", lambda *args: None)
+    if not compiled:
+
+        def refuse(boosters):
+            raise ValueError("a layout the compiled trees do not know")
+
+        monkeypatch.setattr(TreeEnsemble, "from_boosters", refuse)
     readings, timezones = simulated
     hourly, _ = clean_readings(readings)
     frame = build_features(hourly, forecaster.spec, timezones).sample(500, random_state=0)
@@ -534,7 +539,9 @@ def test_online_forecaster_predicts_what_forecaster_predict_does(
         [epoch_hours(t) for t in frame["datetime_utc"]],
     )
 
-    assert model.merged is merged
+    assert model.compiled is compiled
+    if not compiled:
+        assert model.compiled_error == "ValueError: a layout the compiled trees do not know"
     expected = forecaster.predict(frame)
     assert any(w > 0 for w in forecaster.climatology_weights.values())  # the blend is used
     np.testing.assert_array_equal(got, expected.to_numpy())

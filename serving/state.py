@@ -99,6 +99,12 @@ class ServingState:
             version,
             f" (replacing version {current.version})" if current else "",
         )
+        if not loaded.forecaster.compiled:  # right, but ~10x slower per request
+            log.warning(
+                "version %s runs its trees through XGBoost, not compiled: %s",
+                version,
+                loaded.forecaster.compiled_error,
+            )
 
     def _model_failed(self, what: str, version: str | None, exc: Exception) -> None:
         self.model_failure = LoadFailure(

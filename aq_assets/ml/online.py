@@ -26,14 +26,11 @@ a series.
 
 from __future__ import annotations
 
-import ctypes
 import datetime as dt
 import itertools
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -645,8 +642,9 @@ def _zone(timezone: str) -> dt.timedelta | ZoneInfo | None:
 
 
 class OnlineForecaster:
-    """`Forecaster.predict` for rows built by `origin_features`, without pandas: one booster
-    call per request for every horizon, and the climatology as a dict."""
+    """`Forecaster.predict` for rows built by `origin_features`, without pandas: every
+    horizon's trees in one compiled call (`trees.TreeEnsemble`), and the climatology as a
+    dict."""
 
     def __init__(self, forecaster: Forecaster) -> None:
         self.spec = forecaster.spec
@@ -662,28 +660,31 @@ class OnlineForecaster:
         columns = self.spec.feature_columns
         self.level_index = columns.index("level")
         self._mean_24 = columns.index("mean_24") if "mean_24" in columns else None
-        probe = _probe_rows(len(columns), columns.index("sensor_code"))
-        self._merged = _merged_booster(forecaster.boosters, probe)
-        self._changes = self._predictor(probe)
+        self.compiled_error: str | None = None
+        self._changes = self._predictor(len(columns))
 
     @property
-    def merged(self) -> bool:
-        """Whether every horizon runs in one booster call (else one call per horizon)."""
-        return self._merged is not None
+    def compiled(self) -> bool:
+        """Whether the trees run compiled (else through XGBoost, horizon by horizon)."""
+        return self.compiled_error is None
 
-    def _predictor(self, probe: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-        """float32 rows -> the boosters' changes (rows × horizons), in the cheapest way that
-        predicts exactly what `inplace_predict` of each horizon's booster does."""
-        n_horizons = len(self.horizons)
-        if self._merged is not None:
-            merged = self._merged
-            fast = _fast_predict(merged, probe)
-            if fast is not None:
-                return lambda m: fast(m).reshape(m.shape[0], n_horizons)
-            return lambda m: merged.inplace_predict(m).reshape(m.shape[0], n_horizons)
+    def _predictor(self, n_features: int) -> Callable[[np.ndarray], np.ndarray]:
+        """float32 rows -> the boosters' changes (rows × horizons): compiled when that
+        predicts exactly what `inplace_predict` of each horizon's booster does on rows that
+        take every branch."""
         boosters = [self._boosters[h] for h in self.horizons]
-        calls = [_fast_predict(b, probe) or b.inplace_predict for b in boosters]
-        return lambda m: np.column_stack([call(m) for call in calls])
+        try:
+            from aq_assets.ml.trees import TreeEnsemble
+
+            ensemble = TreeEnsemble.from_boosters(boosters)
+            probe = ensemble.edge_rows(n_features)
+            expected = np.column_stack([b.inplace_predict(probe) for b in boosters])
+            if not np.array_equal(ensemble.predict(probe), expected):
+                raise ValueError("its predictions differ from XGBoost's on the probe rows")
+            return ensemble.predict
+        except (ImportError, ValueError, KeyError) as exc:  # numba missing, a layout unknown
+            self.compiled_error = f"{type(exc).__name__}: {exc}"
+        return lambda m: np.column_stack([b.inplace_predict(m) for b in boosters])
 
     def predict(
         self,
@@ -721,108 +722,3 @@ class OnlineForecaster:
             blended = (1 - weight) * forecast[:, j] + weight * usual
             forecast[:, j] = np.where(np.isnan(usual), forecast[:, j], blended)
         return forecast
-
-
-def _merged_booster(boosters: Mapping[int, Any], probe: np.ndarray) -> Any | None:
-    """The per-horizon boosters as ONE multi-target booster (target j = horizon j), or None
-    when that fails to predict exactly as they do. Every XGBoost predict call costs ~50 µs
-    whatever its size (it builds a context that reads cgroup files), so one call instead of
-    one per horizon is most of a single-series request's model time."""
-    import xgboost as xgb
-
-    if len(boosters) < 2:
-        return None
-    try:
-        models = [json.loads(b.save_raw("json")) for b in boosters.values()]
-        merged = models[0]
-        trees: list[dict[str, Any]] = []
-        tree_info: list[int] = []
-        base_scores: list[float] = []
-        for target, model in enumerate(models):
-            learner = model["learner"]
-            base = json.loads(learner["learner_model_param"]["base_score"])
-            base_scores.append(float(np.atleast_1d(base)[0]))
-            for tree in learner["gradient_booster"]["model"]["trees"]:
-                trees.append({**tree, "id": len(trees)})
-                tree_info.append(target)
-        learner = merged["learner"]
-        gbtree = learner["gradient_booster"]["model"]
-        gbtree["trees"] = trees
-        gbtree["tree_info"] = tree_info
-        gbtree["iteration_indptr"] = [0, len(trees)]
-        gbtree["gbtree_model_param"]["num_trees"] = str(len(trees))
-        learner["learner_model_param"]["num_target"] = str(len(models))
-        learner["learner_model_param"]["base_score"] = json.dumps(
-            [float(np.float32(b)) for b in base_scores]
-        )
-        booster = xgb.Booster(model_file=bytearray(json.dumps(merged).encode()))
-        booster.set_param({"nthread": 1})
-        expected = np.column_stack([b.inplace_predict(probe) for b in boosters.values()])
-        if np.array_equal(booster.inplace_predict(probe).reshape(expected.shape), expected):
-            return booster
-    except Exception:  # a model layout this does not know: predict horizon by horizon
-        return None
-    return None
-
-
-def _fast_predict(booster: Any, probe: np.ndarray) -> Callable[[np.ndarray], np.ndarray] | None:
-    """`booster.inplace_predict` as its one C call, without the ~100 µs of Python set-up
-    it repeats every call (a new ctypes class, a JSON config). Uses xgboost internals, so
-    it is checked against inplace_predict on `probe` first; None if anything differs."""
-    try:
-        from xgboost.core import _LIB, _check_call, c_bst_ulong, make_jcargs
-
-        config = make_jcargs(
-            type=0,
-            training=False,
-            iteration_begin=0,
-            iteration_end=0,
-            missing=np.nan,
-            strict_shape=False,
-            cache_id=0,
-        )
-        handle = booster.handle
-        no_proxy = ctypes.c_void_p()
-
-        def predict(matrix: np.ndarray) -> np.ndarray:
-            rows, columns = matrix.shape  # C-contiguous float32
-            interface = (
-                f'{{"data":[{matrix.ctypes.data},true],"strides":null,'
-                f'"descr":[["","<f4"]],"typestr":"<f4","shape":[{rows},{columns}],"version":3}}'
-            ).encode()
-            shape = ctypes.POINTER(c_bst_ulong)()
-            dims = c_bst_ulong()
-            out = ctypes.POINTER(ctypes.c_float)()
-            _check_call(
-                _LIB.XGBoosterPredictFromDense(
-                    handle,
-                    interface,
-                    config,
-                    no_proxy,
-                    ctypes.byref(shape),
-                    ctypes.byref(dims),
-                    ctypes.byref(out),
-                )
-            )
-            size = int(np.prod([shape[i] for i in range(dims.value)]))
-            # The buffer belongs to the booster (per thread) until its next call: copy now.
-            return np.ctypeslib.as_array(out, shape=(size,)).copy()
-
-        expected = booster.inplace_predict(probe)
-        for rows in (probe, probe[:1]):
-            got = predict(np.ascontiguousarray(rows))
-            if not np.array_equal(got, booster.inplace_predict(rows).reshape(-1)):
-                return None
-        if not np.array_equal(predict(probe), expected.reshape(-1)):
-            return None
-        return predict
-    except Exception:  # internals moved in another xgboost version: use the public call
-        return None
-
-
-def _probe_rows(n_features: int, sensor_code: int) -> np.ndarray:
-    rng = np.random.default_rng(0)
-    rows = rng.normal(20, 30, size=(256, n_features)).astype(np.float32)
-    rows[rng.random(rows.shape) < 0.2] = np.nan
-    rows[:, sensor_code] = rng.integers(-1, 50, size=256)  # some codes no sensor has
-    return rows
