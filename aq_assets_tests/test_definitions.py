@@ -55,7 +55,7 @@ def test_assets_have_bare_keys_partitions_and_checks():
 def test_loading_the_code_location_imports_no_heavy_library():
     probe = (
         "import sys, json, aq_assets.definitions as d; d.defs.get_repository_def(); "
-        "print(json.dumps([m for m in ('mlflow', 'evidently', 'xgboost', 'sklearn') if m in sys.modules]))"
+        "print(json.dumps([m for m in ('mlflow', 'evidently', 'xgboost', 'sklearn', 'numba') if m in sys.modules]))"
     )
     done = subprocess.run(
         [sys.executable, "-W", "ignore", "-c", probe], capture_output=True, text=True, timeout=120

@@ -5,11 +5,9 @@ predict every series of a request in one booster call, and encode the answer."""
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 import json
 import math
 import re
-import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -28,36 +26,16 @@ from aq_assets.ml.online import (
     origin_feature_rows,
 )
 from serving.champion import LoadedModel
+from serving.errors import ApiError
 from serving.schemas import READ_FORECAST_REQUEST, ForecastRequest, Readings
 from serving.settings import Settings
 from serving.snapshot import OnlineSnapshot
+from serving.timestamps import read_timestamps, seconds
 
 SECONDS_PER_HOUR = 3600
-# Readings and origins outside these years are refused: nothing was measured before, and
-# hour arithmetic stays far from every calendar limit.
-FIRST_SECOND = 0  # 1970-01-01
-LAST_SECOND = 4102444800  # 2100-01-01
 _EPOCH = dt.datetime(1970, 1, 1)
-# numpy converts "+02:00" and "Z" to UTC as it parses, and says it keeps no time zone.
-warnings.filterwarnings(
-    "ignore",
-    message="no explicit representation of timezones",
-    category=UserWarning,
-    module=__name__,
-)
 # The units a parameter's values are in when a request does not say: its first known range.
 DEFAULT_UNITS: dict[str, str] = dict(reversed(list(PLAUSIBLE_RANGES)))
-
-
-class ApiError(Exception):
-    """A request the service cannot answer: the status, and the field to blame (JSON path)."""
-
-    def __init__(self, status: int, field: str, msg: str, kind: str) -> None:
-        super().__init__(msg)
-        self.status = status
-        self.field = field
-        self.msg = msg
-        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -172,19 +150,21 @@ def histories(request: ForecastRequest, model: LoadedModel, settings: Settings) 
                     "value_error",
                 )
             parts.append((f"{at}.covariates.{name}", readings, name))
-    for at, readings, _ in parts:
-        _check_shape(readings, at, settings)
-    seconds = _all_seconds([(f"{at}.timestamps", readings.timestamps) for at, readings, _ in parts])
+    stamps = read_timestamps(
+        [(f"{at}.timestamps", readings.timestamps) for at, readings, _ in parts]
+    )
+    for (at, readings, _), times in zip(parts, stamps, strict=True):
+        _check_shape(len(times), len(readings.values), at, settings)
     cleaned = iter(
         clean_many(
             [
                 RawSeries(
-                    stamps,
+                    times,
                     np.array(readings.values, dtype=np.float64),  # None becomes NaN
                     parameter,
                     readings.units or DEFAULT_UNITS.get(parameter, ""),
                 )
-                for (_, readings, parameter), stamps in zip(parts, seconds, strict=True)
+                for (_, readings, parameter), times in zip(parts, stamps, strict=True)
             ]
         )
     )
@@ -196,14 +176,13 @@ def histories(request: ForecastRequest, model: LoadedModel, settings: Settings) 
             covariates[spec.parameter] = location_mean([target, covariates[spec.parameter]])
         origin = None
         if series.origin is not None:
-            origin_seconds = _seconds([series.origin], f"series[{i}].origin", indexed=False)
+            origin_seconds = seconds([series.origin], f"series[{i}].origin", indexed=False)
             origin = int(origin_seconds[0] // SECONDS_PER_HOUR)
         out.append(History(series.sensor_id, target, covariates, series.timezone, origin))
     return out
 
 
-def _check_shape(readings: Readings, at: str, settings: Settings) -> None:
-    n = len(readings.timestamps)
+def _check_shape(n: int, n_values: int, at: str, settings: Settings) -> None:
     if n > settings.max_history_rows:
         raise ApiError(
             413,
@@ -212,142 +191,13 @@ def _check_shape(readings: Readings, at: str, settings: Settings) -> None:
             "(AQ_API_MAX_HISTORY_ROWS)",
             "too_many_rows",
         )
-    if len(readings.values) != n:
+    if n_values != n:
         raise ApiError(
             422,
             f"{at}.values",
-            f"{len(readings.values)} values for {n} timestamps; they go in pairs",
+            f"{n_values} values for {n} timestamps; they go in pairs",
             "value_error",
         )
-
-
-def _all_seconds(lists: list[tuple[str, list[str | int]]]) -> list[np.ndarray]:
-    """`_seconds` of each list; the usual request (every stamp ISO 8601 in UTC) is parsed in
-    one pass over all of them, anything else list by list, which names a bad value."""
-    flat = list(itertools.chain.from_iterable(stamps for _, stamps in lists))
-    parsed = _utc_iso_seconds(flat)
-    if parsed is not None:
-        seconds = parsed.astype(np.int64)
-        if not _outside(seconds).any():
-            return np.split(seconds, np.cumsum([len(stamps) for _, stamps in lists])[:-1])
-    return [_seconds(stamps, at) for at, stamps in lists]
-
-
-def _seconds(stamps: list[str | int], at: str, indexed: bool = True) -> np.ndarray:
-    """Unix seconds (UTC) of ISO 8601 strings or Unix seconds, parsed by numpy at once."""
-    try:
-        parsed = _parse(stamps)
-    except (ValueError, TypeError, OverflowError):
-        parsed = None
-    if parsed is None or np.isnat(parsed).any():
-        j = _first_unreadable(stamps)
-        raise ApiError(
-            422,
-            f"{at}[{j}]" if indexed else at,
-            "not a time: expected ISO 8601 (2025-05-01T13:00:00Z) or Unix seconds",
-            "datetime_parsing",
-        )
-    seconds = parsed.astype(np.int64)
-    outside = _outside(seconds)
-    if outside.any():
-        j = int(np.argmax(outside))
-        raise ApiError(
-            422,
-            f"{at}[{j}]" if indexed else at,
-            "must be between 1970-01-01 and 2100-01-01 (UTC)",
-            "value_error",
-        )
-    return seconds
-
-
-def _outside(seconds: np.ndarray) -> np.ndarray:
-    return (seconds < FIRST_SECOND) | (seconds >= LAST_SECOND)
-
-
-def _parse(stamps: list[str | int]) -> np.ndarray:
-    fast = _utc_iso_seconds(stamps)
-    if fast is not None:
-        return fast
-    if all(type(s) is str for s in stamps):
-        # A trailing Z is UTC, what numpy assumes anyway; left on, numpy warns per value.
-        return np.strings.rstrip(np.array(stamps, dtype=str), "Z").astype("datetime64[s]")
-    if all(type(s) is int for s in stamps):
-        return np.array(stamps, dtype=np.int64).astype("datetime64[s]")
-    return np.array([np.datetime64(s, "s") for s in stamps], dtype="datetime64[s]")
-
-
-def _iso_bounds(width: int) -> tuple[np.ndarray, np.ndarray]:
-    """The lowest and highest byte allowed at each position of "YYYY-MM-DDTHH:MM:SS", with a
-    "Z" when `width` is 20, and a newline."""
-    template = "0000-00-00T00:00:00Z"[:width] + "\n"
-    low = np.frombuffer(template.encode(), dtype=np.uint8).copy()
-    high = low.copy()
-    high[[i for i, c in enumerate(template) if c == "0"]] = ord("9")
-    return low, high
-
-
-_ISO_BOUNDS = {width: _iso_bounds(width) for width in (20, 19)}
-# The two digits of each pair: (centuries, years, month, day, hour, minute, second).
-_TENS = np.array([0, 2, 5, 8, 11, 14, 17])
-_ONES = _TENS + 1
-# By month number (index 0 unused); months outside 1..12 are refused before the lookup of
-# days before the month, and clipped into 0..13 for the check itself.
-_DAYS_BEFORE_MONTH = np.array([0, 0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334])
-_DAYS_IN_MONTH = np.array([31, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31, 31])
-
-
-def _utc_iso_seconds(stamps: list[str | int]) -> np.ndarray | None:
-    """datetime64[s] of timestamps that are all "YYYY-MM-DDTHH:MM:SSZ" or all without the Z
-    (what clients and our own snapshot send), read from their bytes in a few array
-    operations: numpy's general parser costs ~0.25 µs a value, most of a request with a
-    month of history. None when any stamp has another form: the general path decides."""
-    n = len(stamps)
-    try:
-        joined = "\n".join(stamps).encode("ascii")  # type: ignore[arg-type]
-    except (TypeError, UnicodeEncodeError):  # ints, or not ASCII
-        return None
-    width = next((w for w in (20, 19) if n and len(joined) == n * (w + 1) - 1), None)
-    if width is None:
-        return None
-    low, high = _ISO_BOUNDS[width]
-    rows = np.frombuffer(joined + b"\n", dtype=np.uint8).reshape(n, width + 1)
-    # Every byte is what its position allows, so the newlines are exactly those the join
-    # put between the stamps: the rows are the stamps.
-    if not ((rows >= low) & (rows <= high)).all():
-        return None
-    pairs = rows[:, _TENS].astype(np.int64) * 10 + rows[:, _ONES] - 11 * ord("0")
-    year = pairs[:, 0] * 100 + pairs[:, 1]
-    month, day, hour, minute, second = pairs[:, 2:].T
-    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
-    month_days = _DAYS_IN_MONTH[np.clip(month, 0, 13)] - ((month == 2) & ~leap)
-    if not (
-        ((month >= 1) & (month <= 12) & (day >= 1) & (day <= month_days)).all()
-        and ((hour < 24) & (minute < 60) & (second < 60)).all()
-    ):
-        return None  # the general path names the bad value
-    # Days since 1970-01-01 of the proleptic Gregorian date.
-    before = year - 1
-    days = (
-        365 * (year - 1970)
-        + (before // 4 - before // 100 + before // 400)
-        - (1969 // 4 - 1969 // 100 + 1969 // 400)
-        + _DAYS_BEFORE_MONTH[month]
-        + ((month > 2) & leap)
-        + day
-        - 1
-    )
-    seconds = days * 86400 + hour * 3600 + minute * 60 + second
-    return seconds.astype("datetime64[s]")
-
-
-def _first_unreadable(stamps: list[str | int]) -> int:
-    for j, stamp in enumerate(stamps):
-        try:
-            if np.isnat(np.datetime64(stamp, "s")):
-                return j
-        except (ValueError, TypeError, OverflowError):
-            return j
-    return 0
 
 
 def forecast(model: LoadedModel, items: list[History]) -> list[dict[str, Any]]:

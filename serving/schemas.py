@@ -23,6 +23,12 @@ Timestamp = (
     Annotated[str, msgspec.Meta(max_length=64, extra_json_schema={"format": "date-time"})] | int
 )
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+# A list of timestamps stays JSON text until `timestamps.read_timestamps` reads it: a str per
+# stamp would cost more than the rest of the request. Its schema is the typed list's.
+Timestamps = Annotated[
+    msgspec.Raw, msgspec.Meta(extra_json_schema=msgspec.json.schema(list[Timestamp]))
+]
+READ_TIMESTAMPS = msgspec.json.Decoder(list[Timestamp])
 
 EXAMPLE_SERIES: dict[str, Any] = {
     "sensor_id": 9001002,
@@ -47,7 +53,7 @@ class Readings(msgspec.Struct, forbid_unknown_fields=True):
     averaged; nulls, sentinels (-999, 9999...) and physically implausible values are dropped
     as the pipeline drops them."""
 
-    timestamps: list[Timestamp]
+    timestamps: Timestamps
     values: list[Value | None]
     units: Annotated[
         Name | None,

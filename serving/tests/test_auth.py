@@ -114,7 +114,9 @@ def test_the_openapi_document_describes_bodies_answers_and_the_token(session_cli
     body = post["requestBody"]["content"]["application/json"]["schema"]["$ref"]
     schemas = document["components"]["schemas"]
     assert schemas[body.rsplit("/", 1)[1]]["required"] == ["series"]
-    assert "timestamps" in schemas["SeriesHistory"]["properties"]
+    stamps = schemas["SeriesHistory"]["properties"]["timestamps"]  # read as raw JSON, typed here
+    assert stamps["type"] == "array"
+    assert {"string", "integer"} == {kind["type"] for kind in stamps["items"]["anyOf"]}
     assert {"200", "401", "413", "422", "503"} <= set(post["responses"])
     assert post["security"] == [{"AQ_API_TOKEN": []}]
     assert document["components"]["securitySchemes"]["AQ_API_TOKEN"]["scheme"] == "bearer"
