@@ -21,12 +21,12 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.errors import ApiError
+from serving.forecasting import compile_kernels
 from serving.metrics import MetricsMiddleware, ServiceMetrics
 from serving.routers import forecast, health, model
 from serving.schemas import forecast_request_schemas
 from serving.settings import Settings, get_settings
 from serving.state import ServingState
-from serving.timestamps import compile_reader
 
 MAX_REPORTED_PROBLEMS = 20
 DESCRIPTION = """Forecasts of the next hours of an air-quality parameter (pm25 by default)
@@ -50,7 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.service = service
         service.batch_limiter = anyio.CapacityLimiter(1)
         await anyio.to_thread.run_sync(service.refresh)
-        await anyio.to_thread.run_sync(compile_reader)
+        await anyio.to_thread.run_sync(compile_kernels)
         # ~430,000 objects (mlflow, pandas, the model) live as long as the process, and a
         # full collection that scans them stalls every request for ~0.2 s here. Frozen, a
         # full collection scans only what came after start-up.

@@ -25,6 +25,7 @@ from aq_assets.ml.online import (
     location_mean,
     origin_feature_rows,
 )
+from aq_assets.ml.online import compile_kernels as online_kernels
 from serving.champion import LoadedModel
 from serving.errors import ApiError
 from serving.schemas import READ_FORECAST_REQUEST, ForecastRequest, Readings
@@ -47,6 +48,15 @@ class History:
     covariates: dict[str, HourlySeries]
     timezone: str | None
     origin: int | None  # epoch hours; None: the latest valid reading's hour
+
+
+def compile_kernels() -> None:
+    """Compile every loop a request runs (or load them from numba's cache), so that no
+    request waits for it."""
+    read_timestamps(
+        [("timestamps", msgspec.Raw(b'["2025-01-01T00:00:00Z","2025-01-01T01:00:00Z"]'))]
+    )
+    online_kernels()
 
 
 def read_request(body: bytes) -> ForecastRequest:

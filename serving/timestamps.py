@@ -4,7 +4,8 @@ A request with a month of history carries thousands of stamps; a Python object p
 (a str from the JSON reader, a datetime from a parser) costs more than the whole forecast.
 So the body reader keeps each list as its JSON text (`msgspec.Raw`), and the usual form,
 every stamp `"YYYY-MM-DDTHH:MM:SSZ"` (or without the Z) separated by "," or ", ", is read
-from those bytes by a few array operations over all lists of the request at once. Anything
+from those bytes by one compiled loop over all lists of the request at once
+(`kernels.read_utc_stamps`, a few ns a stamp). Anything
 else (offsets, Unix seconds, other spacing) takes the general path, which names the first
 bad value as `series[0].timestamps[3]`.
 """
@@ -12,8 +13,7 @@ bad value as `series[0].timestamps[3]`.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
-from functools import lru_cache
+from collections.abc import Sequence
 
 import msgspec
 import numpy as np
@@ -43,11 +43,6 @@ def read_timestamps(lists: Sequence[tuple[str, msgspec.Raw]]) -> list[np.ndarray
     if fast is not None:
         return fast
     return [seconds(_decode(text, at), at) for (at, _), text in zip(lists, texts, strict=True)]
-
-
-def compile_reader() -> None:
-    """Compile the byte reader now (~0.5 s), not in the first request that needs it."""
-    read_timestamps([("timestamps", msgspec.Raw(b'["2025-01-01T00:00:00Z"]'))])
 
 
 def _decode(text: bytes, at: str) -> list[str | int]:
@@ -160,67 +155,10 @@ def _fixed_width(buffer: bytes, layout: _Layout) -> np.ndarray | None:
     if any byte, date or time is not what a stamp between 1970 and 2100 has."""
     if len(buffer) % layout.width:
         return None
+    from aq_assets.ml.kernels import read_utc_stamps
+
     out = np.empty(len(buffer) // layout.width, dtype=np.int64)
-    read = _reader()
-    if not read(np.frombuffer(buffer, dtype=np.uint8), layout.low, layout.high, layout.digits, out):
+    stamps = np.frombuffer(buffer, dtype=np.uint8)
+    if not read_utc_stamps(stamps, layout.low, layout.high, layout.digits, out):
         return None
     return out
-
-
-@lru_cache(maxsize=1)
-def _reader() -> Callable[..., bool]:
-    """The compiled loop over the stamps: a few ns each where array operations took ~40.
-    numba is imported and the loop compiled on first use."""
-    import numba
-
-    @numba.njit(nogil=True, inline="always")  # type: ignore[misc]
-    def number(buffer, row, digits, first, count):  # type: ignore[no-untyped-def]
-        value = 0
-        for k in range(first, first + count):
-            value = value * 10 + buffer[row + digits[k]] - 48
-        return value
-
-    @numba.njit(nogil=True)  # type: ignore[misc]
-    def read(buffer, low, high, digits, out):  # type: ignore[no-untyped-def]
-        width = low.size
-        for i in range(out.size):
-            row = i * width
-            fits = True
-            for j in range(width):  # without branches: they would be mispredicted
-                byte = buffer[row + j]
-                fits &= (byte >= low[j]) & (byte <= high[j])
-            if not fits:
-                return False
-            year = number(buffer, row, digits, 0, 4)
-            month = number(buffer, row, digits, 4, 2)
-            day = number(buffer, row, digits, 6, 2)
-            hour = number(buffer, row, digits, 8, 2)
-            minute = number(buffer, row, digits, 10, 2)
-            second = number(buffer, row, digits, 12, 2)
-            if year < 1970 or year >= 2100 or month < 1 or month > 12 or day < 1:
-                return False
-            leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
-            if day > _DAYS_IN_MONTH[month] + (month == 2 and leap):
-                return False
-            if hour > 23 or minute > 59 or second > 59:
-                return False
-            # Days since 1970-01-01 of the proleptic Gregorian date.
-            before = year - 1
-            days = (
-                365 * (year - 1970)
-                + (before // 4 - before // 100 + before // 400)
-                - (1969 // 4 - 1969 // 100 + 1969 // 400)
-                + _DAYS_BEFORE_MONTH[month]
-                + (month > 2 and leap)
-                + day
-                - 1
-            )
-            out[i] = days * 86400 + hour * 3600 + minute * 60 + second
-        return True
-
-    return read  # type: ignore[no-any-return]
-
-
-# By month (index 0 unused), in a year that is not a leap year.
-_DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
-_DAYS_BEFORE_MONTH = np.array([0, 0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334])

@@ -37,9 +37,7 @@ import numpy as np
 
 from aq_assets.ml.cleaning import (
     PLAUSIBLE_RANGES,
-    SENTINELS,
     SPIKE_MIN_EXCESS,
-    SPIKE_RATIO,
     PlausibleRange,
 )
 from aq_assets.ml.features import _OFFSET, PROFILE_DAYS, FeatureSpec
@@ -48,10 +46,6 @@ from aq_assets.ml.model import Forecaster
 SECONDS_PER_HOUR = 3600
 _EPOCH = dt.datetime(1970, 1, 1)
 _COVARIATE_FILL_HOURS = 2  # build_features fills a co-located value forward at most this long
-_MAX_24_MIN_PERIODS = 8
-_SPIKE_WINDOW_HOURS = 24
-_SPIKE_MIN_PERIODS = 6
-_SPIKE_RECENT_HOURS = 3
 # Offsets beyond any real zone's are refused rather than turned into nonsense local times.
 _MAX_OFFSET = dt.timedelta(hours=18)
 
@@ -100,58 +94,46 @@ class RawSeries:
 
 
 def clean_many(batch: Sequence[RawSeries]) -> list[HourlySeries]:
-    """`clean_series` of each series, in one pass of array operations over all of them."""
+    """`clean_series` of each series, in one compiled pass over all of them
+    (`kernels.clean_series`)."""
+    from aq_assets.ml.kernels import clean_series as compiled
+
     if not batch:
         return []
-    lengths = np.array([len(raw.values) for raw in batch], dtype=np.int64)
+    lengths = [len(raw.values) for raw in batch]
+    offsets = np.zeros(len(batch) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
     values = np.concatenate([np.asarray(raw.values, dtype=np.float64) for raw in batch])
-    seconds = np.concatenate([np.asarray(raw.seconds, dtype=np.int64) for raw in batch])
-    group = np.repeat(np.arange(len(batch), dtype=np.int64), lengths)
-    bounds = [_bounds(raw.parameter, raw.units, len(raw.values)) for raw in batch]
-    if all(np.ndim(low) == 0 for low, _, _ in bounds):
-        # One range for all (the usual request) stays a scalar: fewer array operations.
-        low, high, tolerance = (
-            part[0] if len(set(part)) == 1 else np.repeat(np.array(part), lengths)
-            for part in zip(*bounds, strict=True)
-        )
+    hours = np.concatenate([np.asarray(raw.seconds, dtype=np.int64) for raw in batch])
+    hours //= SECONDS_PER_HOUR
+    # The plausible range of every reading: low, high, tolerance.
+    if all(isinstance(raw.units, str) for raw in batch):  # a request: units per series
+        ranges = np.array([_range_of(raw.parameter, str(raw.units)) for raw in batch])
+        bounds = np.repeat(ranges.T, lengths, axis=1)
     else:
-        low, high, tolerance = (
-            np.concatenate(
-                [np.broadcast_to(b, (n,)) for b, n in zip(part, lengths.tolist(), strict=True)]
-            )
-            for part in zip(*bounds, strict=True)
-        )
-    drop = (values != values) | (values > high) | (values < low - tolerance)
-    for sentinel in SENTINELS:
-        drop |= values == sentinel
-    if drop.any():
-        keep = ~drop
-        values, seconds, group = values[keep], seconds[keep], group[keep]
-        if np.ndim(low):
-            low = low[keep]
-    values = np.where(values < low, low, values)
+        bounds = np.empty((3, values.size))
+        for raw, a, b in zip(batch, offsets[:-1].tolist(), offsets[1:].tolist(), strict=True):
+            for k, part in enumerate(_bounds(raw.parameter, raw.units, b - a)):
+                bounds[k, a:b] = part
+    excess = np.array([SPIKE_MIN_EXCESS.get(raw.parameter, np.nan) for raw in batch])
+    # Each series in order of hour; readings within an hour keep their order.
+    steps = np.diff(hours)
+    steps[offsets[1:-1][(offsets[1:-1] > 0) & (offsets[1:-1] < hours.size)] - 1] = 0
+    if (steps < 0).any():
+        series = np.repeat(np.arange(len(batch)), lengths)
+        order = np.lexsort((hours, series))
+        values, hours, bounds = values[order], hours[order], bounds[:, order]
+    low, high, tolerance = bounds
+    hourly_hours, hourly, cuts = compiled(values, hours, low, high, tolerance, offsets, excess)
+    return [
+        HourlySeries(hourly_hours[a:b], hourly[a:b]) for a, b in itertools.pairwise(cuts.tolist())
+    ]
 
-    # Series i is cleaned at keys i * stride + its hours: every series sorts, averages and
-    # windows apart from the others.
-    hours = seconds // SECONDS_PER_HOUR
-    base = int(hours.min()) if hours.size else 0
-    stride = (int(hours.max()) - base if hours.size else 0) + 2 * _SPIKE_WINDOW_HOURS
-    keys = group * stride + (hours - base)
-    if keys.size > 1 and (keys[1:] < keys[:-1]).any():
-        order = np.argsort(keys, kind="stable")  # rows keep their order within an hour
-        keys, values = keys[order], values[order]
-    keys, values = _hour_means(keys, values)
 
-    group = keys // stride
-    excesses = [SPIKE_MIN_EXCESS.get(raw.parameter, np.nan) for raw in batch]
-    excess = excesses[0] if len(set(excesses)) == 1 else np.array(excesses)[group]
-    if values.size and np.any(excess == excess):
-        first = np.searchsorted(group, np.arange(len(batch)))[group]
-        spikes = _isolated_spikes(keys, values, excess, first)
-        keys, values, group = keys[~spikes], values[~spikes], group[~spikes]
-    hours = keys - group * stride + base
-    cuts = [0, *np.searchsorted(group, np.arange(1, len(batch))).tolist(), len(keys)]
-    return [HourlySeries(hours[a:b], values[a:b]) for a, b in itertools.pairwise(cuts)]
+def compile_kernels() -> None:
+    """Compile the loops of cleaning and features now (~2 s), not in the first request."""
+    series = clean_series(np.array([0]), np.array([1.0]), "pm25", "µg/m³")
+    origin_feature_rows(FeatureSpec(), [Origin(series, {"pm10": series}, 0)])
 
 
 def location_mean(series: Sequence[HourlySeries]) -> HourlySeries:
@@ -281,55 +263,6 @@ def _kahan_mean(values: np.ndarray) -> float:
     return total / len(values)
 
 
-def _isolated_spikes(
-    hours: np.ndarray, values: np.ndarray, excess: float | np.ndarray, first: np.ndarray
-) -> np.ndarray:
-    """`_isolated_spikes` of clean_readings: a value over SPIKE_RATIO times its reference and
-    over it by `excess` (per reading; NaN: no spike rule), the reference being the larger of
-    the median of the values before it in the last 24 h (at least 6 of them) and the highest
-    in the last 3 h. Both are pandas time windows over the series shifted by one reading, so
-    a window also holds the reading just before its first hour, but never one before the
-    series' first reading (`first`, per reading)."""
-    spikes = np.zeros(values.size, dtype=bool)
-    # Only these can pass both tests: the reference is at least 1 in the ratio test and at
-    # least the smallest value in the excess test.
-    rows = np.flatnonzero(values > np.maximum(SPIKE_RATIO, excess + float(values.min())))
-    if rows.size == 0:
-        return spikes
-    day_start = _window_start(hours, rows, _SPIKE_WINDOW_HOURS, first)
-    counts = rows - day_start
-    enough = counts >= _SPIKE_MIN_PERIODS
-    rows, day_start, counts = rows[enough], day_start[enough], counts[enough]
-    if rows.size == 0:
-        return spikes
-    width = int(counts.max())
-    index = day_start[:, None] + np.arange(width)[None, :]
-    day = np.where(index < rows[:, None], values[np.minimum(index, values.size - 1)], np.nan)
-    ordered = np.sort(day, axis=1)  # NaN sort last
-    picks = np.arange(rows.size)
-    upper = ordered[picks, counts // 2]
-    lower = ordered[picks, (counts - 1) // 2]
-    median = np.where(counts % 2 == 1, upper, (upper + lower) / 2)
-    # The last 3 h always hold at least the reading just before (min_periods 1).
-    recent_start = _window_start(hours, rows, _SPIKE_RECENT_HOURS, first)
-    recent = np.array([values[a:b].max() for a, b in zip(recent_start, rows, strict=True)])
-    reference = np.fmax(median, recent)
-    value = values[rows]
-    spikes[rows] = (value > SPIKE_RATIO * np.maximum(reference, 1.0)) & (
-        value - reference > (excess[rows] if isinstance(excess, np.ndarray) else excess)
-    )
-    return spikes
-
-
-def _window_start(
-    hours: np.ndarray, rows: np.ndarray, window_hours: int, first: np.ndarray
-) -> np.ndarray:
-    """First index of the values pandas' `shift(1).rolling(f"{window_hours}h")` sees at
-    each row: the readings of the hours in (t - window, t], shifted by one reading."""
-    start = np.searchsorted(hours, hours[rows] - window_hours, side="right")
-    return np.maximum(start - 1, first[rows])
-
-
 # ---------------------------------------------------------------------------------------------
 # Features at the origin: build_features' row at `until`
 
@@ -353,6 +286,7 @@ class _Plan:
     covariates: tuple[str, ...]
     covariate_now_columns: np.ndarray
     covariate_change_columns: np.ndarray
+    fixed_columns: np.ndarray  # see kernels.origin_rows
     sensor_codes: dict[int, float]
     columns: dict[str, int]
 
@@ -402,6 +336,20 @@ def _plan(spec: FeatureSpec) -> _Plan:
         covariate_change_columns=np.array(
             [columns[f"{p}_change_3"] for p in spec.covariates], dtype=np.int64
         ),
+        fixed_columns=np.array(
+            [
+                columns[name]
+                for name in (
+                    "hours_since_reading",
+                    "level",
+                    "max_24",
+                    "change_1",
+                    "change_3",
+                    "change_24",
+                )
+            ],
+            dtype=np.int64,
+        ),
         sensor_codes={sensor: float(i) for i, sensor in enumerate(spec.sensors)},
         columns=columns,
     )
@@ -440,45 +388,39 @@ class Origin:
 def origin_feature_rows(
     spec: FeatureSpec, items: Sequence[Origin]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """`origin_features` of many series in one pass of array operations (a series of a batch
-    costs a fraction of one alone): the rows (n × features) and whether each has one (a row
-    without is all NaN)."""
+    """`origin_features` of many series in one compiled pass (`kernels.origin_rows`): the
+    rows (n × features) and whether each has one (a row without is all NaN)."""
+    from aq_assets.ml.kernels import origin_rows
+
     plan = _plan(spec)
     col = plan.columns
     n = len(items)
     rows = np.full((n, plan.width), np.nan)
+    valid = np.zeros(n, dtype=np.bool_)
     origins = np.array([item.origin for item in items], dtype=np.int64)
-    # The sensor's hourly grid starts at its first reading; none: no row.
-    starts = np.array(
-        [item.target.hours[0] if len(item.target) else np.iinfo(np.int64).max for item in items],
-        dtype=np.int64,
+    empty = HourlySeries.empty()
+    covariates = [item.covariates.get(p, empty) for item in items for p in plan.covariates]
+    origin_rows(
+        rows,
+        valid,
+        origins,
+        *_laid_end_to_end([item.target for item in items]),
+        *_laid_end_to_end(covariates),
+        plan.lookback,
+        spec.max_fill_hours,
+        _COVARIATE_FILL_HOURS,
+        plan.fixed_columns,
+        plan.lag_positions,
+        plan.lag_columns,
+        plan.window_positions,
+        plan.window_min_periods,
+        plan.window_columns,
+        plan.profile_positions,
+        plan.profile_min_periods,
+        plan.profile_columns,
+        plan.covariate_now_columns,
+        plan.covariate_change_columns,
     )
-    valid = origins >= starts
-    now = plan.lookback  # index of the origin hour in `y`
-    y = _dense_rows([item.target for item in items], origins - now, now + 2, starts, origins)
-    level, since = _latest(y, now, spec.max_fill_hours)
-    rows[:, col["hours_since_reading"]] = since
-    rows[:, col["level"]] = level
-    rows[:, plan.lag_columns] = y[:, plan.lag_positions]
-
-    if plan.window_columns.size:
-        mean, std = _window_stats(y[:, plan.window_positions], plan.window_min_periods)
-        rows[:, plan.window_columns] = mean
-        rows[:, plan.window_columns + 1] = std
-    last_day = y[:, now - 23 : now + 1]
-    present = last_day == last_day
-    rows[:, col["max_24"]] = np.where(
-        present.sum(axis=1) >= _MAX_24_MIN_PERIODS,
-        np.where(present, last_day, -np.inf).max(axis=1),
-        np.nan,
-    )
-    for k in (1, 3, 24):
-        rows[:, col[f"change_{k}"]] = level - y[:, now - k]
-    if plan.profile_columns.size:
-        rows[:, plan.profile_columns] = _window_stats(
-            y[:, plan.profile_positions], plan.profile_min_periods, spread=False
-        )[0]
-
     hour, weekday, day_of_year = (
         np.array(
             [
@@ -496,26 +438,6 @@ def origin_feature_rows(
     rows[:, col["is_weekend"]] = (weekday >= 5).astype(np.float64)
     rows[:, col["doy_sin"]] = np.sin(2 * np.pi * day_of_year / 365.25)
     rows[:, col["doy_cos"]] = np.cos(2 * np.pi * day_of_year / 365.25)
-
-    # Every co-located parameter of every series in one matrix, row i * P + j; none sent:
-    # the features stay missing.
-    empty = HourlySeries.empty()
-    series = [item.covariates.get(p, empty) for item in items for p in plan.covariates]
-    if any(len(s) for s in series):
-        span = 3 + _COVARIATE_FILL_HOURS
-        repeat = len(plan.covariates)
-        c = _dense_rows(
-            series,
-            np.repeat(origins - span, repeat),
-            span + 1,
-            np.repeat(starts, repeat),
-            np.repeat(origins, repeat),
-        )
-        current = _latest(c, span, _COVARIATE_FILL_HOURS)[0].reshape(n, repeat)
-        before = _latest(c, span - 3, _COVARIATE_FILL_HOURS)[0].reshape(n, repeat)
-        rows[:, plan.covariate_now_columns] = current
-        rows[:, plan.covariate_change_columns] = current - before
-
     rows[:, col["sensor_code"]] = [
         plan.sensor_codes.get(int(item.sensor_id), np.nan) if item.sensor_id is not None else np.nan
         for item in items
@@ -524,69 +446,15 @@ def origin_feature_rows(
     return rows, valid
 
 
-def _dense_rows(
-    series: Sequence[HourlySeries],
-    first: np.ndarray,
-    size: int,
-    start: np.ndarray,
-    last: np.ndarray,
-) -> np.ndarray:
-    """Row i: `size` hours from hour `first[i]`, series i's values at hours start[i] ..
-    last[i], NaN elsewhere (hours before `start` are not on the sensor's grid)."""
-    out = np.full((len(series), size), np.nan)
-    lengths = [len(s) for s in series]
-    if not any(lengths):
-        return out
-    which = np.repeat(np.arange(len(series)), lengths)
-    hours = np.concatenate([s.hours for s in series])
-    values = np.concatenate([s.values for s in series])
-    low = np.maximum(first, start)[which]
-    high = np.minimum(first + size - 1, last)[which]
-    keep = (hours >= low) & (hours <= high)
-    out[which[keep], (hours - first[which])[keep]] = values[keep]
-    return out
-
-
-def _latest(values: np.ndarray, at: int, limit: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per row: values[at], or the latest value at most `limit` steps before it (a limited
-    ffill), and how many steps back it was; NaN where there is none."""
-    steps = np.arange(min(limit, at) + 1)
-    back = values[:, at - steps]
-    present = back == back
-    found = present.any(axis=1)
-    k = present.argmax(axis=1)
-    value = back[np.arange(values.shape[0]), k]
-    return np.where(found, value, np.nan), np.where(found, k.astype(np.float64), np.nan)
-
-
-def _window_stats(
-    windows: np.ndarray, min_periods: np.ndarray, spread: bool = True
-) -> tuple[np.ndarray, np.ndarray]:
-    """pandas' rolling mean and std (ddof 1) of the non-missing values along the last axis,
-    NaN below the window's min_periods. A window of one repeated value has exactly that
-    mean and a zero spread, as pandas gives."""
-    present = windows == windows
-    counts = present.sum(axis=-1)
-    values = np.where(present, windows, 0.0)
-    enough = (counts >= min_periods) & (counts > 0)
-    safe = np.maximum(counts, 1)
-    mean = _sum_last(values) / safe
-    lowest = np.where(present, windows, np.inf).min(axis=-1)
-    highest = np.where(present, windows, -np.inf).max(axis=-1)
-    constant = lowest == highest
-    mean = np.where(constant, lowest, mean)
-    if not spread:
-        return np.where(enough, mean, np.nan), mean
-    deviations = np.where(present, windows - mean[..., None], 0.0)
-    variance = _sum_last(deviations * deviations) / np.maximum(counts - 1, 1)
-    std = np.where(constant, 0.0, np.sqrt(variance))
-    return np.where(enough, mean, np.nan), np.where(enough & (counts > 1), std, np.nan)
-
-
-def _sum_last(values: np.ndarray) -> np.ndarray:
-    """Sums along the last axis, left to right: `sum` picks its order by the array's shape,
-    so a window in a batch could differ in the last bit from the same window alone."""
-    return np.cumsum(values, axis=-1)[..., -1]
+def _laid_end_to_end(series: Sequence[HourlySeries]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Hours, values and offsets of several series, one after the other."""
+    offsets = np.zeros(len(series) + 1, dtype=np.int64)
+    np.cumsum([len(s) for s in series], out=offsets[1:])
+    if not offsets[-1]:
+        return np.empty(0, dtype=np.int64), np.empty(0), offsets
+    hours = np.concatenate([s.hours for s in series]).astype(np.int64, copy=False)
+    values = np.concatenate([s.values for s in series]).astype(np.float64, copy=False)
+    return hours, values, offsets
 
 
 @lru_cache(maxsize=65536)

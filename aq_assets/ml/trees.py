@@ -2,8 +2,9 @@
 
 An XGBoost predict call costs ~0.2 ms whatever its size (it parses a JSON config, reads
 cgroup files and builds a context on every call), which was the largest single cost of a
-one-series request. Walking the same trees in a loop compiled by numba costs ~15 µs for one
-row of every horizon, and about what XGBoost costs per row for a batch.
+one-series request. Walking the same trees in a loop compiled by numba
+(`kernels.tree_outputs`) costs ~20 µs for one row of every horizon, and about what XGBoost
+costs per row for a batch.
 
 The numbers are XGBoost's, to the bit: the same float32 comparisons (`x < split` goes left),
 a missing value (NaN) goes to the node's default child, a categorical split sends the
@@ -16,9 +17,8 @@ XGBoost's own predict where anything differs.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -27,7 +27,8 @@ import numpy as np
 IDENTITY_OBJECTIVES = frozenset(
     {"reg:squarederror", "reg:absoluteerror", "reg:pseudohubererror", "reg:quantileerror"}
 )
-# XGBoost treats a category at or above this (or below 0) as invalid: it goes left.
+# XGBoost treats a category at or above this (or below 0) as invalid: it goes left
+# (kernels.MAX_CATEGORY, kept here so that building an ensemble needs no numba).
 _MAX_CATEGORY = 16777216.0
 
 
@@ -63,7 +64,9 @@ class TreeEnsemble:
 
     def predict(self, matrix: np.ndarray) -> np.ndarray:
         """Outputs (rows × boosters, float32) of a C-contiguous float32 matrix of features."""
-        return _kernel()(
+        from aq_assets.ml.kernels import tree_outputs
+
+        return tree_outputs(  # type: ignore[no-any-return]
             matrix,
             self.feature,
             self.value,
@@ -197,48 +200,3 @@ def _bitset(categories: list[int]) -> list[int]:
     for category in categories:
         words[category // 32] |= 1 << (category % 32)
     return words
-
-
-@lru_cache(maxsize=1)
-def _kernel() -> Callable[..., np.ndarray]:
-    """The compiled loop; numba is imported and the loop compiled on first use (~0.7 s)."""
-    import numba
-
-    @numba.njit(nogil=True)  # type: ignore[misc]
-    def predict(
-        x, feature, value, left, default_left, category_set, offsets, words, roots, outputs, base
-    ):  # type: ignore[no-untyped-def]
-        n = x.shape[0]
-        out = np.empty((n, base.shape[0]), dtype=np.float32)
-        for i in range(n):
-            for j in range(base.shape[0]):
-                out[i, j] = base[j]
-        # Tree by tree, all rows: a tree's nodes stay in cache. Each output still sums its
-        # trees in order, as XGBoost does.
-        for t in range(roots.shape[0]):
-            column = outputs[t]
-            root = roots[t]
-            for i in range(n):
-                node = root
-                while left[node] != -1:
-                    v = x[i, feature[node]]
-                    k = category_set[node]
-                    if k < 0:  # without branches on the value: they would be mispredicted
-                        missing = v != v
-                        right = (missing & (not default_left[node])) | (
-                            (not missing) & (not v < value[node])
-                        )
-                    elif v != v:
-                        right = not default_left[node]
-                    else:
-                        right = False
-                        if v >= 0 and v < _MAX_CATEGORY:
-                            c = np.int64(v)
-                            word = c >> 5
-                            if word < offsets[k + 1] - offsets[k]:
-                                right = (words[offsets[k] + word] >> (c & 31)) & 1 == 1
-                    node = left[node] + np.int32(right)
-                out[i, column] += value[node]
-        return out
-
-    return predict  # type: ignore[no-any-return]

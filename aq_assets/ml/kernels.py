@@ -1,0 +1,410 @@
+"""The loops of the online forecast path, compiled by numba: reading a request's timestamps,
+cleaning its readings, building the feature row at each origin, and walking the
+forecaster's trees.
+
+A request holds a few thousand readings; array operations on them cost ~1-3 µs each
+whatever their size, and the online path needed a few hundred of them. These loops do the
+same arithmetic, in the same order, in one call each: same inputs, same bits (no fast-math,
+sums left to right as `cumsum` takes them). `online.py` prepares their inputs and says what
+each rule means; `aq_assets_tests/test_online_features_vector.py` proves them against the
+pandas batch path.
+
+Importing this module imports numba (~0.4 s). Each function compiles on its first call,
+~5 s for all of them, and keeps the machine code in numba's cache (`__pycache__` beside
+this file, or ~/.cache/numba, or NUMBA_CACHE_DIR), where the next process finds it in
+milliseconds; the service compiles them before it says it is ready. The code location never
+imports this module.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from aq_assets.ml.cleaning import SENTINELS, SPIKE_RATIO
+
+# A category XGBoost reads at or above this (or below 0) is invalid: it goes left.
+MAX_CATEGORY = 16777216.0
+# The windows of clean_readings' isolated-spike rule.
+SPIKE_DAY_HOURS = 24
+SPIKE_MIN_READINGS = 6
+SPIKE_RECENT_HOURS = 3
+SECONDS_PER_HOUR = 3600
+MAX_24_MIN_PERIODS = 8  # build_features' max_24 needs 8 readings in the last 24 hours
+
+
+def _compiled(function):
+    """`function` compiled without the GIL, its machine code cached on disk where numba finds
+    a writable place (else compiled again in every process)."""
+    try:
+        return numba.njit(nogil=True, cache=True)(function)
+    except RuntimeError:  # "cannot cache function ...: no locator available"
+        return numba.njit(nogil=True)(function)
+
+
+# ---------------------------------------------------------------------------------------------
+# Timestamps
+
+
+@_compiled
+def read_utc_stamps(buffer, low, high, digits, out):
+    """`serving.timestamps._fixed_width`: Unix seconds of stamps laid out `low.size` bytes
+    apart (digits where low..high is "0".."9", else that byte), into `out`; False at the
+    first byte, date or time that is not what a stamp between 1970 and 2100 has."""
+    width = low.size
+    for i in range(out.size):
+        row = i * width
+        fits = True
+        for j in range(width):  # without branches: they would be mispredicted
+            byte = buffer[row + j]
+            fits &= (byte >= low[j]) & (byte <= high[j])
+        if not fits:
+            return False
+        year = _number(buffer, row, digits, 0, 4)
+        month = _number(buffer, row, digits, 4, 2)
+        day = _number(buffer, row, digits, 6, 2)
+        hour = _number(buffer, row, digits, 8, 2)
+        minute = _number(buffer, row, digits, 10, 2)
+        second = _number(buffer, row, digits, 12, 2)
+        if year < 1970 or year >= 2100 or month < 1 or month > 12 or day < 1:
+            return False
+        leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+        if day > _DAYS_IN_MONTH[month] + (month == 2 and leap):
+            return False
+        if hour > 23 or minute > 59 or second > 59:
+            return False
+        # Days since 1970-01-01 of the proleptic Gregorian date.
+        before = year - 1
+        days = (
+            365 * (year - 1970)
+            + (before // 4 - before // 100 + before // 400)
+            - (1969 // 4 - 1969 // 100 + 1969 // 400)
+            + _DAYS_BEFORE_MONTH[month]
+            + (month > 2 and leap)
+            + day
+            - 1
+        )
+        out[i] = days * 86400 + hour * 3600 + minute * 60 + second
+    return True
+
+
+@_compiled
+def _number(buffer, row, digits, first, count):
+    value = 0
+    for k in range(first, first + count):
+        value = value * 10 + buffer[row + digits[k]] - 48
+    return value
+
+
+# By month (index 0 unused), in a year that is not a leap year.
+_DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+_DAYS_BEFORE_MONTH = np.array([0, 0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334])
+
+
+# ---------------------------------------------------------------------------------------------
+# Trees
+
+
+@_compiled
+def tree_outputs(
+    x, feature, value, left, default_left, category_set, offsets, words, roots, outputs, base
+):
+    """`trees.TreeEnsemble.predict`: each output's base score plus its trees' leaves."""
+    n = x.shape[0]
+    out = np.empty((n, base.shape[0]), dtype=np.float32)
+    for i in range(n):
+        for j in range(base.shape[0]):
+            out[i, j] = base[j]
+    # Tree by tree, all rows: a tree's nodes stay in cache. Each output still sums its trees
+    # in order, as XGBoost does.
+    for t in range(roots.shape[0]):
+        column = outputs[t]
+        root = roots[t]
+        for i in range(n):
+            node = root
+            while left[node] != -1:
+                v = x[i, feature[node]]
+                k = category_set[node]
+                if k < 0:  # without branches on the value: they would be mispredicted
+                    missing = v != v
+                    right = (missing & (not default_left[node])) | (
+                        (not missing) & (not v < value[node])
+                    )
+                elif v != v:
+                    right = not default_left[node]
+                else:
+                    right = False
+                    if v >= 0 and v < MAX_CATEGORY:
+                        c = np.int64(v)
+                        word = c >> 5
+                        if word < offsets[k + 1] - offsets[k]:
+                            right = (words[offsets[k] + word] >> (c & 31)) & 1 == 1
+                node = left[node] + np.int32(right)
+            out[i, column] += value[node]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Cleaning
+
+
+@_compiled
+def clean_series(values, hours, low, high, tolerance, offsets, excess):
+    """`online.clean_many` on series laid end to end (series g is offsets[g]:offsets[g+1],
+    its readings in order of hour; low, high and tolerance per reading, NaN where the range
+    is unknown; excess per series, NaN: no spike rule). Returns hours, hourly values and
+    their offsets per series."""
+    n_series = offsets.size - 1
+    out_hours = np.empty(values.size, dtype=np.int64)
+    out_values = np.empty(values.size, dtype=np.float64)
+    out_offsets = np.zeros(n_series + 1, dtype=np.int64)
+    kept_hours = np.empty(values.size, dtype=np.int64)
+    kept = np.empty(values.size, dtype=np.float64)
+    at = 0
+    for g in range(n_series):
+        # Implausible values, nulls and sentinels dropped; small negatives raised to `low`.
+        n = 0
+        for j in range(offsets[g], offsets[g + 1]):
+            v = values[j]
+            drop = v != v or v > high[j] or v < low[j] - tolerance[j]
+            for sentinel in SENTINELS:
+                drop |= v == sentinel
+            if not drop:
+                kept_hours[n] = hours[j]
+                kept[n] = low[j] if v < low[j] else v
+                n += 1
+        # One value per hour: the mean of its readings, summed as pandas' groupby mean sums.
+        start = at
+        j = 0
+        while j < n:
+            end = j + 1
+            while end < n and kept_hours[end] == kept_hours[j]:
+                end += 1
+            out_hours[at] = kept_hours[j]
+            out_values[at] = kept[j] if end == j + 1 else _kahan_mean(kept[j:end])
+            at += 1
+            j = end
+        at = start + _drop_isolated_spikes(out_hours[start:at], out_values[start:at], excess[g])
+        out_offsets[g + 1] = at
+    return out_hours[:at], out_values[:at], out_offsets
+
+
+@_compiled
+def _kahan_mean(values):
+    total = 0.0
+    compensation = 0.0
+    for value in values:
+        y = value - compensation
+        t = total + y
+        compensation = (t - total) - y
+        if compensation != compensation:  # an infinite value: keep it, as pandas does
+            compensation = 0.0
+        total = t
+    return total / values.size
+
+
+@_compiled
+def _drop_isolated_spikes(hours, values, excess):
+    """clean_readings' isolated spikes: a value over SPIKE_RATIO times its reference and
+    over it by `excess`, the reference being the larger of the median of the values before
+    it in the last 24 h (at least 6 of them) and the highest in the last 3 h. Both windows
+    are pandas time windows over the series shifted by one reading: a window also holds the
+    reading just before its first hour. Spikes are judged on the whole series, then removed
+    (in place); returns how many values are left."""
+    n = values.size
+    if n == 0 or excess != excess:
+        return n
+    lowest = values.min()
+    spike = np.zeros(n, dtype=np.bool_)
+    for r in range(n):
+        value = values[r]
+        # Necessary for both tests, and cheap: the reference is at least 1 in the ratio test
+        # and at least the lowest value in the excess test.
+        if not (value > SPIKE_RATIO and value > excess + lowest):
+            continue
+        day_start = _window_start(hours, r, SPIKE_DAY_HOURS)
+        count = r - day_start
+        if count < SPIKE_MIN_READINGS:
+            continue
+        ordered = _sorted(values[day_start:r])
+        upper = ordered[count // 2]
+        median = upper if count % 2 == 1 else (upper + ordered[(count - 1) // 2]) / 2
+        recent_start = _window_start(hours, r, SPIKE_RECENT_HOURS)
+        reference = max(median, values[recent_start:r].max())
+        spike[r] = value > SPIKE_RATIO * max(reference, 1.0) and value - reference > excess
+    left = 0
+    for r in range(n):
+        if not spike[r]:
+            hours[left] = hours[r]
+            values[left] = values[r]
+            left += 1
+    return left
+
+
+@_compiled
+def _window_start(hours, r, window_hours):
+    """The first reading pandas' `shift(1).rolling(f"{window_hours}h")` sees at reading r:
+    those of the hours in (t - window, t], shifted by one reading, never before the first."""
+    start = r
+    while start > 0 and hours[start - 1] > hours[r] - window_hours:
+        start -= 1
+    return max(start - 1, 0)
+
+
+@_compiled
+def _sorted(values):
+    """A sorted copy of a few values (insertion sort: a window holds at most a day)."""
+    out = values.copy()
+    for i in range(1, out.size):
+        v = out[i]
+        j = i - 1
+        while j >= 0 and out[j] > v:
+            out[j + 1] = out[j]
+            j -= 1
+        out[j + 1] = v
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The feature row at an origin
+
+
+@_compiled
+def origin_rows(
+    rows,
+    valid,
+    origins,
+    target_hours,
+    target_values,
+    target_offsets,
+    covariate_hours,
+    covariate_values,
+    covariate_offsets,
+    lookback,
+    max_fill_hours,
+    covariate_fill_hours,
+    fixed_columns,
+    lag_positions,
+    lag_columns,
+    window_positions,
+    window_min_periods,
+    window_columns,
+    profile_positions,
+    profile_min_periods,
+    profile_columns,
+    covariate_now_columns,
+    covariate_change_columns,
+):
+    """Fill `rows` (NaN, n × features) with what `online.origin_feature_rows` computes here
+    for each origin, and `valid`. fixed_columns: hours_since_reading, level, max_24,
+    change_1, change_3, change_24. Series are laid end to end: the target of origin i is
+    target_offsets[i]:[i+1]; its co-located parameter p is covariate_offsets[i * P + p]."""
+    now = lookback  # the origin's index in `y`; y[now + 1] stays missing, the padding
+    y = np.empty(lookback + 2)
+    span = 3 + covariate_fill_hours
+    c = np.empty(span + 1)
+    n_covariates = covariate_now_columns.size
+    for i in range(origins.size):
+        origin = origins[i]
+        a, b = target_offsets[i], target_offsets[i + 1]
+        # The sensor's hourly grid starts at its first reading; none, or after the origin:
+        # no row.
+        if a == b or origin < target_hours[a]:
+            continue
+        valid[i] = True
+        start = target_hours[a]
+        _dense(y, target_hours[a:b], target_values[a:b], origin - now, start, origin)
+        level, since = _latest(y, now, max_fill_hours)
+        rows[i, fixed_columns[0]] = since
+        rows[i, fixed_columns[1]] = level
+        for k in range(lag_positions.size):
+            rows[i, lag_columns[k]] = y[lag_positions[k]]
+        for w in range(window_columns.size):
+            mean, std = _window_stats(y, window_positions[w], window_min_periods[w])
+            rows[i, window_columns[w]] = mean
+            rows[i, window_columns[w] + 1] = std
+        present = 0
+        highest = -np.inf
+        for k in range(now - 23, now + 1):
+            if y[k] == y[k]:
+                present += 1
+                highest = max(highest, y[k])
+        rows[i, fixed_columns[2]] = highest if present >= MAX_24_MIN_PERIODS else np.nan
+        rows[i, fixed_columns[3]] = level - y[now - 1]
+        rows[i, fixed_columns[4]] = level - y[now - 3]
+        rows[i, fixed_columns[5]] = level - y[now - 24]
+        for p in range(profile_columns.size):
+            mean, _ = _window_stats(y, profile_positions[p], profile_min_periods[p])
+            rows[i, profile_columns[p]] = mean
+        for p in range(n_covariates):
+            ca, cb = (
+                covariate_offsets[i * n_covariates + p],
+                covariate_offsets[i * n_covariates + p + 1],
+            )
+            if ca == cb:
+                continue
+            _dense(c, covariate_hours[ca:cb], covariate_values[ca:cb], origin - span, start, origin)
+            current, _ = _latest(c, span, covariate_fill_hours)
+            before, _ = _latest(c, span - 3, covariate_fill_hours)
+            rows[i, covariate_now_columns[p]] = current
+            rows[i, covariate_change_columns[p]] = current - before
+
+
+@_compiled
+def _dense(out, hours, values, first, start, last):
+    """out[k] = the value at hour first + k, for hours start..last; NaN elsewhere."""
+    out[:] = np.nan
+    low = max(first, start)
+    high = min(first + out.size - 1, last)
+    # The series usually ends at the origin: walk back from its end.
+    j = hours.size - 1
+    while j >= 0 and hours[j] > high:
+        j -= 1
+    while j >= 0 and hours[j] >= low:
+        out[hours[j] - first] = values[j]
+        j -= 1
+
+
+@_compiled
+def _latest(values, at, limit):
+    """values[at], or the latest value at most `limit` steps before it (a limited ffill),
+    and how many steps back it was; NaN where there is none."""
+    for k in range(min(limit, at) + 1):
+        if values[at - k] == values[at - k]:
+            return values[at - k], float(k)
+    return np.nan, np.nan
+
+
+@_compiled
+def _window_stats(y, positions, min_periods):
+    """pandas' rolling mean and std (ddof 1) of the values of `y` at `positions`, NaN below
+    min_periods; a window of one repeated value has exactly that mean and a zero spread.
+    Sums run left to right over every position, a missing one adding 0.0, as `cumsum` of
+    the padded window does in numpy."""
+    count = 0
+    total = 0.0
+    lowest = np.inf
+    highest = -np.inf
+    for k in range(positions.size):
+        v = y[positions[k]]
+        present = v == v
+        term = v if present else 0.0
+        total = term if k == 0 else total + term
+        if present:
+            count += 1
+            lowest = min(lowest, v)
+            highest = max(highest, v)
+    if count < min_periods or count == 0:
+        return np.nan, np.nan
+    constant = lowest == highest
+    mean = lowest if constant else total / count
+    if count == 1:
+        return mean, np.nan
+    if constant:
+        return mean, 0.0
+    squares = 0.0
+    for k in range(positions.size):
+        v = y[positions[k]]
+        deviation = v - mean if v == v else 0.0
+        squares = deviation * deviation if k == 0 else squares + deviation * deviation
+    return mean, np.sqrt(squares / (count - 1))
