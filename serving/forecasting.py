@@ -13,7 +13,6 @@ from functools import lru_cache
 from typing import Any
 
 import msgspec
-import numpy as np
 
 from aq_assets.ml.cleaning import PLAUSIBLE_RANGES
 from aq_assets.ml.online import (
@@ -27,11 +26,11 @@ from aq_assets.ml.online import (
 )
 from aq_assets.ml.online import compile_kernels as online_kernels
 from serving.champion import LoadedModel
-from serving.errors import ApiError
+from serving.errors import ApiError, invalid
+from serving.readings import read_timestamps, read_values, seconds
 from serving.schemas import READ_FORECAST_REQUEST, ForecastRequest, Readings
 from serving.settings import Settings
 from serving.snapshot import OnlineSnapshot
-from serving.timestamps import read_timestamps, seconds
 
 SECONDS_PER_HOUR = 3600
 _EPOCH = dt.datetime(1970, 1, 1)
@@ -64,25 +63,11 @@ def read_request(body: bytes) -> ForecastRequest:
     try:
         return READ_FORECAST_REQUEST.decode(body)
     except msgspec.ValidationError as exc:
-        error = _invalid_body(str(exc))
+        error = invalid(str(exc))
         error.field = _with_covariate_names(error.field, body)
         raise error from None
     except msgspec.DecodeError as exc:
         raise ApiError(422, "body", _invalid_json(str(exc), body), "json_invalid") from None
-
-
-def _invalid_body(message: str) -> ApiError:
-    """msgspec's "Expected `int` >= 0 - at `$.series[0].sensor_id`" as an ApiError."""
-    message, _, where = message.partition(" - at ")
-    at = where.rpartition("`$")[2].rstrip("`").lstrip(".")
-    field = re.search(r"field `([^`]*)`", message)
-    kind = "value_error"
-    if message.startswith(("Object missing required field", "Object contains unknown field")):
-        kind = "missing" if "missing" in message else "extra_forbidden"
-        at = f"{at}.{field.group(1)}" if at and field else (field.group(1) if field else at)
-    elif message.startswith("Expected `") and ", got `" in message:
-        kind = "type_error"
-    return ApiError(422, at or "body", message, kind)
 
 
 def _with_covariate_names(field: str, body: bytes) -> str:
@@ -160,21 +145,15 @@ def histories(request: ForecastRequest, model: LoadedModel, settings: Settings) 
                     "value_error",
                 )
             parts.append((f"{at}.covariates.{name}", readings, name))
-    stamps = read_timestamps(
-        [(f"{at}.timestamps", readings.timestamps) for at, readings, _ in parts]
-    )
-    for (at, readings, _), times in zip(parts, stamps, strict=True):
-        _check_shape(len(times), len(readings.values), at, settings)
+    stamps = read_timestamps([(f"{at}.timestamps", r.timestamps) for at, r, _ in parts])
+    values = read_values([(f"{at}.values", r.values) for at, r, _ in parts])
+    for (at, _, _), times, numbers in zip(parts, stamps, values, strict=True):
+        _check_shape(len(times), len(numbers), at, settings)
     cleaned = iter(
         clean_many(
             [
-                RawSeries(
-                    times,
-                    np.array(readings.values, dtype=np.float64),  # None becomes NaN
-                    parameter,
-                    readings.units or DEFAULT_UNITS.get(parameter, ""),
-                )
-                for (_, readings, parameter), times in zip(parts, stamps, strict=True)
+                RawSeries(times, numbers, parameter, r.units or DEFAULT_UNITS.get(parameter, ""))
+                for (_, r, parameter), times, numbers in zip(parts, stamps, values, strict=True)
             ]
         )
     )

@@ -23,12 +23,16 @@ Timestamp = (
     Annotated[str, msgspec.Meta(max_length=64, extra_json_schema={"format": "date-time"})] | int
 )
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-# A list of timestamps stays JSON text until `timestamps.read_timestamps` reads it: a str per
-# stamp would cost more than the rest of the request. Its schema is the typed list's.
+# Lists of readings stay JSON text until `readings` reads them: a Python object per reading
+# would cost more than the rest of the request. Their schemas are the typed lists'.
 Timestamps = Annotated[
     msgspec.Raw, msgspec.Meta(extra_json_schema=msgspec.json.schema(list[Timestamp]))
 ]
+Values = Annotated[
+    msgspec.Raw, msgspec.Meta(extra_json_schema=msgspec.json.schema(list[Value | None]))
+]
 READ_TIMESTAMPS = msgspec.json.Decoder(list[Timestamp])
+READ_VALUES = msgspec.json.Decoder(list[Value | None])
 
 EXAMPLE_SERIES: dict[str, Any] = {
     "sensor_id": 9001002,
@@ -54,7 +58,7 @@ class Readings(msgspec.Struct, forbid_unknown_fields=True):
     as the pipeline drops them."""
 
     timestamps: Timestamps
-    values: list[Value | None]
+    values: Values
     units: Annotated[
         Name | None,
         msgspec.Meta(

@@ -48,7 +48,7 @@ def _compiled(function):
 
 @_compiled
 def read_utc_stamps(buffer, low, high, digits, out):
-    """`serving.timestamps._fixed_width`: Unix seconds of stamps laid out `low.size` bytes
+    """`serving.readings._fixed_width`: Unix seconds of stamps laid out `low.size` bytes
     apart (digits where low..high is "0".."9", else that byte), into `out`; False at the
     first byte, date or time that is not what a stamp between 1970 and 2100 has."""
     width = low.size
@@ -99,6 +99,129 @@ def _number(buffer, row, digits, first, count):
 # By month (index 0 unused), in a year that is not a leap year.
 _DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
 _DAYS_BEFORE_MONTH = np.array([0, 0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334])
+
+
+# ---------------------------------------------------------------------------------------------
+# Numbers
+
+
+@_compiled
+def read_json_numbers(buffer, limit, out, counts):
+    """JSON arrays of numbers and nulls laid end to end (`[1.5,null][2e3]`) into `out` (NaN
+    for null) and the length of each into `counts`. False where anything is not that, or a
+    number is not exactly a float by one multiplication or division (more than 2^53 in its
+    digits, or a power of ten beyond 22), or its size is over `limit`: the general path
+    decides those. Exact where it answers: the one IEEE operation on exact operands rounds
+    correctly (Clinger's fast path), as every correct float reader must."""
+    at = 0
+    n = 0
+    for k in range(counts.size):
+        at = _skip_space(buffer, at)
+        if at >= buffer.size or buffer[at] != 91:  # [
+            return False
+        at = _skip_space(buffer, at + 1)
+        first = n
+        if at < buffer.size and buffer[at] == 93:  # ]: empty
+            at += 1
+        else:
+            while True:
+                at = _skip_space(buffer, at)
+                if at + 4 <= buffer.size and buffer[at] == 110:  # null
+                    if buffer[at + 1] != 117 or buffer[at + 2] != 108 or buffer[at + 3] != 108:
+                        return False
+                    out[n] = np.nan
+                    at += 4
+                else:
+                    at, value = _json_number(buffer, at)
+                    if at < 0 or not abs(value) <= limit:
+                        return False
+                    out[n] = value
+                n += 1
+                at = _skip_space(buffer, at)
+                if at >= buffer.size:
+                    return False
+                if buffer[at] == 93:  # ]
+                    at += 1
+                    break
+                if buffer[at] != 44:  # ,
+                    return False
+                at += 1
+        counts[k] = n - first
+    return _skip_space(buffer, at) == buffer.size
+
+
+@_compiled
+def _skip_space(buffer, at):
+    while at < buffer.size and (
+        buffer[at] == 32 or buffer[at] == 10 or buffer[at] == 13 or buffer[at] == 9
+    ):
+        at += 1
+    return at
+
+
+@_compiled
+def _json_number(buffer, at):
+    """(index after, value) of the JSON number at `at`; index -1 if it is not one, or not
+    exact by the fast path."""
+    size = buffer.size
+    negative = at < size and buffer[at] == 45  # -
+    if negative:
+        at += 1
+    if at >= size or not 48 <= buffer[at] <= 57:
+        return -1, 0.0
+    mantissa = 0
+    digits = 0  # significant digits in the mantissa
+    exponent = 0
+    if buffer[at] == 48:  # a leading 0 is alone
+        at += 1
+    else:
+        while at < size and 48 <= buffer[at] <= 57:
+            if digits == 18:
+                return -1, 0.0
+            mantissa = mantissa * 10 + buffer[at] - 48
+            digits += 1
+            at += 1
+    fraction = at < size and buffer[at] == 46  # .
+    if fraction:
+        at += 1
+        if at >= size or not 48 <= buffer[at] <= 57:
+            return -1, 0.0
+        while at < size and 48 <= buffer[at] <= 57:
+            if digits == 18:
+                return -1, 0.0
+            mantissa = mantissa * 10 + buffer[at] - 48
+            if mantissa:
+                digits += 1
+            exponent -= 1
+            at += 1
+    scientific = at < size and (buffer[at] == 101 or buffer[at] == 69)  # e E
+    if scientific:
+        at += 1
+        sign = 1
+        if at < size and (buffer[at] == 43 or buffer[at] == 45):
+            sign = -1 if buffer[at] == 45 else 1
+            at += 1
+        if at >= size or not 48 <= buffer[at] <= 57:
+            return -1, 0.0
+        power = 0
+        while at < size and 48 <= buffer[at] <= 57:
+            power = min(power * 10 + buffer[at] - 48, 1000)
+            at += 1
+        exponent += sign * power
+    value = 0.0
+    if mantissa:
+        if mantissa > 9007199254740992 or not -22 <= exponent <= 22:
+            return -1, 0.0
+        value = float(mantissa)
+        if exponent > 0:
+            value *= _POWERS_OF_TEN[exponent]
+        elif exponent < 0:
+            value /= _POWERS_OF_TEN[-exponent]
+    # An integer literal is read as an int first: "-0" is 0, where "-0.0" is -0.0.
+    return at, -value if negative and (mantissa or fraction or scientific) else value
+
+
+_POWERS_OF_TEN = np.array([10.0**k for k in range(23)])  # each exact in float64
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,25 +1,28 @@
-"""Reading a request's timestamps: lists of ISO 8601 strings or Unix seconds → Unix seconds.
+"""Reading a request's readings: its lists of timestamps and of values, each kept as JSON
+text by the body reader (`msgspec.Raw`) and read here, all lists of a request at once.
 
-A request with a month of history carries thousands of stamps; a Python object per stamp
-(a str from the JSON reader, a datetime from a parser) costs more than the whole forecast.
-So the body reader keeps each list as its JSON text (`msgspec.Raw`), and the usual form,
-every stamp `"YYYY-MM-DDTHH:MM:SSZ"` (or without the Z) separated by "," or ", ", is read
-from those bytes by one compiled loop over all lists of the request at once
-(`kernels.read_utc_stamps`, a few ns a stamp). Anything
-else (offsets, Unix seconds, other spacing) takes the general path, which names the first
-bad value as `series[0].timestamps[3]`.
+A request with a month of history carries thousands of readings; a Python object per
+reading (a str or a float from the JSON reader, then a datetime or an array element) costs
+more than the whole forecast. The usual forms are read from the bytes by compiled loops
+(`aq_assets.ml.kernels`): timestamps `"YYYY-MM-DDTHH:MM:SSZ"` (or without the Z) separated
+by "," or ", ", and values that are plain JSON numbers or null. Anything else (offsets, Unix
+seconds, other spacing, numbers with more than ~15 digits) takes the general path: msgspec
+decodes the list and numpy parses it, which also names the first bad value, as
+`series[0].timestamps[3]`.
 """
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import msgspec
 import numpy as np
 
-from serving.errors import ApiError
-from serving.schemas import READ_TIMESTAMPS
+from serving.errors import ApiError, invalid
+from serving.schemas import MAX_ABS_VALUE, READ_TIMESTAMPS, READ_VALUES
 
 # Readings and origins outside these years are refused: nothing was measured before, and
 # hour arithmetic stays far from every calendar limit.
@@ -42,16 +45,35 @@ def read_timestamps(lists: Sequence[tuple[str, msgspec.Raw]]) -> list[np.ndarray
     fast = _compact_lists(texts)
     if fast is not None:
         return fast
-    return [seconds(_decode(text, at), at) for (at, _), text in zip(lists, texts, strict=True)]
+    return [
+        seconds(_decode(READ_TIMESTAMPS, text, at), at)
+        for (at, _), text in zip(lists, texts, strict=True)
+    ]
 
 
-def _decode(text: bytes, at: str) -> list[str | int]:
+def read_values(lists: Sequence[tuple[str, msgspec.Raw]]) -> list[np.ndarray]:
+    """float64 of each (JSON path, JSON text of a list of values), NaN for null, or a 422
+    naming the first that is not a number within ±MAX_ABS_VALUE."""
+    from aq_assets.ml.kernels import read_json_numbers
+
+    texts = [bytes(raw) for _, raw in lists]
+    buffer = b"".join(texts)
+    out = np.empty(len(buffer) // 2 + 1)  # every value takes a byte and a comma at least
+    counts = np.empty(len(texts), dtype=np.int64)
+    if read_json_numbers(np.frombuffer(buffer, dtype=np.uint8), MAX_ABS_VALUE, out, counts):
+        ends = np.cumsum(counts).tolist()
+        return [out[a:b] for a, b in itertools.pairwise([0, *ends])]
+    return [
+        np.array(_decode(READ_VALUES, text, at), dtype=np.float64)  # None becomes NaN
+        for (at, _), text in zip(lists, texts, strict=True)
+    ]
+
+
+def _decode(decoder: msgspec.json.Decoder[Any], text: bytes, at: str) -> Any:
     try:
-        return READ_TIMESTAMPS.decode(text)
+        return decoder.decode(text)
     except msgspec.ValidationError as exc:  # "Expected `str | int`, got `float` - at `$[2]`"
-        message, _, where = str(exc).partition(" - at ")
-        index = where.strip("`").removeprefix("$")
-        raise ApiError(422, f"{at}{index}", message, "type_error") from None
+        raise invalid(str(exc), under=at) from None
 
 
 def seconds(stamps: Sequence[str | int], at: str, indexed: bool = True) -> np.ndarray:

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from serving.errors import ApiError
-from serving.timestamps import _compact_lists, read_timestamps
+from serving.readings import _compact_lists, read_timestamps, read_values
 
 moments = st.datetimes(min_value=dt.datetime(1970, 1, 1), max_value=dt.datetime(2099, 12, 31))
 # How clients write JSON arrays: compact (JS, msgspec, orjson), Python's json.dumps default,
@@ -128,11 +128,136 @@ def test_a_request_reads_in_one_pass_and_a_bad_stamp_is_named():
         (
             b'["2025-05-01T13:00:00Z", "' + b"9" * 65 + b'"]',
             "series[0].timestamps[1]",
-            "type_error",
+            "value_error",  # a length over the limit
         ),
     ],
 )
 def test_what_is_not_a_time_is_named(text, field, kind):
     with pytest.raises(ApiError) as caught:
         read_timestamps([("series[0].timestamps", msgspec.Raw(text))])
+    assert (caught.value.status, caught.value.field, caught.value.kind) == (422, field, kind)
+
+
+# ---- values ----------------------------------------------------------------------------------
+
+values_ = st.one_of(
+    st.none(), st.floats(min_value=-1e9, max_value=1e9, allow_nan=False, allow_infinity=False)
+)
+
+
+def bits(values: np.ndarray) -> list[int]:
+    return np.asarray(values, dtype=np.float64).view(np.uint64).tolist()
+
+
+def as_read_by_msgspec(values: list) -> np.ndarray:
+    return np.array(msgspec.json.decode(json.dumps(values)), dtype=np.float64)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.lists(values_, max_size=30), min_size=1, max_size=5),
+    st.sampled_from(sorted(STYLES)),
+)
+def test_values_read_exactly_as_msgspec_reads_them(lists, style):
+    texts = [msgspec.Raw(json.dumps(v, **STYLES[style]).encode()) for v in lists]
+
+    got = read_values([(f"series[{i}].values", text) for i, text in enumerate(texts)])
+
+    assert [bits(g) for g in got] == [bits(as_read_by_msgspec(v)) for v in lists]
+
+
+decimals = st.builds(
+    lambda mantissa, exponent, form, sign: (
+        sign
+        + {
+            "plain": f"{mantissa}e{exponent}",
+            "point": f"{mantissa / 10**3:.3f}" if exponent == 0 else f"{mantissa}E{exponent:+d}",
+            "fraction": f"0.{str(mantissa).zfill(abs(exponent) + 1)}",
+        }[form]
+    ),
+    st.integers(0, 10**15),
+    st.integers(-30, 30),
+    st.sampled_from(["plain", "point", "fraction"]),
+    st.sampled_from(["", "-"]),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(decimals, min_size=1, max_size=20))
+def test_decimal_numbers_in_every_form_read_as_python_reads_them(numbers):
+    from aq_assets.ml.kernels import read_json_numbers
+
+    text = ("[" + ",".join(numbers) + "]").encode()
+    expected = [float(n) for n in numbers]
+    if any(abs(v) > 1e9 for v in expected):
+        return  # over the limit: the general path says so (below)
+    out, counts = np.empty(len(text)), np.empty(1, dtype=np.int64)
+
+    read_fast = read_json_numbers(np.frombuffer(text, dtype=np.uint8), 1e9, out, counts)
+    (got,) = read_values([("series[0].values", msgspec.Raw(text))])
+
+    assert bits(got) == bits(np.array(expected))
+    if read_fast:  # the compiled path answered: with exactly these numbers
+        assert bits(out[: counts[0]]) == bits(np.array(expected))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"[1.0000000000000000001]",  # too many digits for one exact operation
+        b"[123456789.01234567]",  # over 2^53 in its digits
+        b"[1e-30]",
+        b"[1e23]",
+        b"[01]",
+        b"[1.]",
+        b"[.5]",
+        b"[+1]",
+        b"[1,]",
+        b"[,1]",
+        b"[nul]",
+        b"[true]",
+        b"[1 2]",
+        b'["1"]',
+        b"[1e10]",  # over the limit
+        b"5",
+        b"[[1]]",
+    ],
+)
+def test_the_compiled_reader_leaves_anything_unusual_to_the_general_path(text):
+    from aq_assets.ml.kernels import read_json_numbers
+
+    out, counts = np.empty(len(text) + 1), np.empty(1, dtype=np.int64)
+    assert not read_json_numbers(np.frombuffer(text, dtype=np.uint8), 1e9, out, counts)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            b"[1.0000000000000000001, 123456789.01234567, 0e400, 1e-30]",
+            [1.0, 123456789.01234567, 0.0, 1e-30],
+        ),
+        (b"[ 1 ,\n null ]", [1.0, None]),
+        (b"[-0, -0.0, -0e0, -0E+3, 0]", [0.0, -0.0, -0.0, -0.0, 0.0]),  # an int -0 is 0
+        (b"[]", []),
+    ],
+)
+def test_the_general_path_reads_what_the_compiled_one_leaves(text, expected):
+    (got,) = read_values([("series[0].values", msgspec.Raw(text))])
+    assert bits(got) == bits(np.array(expected, dtype=np.float64))
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "kind"),
+    [
+        (b"5", "series[0].values", "type_error"),
+        (b'[1, "x"]', "series[0].values[1]", "type_error"),
+        (b"[1, 1e10]", "series[0].values[1]", "value_error"),
+        (b"[1, -1e10]", "series[0].values[1]", "value_error"),
+        (b"[1, true]", "series[0].values[1]", "type_error"),
+    ],
+)
+def test_what_is_not_a_value_is_named(text, field, kind):
+    with pytest.raises(ApiError) as caught:
+        read_values([("series[0].values", msgspec.Raw(text))])
     assert (caught.value.status, caught.value.field, caught.value.kind) == (422, field, kind)
