@@ -75,7 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(ApiError, _input_error)
-    app.include_router(forecast.router)  # its routes depend on the token (deps.ModelDep)
+    app.include_router(forecast.router)  # its routes depend on the token (deps.ServedDep)
     app.include_router(model.router)
     app.include_router(health.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

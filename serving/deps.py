@@ -4,6 +4,7 @@ dependency in a worker thread, and every node of the tree costs on every request
 from __future__ import annotations
 
 import hmac
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
@@ -31,38 +32,40 @@ async def get_service(request: Request) -> ServingState:
     return service_of(request)
 
 
-async def authorized_service(
+@dataclass(frozen=True)
+class Served:
+    """What one authorized request works with: the service, and the model read once, so a
+    swap cannot change it midway."""
+
+    service: ServingState
+    model: LoadedModel
+
+
+async def authorized(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> ServingState:
-    """The service, once the bearer token checks out (constant-time comparison); 401
-    otherwise. A service started open (AQ_API_OPEN=true) takes any request."""
+) -> Served:
+    """The service and its model, once the bearer token checks out (constant-time
+    comparison): 401 otherwise; 503 while no model is loaded. A service started open
+    (AQ_API_OPEN=true) takes any request. One dependency, not a chain: FastAPI's cost is
+    per node, on every request."""
     service = service_of(request)
     expected = service.settings.token()
-    if expected is None:
-        return service
-    given = credentials.credentials.encode() if credentials is not None else b""
-    if credentials is None or not hmac.compare_digest(given, expected):
-        raise HTTPException(
-            401,
-            "Missing or wrong bearer token: send 'Authorization: Bearer <AQ_API_TOKEN>'.",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    return service
-
-
-ServiceDep = Annotated[ServingState, Depends(get_service)]
-AuthorizedDep = Annotated[ServingState, Depends(authorized_service)]
-
-
-async def current_model(service: AuthorizedDep) -> LoadedModel:
-    """The model for this whole request: read once, so a swap cannot change it midway."""
+    if expected is not None:
+        given = credentials.credentials.encode() if credentials is not None else b""
+        if credentials is None or not hmac.compare_digest(given, expected):
+            raise HTTPException(
+                401,
+                "Missing or wrong bearer token: send 'Authorization: Bearer <AQ_API_TOKEN>'.",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
     model = service.model
     if model is None:
         raise HTTPException(
             503, f"No model loaded yet: waiting for {service.waiting_for or 'a loadable champion'}."
         )
-    return model
+    return Served(service, model)
 
 
-ModelDep = Annotated[LoadedModel, Depends(current_model)]
+ServiceDep = Annotated[ServingState, Depends(get_service)]
+ServedDep = Annotated[Served, Depends(authorized)]

@@ -168,8 +168,10 @@ def _compact_lists(texts: list[bytes]) -> list[np.ndarray] | None:
     parsed = _fixed_width(sep.join(inner) + sep, layout)
     if parsed is None:
         return None
-    counts = [(len(text) - 2 + len(sep)) // layout.width if len(text) > 2 else 0 for text in texts]
-    return np.split(parsed, np.cumsum(counts)[:-1])
+    ends = itertools.accumulate(
+        (len(text) - 2 + len(sep)) // layout.width if len(text) > 2 else 0 for text in texts
+    )
+    return [parsed[a:b] for a, b in itertools.pairwise([0, *ends])]
 
 
 def _fixed_width(buffer: bytes, layout: _Layout) -> np.ndarray | None:

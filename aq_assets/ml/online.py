@@ -521,10 +521,15 @@ class OnlineForecaster:
         self._weights = np.array(
             [forecaster.climatology_weights.get(h, 0.0) for h in self.horizons], dtype=np.float64
         )
-        self._climatology: dict[tuple[int, int], float] = {
-            (int(sensor), int(hour)): float(value)
-            for (sensor, hour), value in forecaster.climatology.items()
-        }
+        # The daily shape by sensor as rows of 24 hours; the last row, all NaN, for sensors
+        # without one.
+        sensors = sorted({int(sensor) for sensor, _ in forecaster.climatology.index})
+        self._shape_row = {sensor: i for i, sensor in enumerate(sensors)}
+        self._shapes = np.full((len(sensors) + 1, 24), np.nan)
+        for (sensor, hour), value in forecaster.climatology.items():
+            self._shapes[self._shape_row[int(sensor)], int(hour)] = float(value)
+        self._blended = np.flatnonzero(self._weights != 0.0)  # horizons blended, by column
+        self._blended_hours = np.array(self.horizons, dtype=np.int64)[self._blended]
         columns = self.spec.feature_columns
         self.level_index = columns.index("level")
         self._mean_24 = columns.index("mean_24") if "mean_24" in columns else None
@@ -570,8 +575,22 @@ class OnlineForecaster:
         level = rows[:, self.level_index]
         change = self._changes(matrix)
         forecast = level[:, None] + change  # float64 level + float32 change, as predict does
-        if not self._climatology:
+        if not self._shape_row or not self._blended.size:
             return forecast
+        # hour_climatology: the sensor's daily shape at the target hour times the row's mean_24.
+        mean_24 = rows[:, self._mean_24] if self._mean_24 is not None else np.full(n, np.nan)
+        unknown = len(self._shape_row)
+        sensor_rows = np.array(
+            [self._shape_row.get(s, unknown) if s is not None else unknown for s in sensor_ids]
+        )
+        columns = self._blended
+        target_hours = (np.array(origins, dtype=np.int64)[:, None] + self._blended_hours) % 24
+        usual = self._shapes[sensor_rows[:, None], target_hours] * mean_24[:, None]
+        weight = self._weights[columns][None, :]
+        changed = forecast[:, columns]
+        blended = (1 - weight) * changed + weight * usual
+        forecast[:, columns] = np.where(np.isnan(usual), changed, blended)
+        return forecast
         # hour_climatology: the sensor's daily shape at the target hour times the row's mean_24.
         mean_24 = rows[:, self._mean_24] if self._mean_24 is not None else np.full(n, np.nan)
         for j, h in enumerate(self.horizons):

@@ -9,7 +9,7 @@ import anyio.to_thread
 from fastapi import APIRouter, HTTPException, Path, Request
 from fastapi.responses import Response
 
-from serving.deps import AuthorizedDep, ModelDep
+from serving.deps import ServedDep
 from serving.forecasting import read_request, request_answer
 from serving.schemas import (
     ErrorResponse,
@@ -53,11 +53,12 @@ REQUEST_BODY = {
 @router.post(
     "/v1/forecast", response_model=ForecastResponse, responses=ERRORS, openapi_extra=REQUEST_BODY
 )
-async def forecast(request: Request, model: ModelDep, service: AuthorizedDep) -> Response:
+async def forecast(request: Request, served: ServedDep) -> Response:
     """Forecasts for each series of the body, from its history: the level at every horizon
     of the model, the hour each forecast is for, and the model version that made them all."""
+    service = served.service
     body = read_request(await request.body())
-    answer = partial(request_answer, model, body, service.settings)
+    answer = partial(request_answer, served.model, body, service.settings)
     if len(body.series) <= INLINE_SERIES:
         content = answer()
     else:
@@ -72,10 +73,11 @@ async def forecast(request: Request, model: ModelDep, service: AuthorizedDep) ->
     responses={**ERRORS, 404: {"model": ErrorResponse, "description": "Unknown sensor."}},
 )
 async def sensor_forecast(
-    sensor_id: Annotated[int, Path(ge=0, le=2**63 - 1)], model: ModelDep, service: AuthorizedDep
+    sensor_id: Annotated[int, Path(ge=0, le=2**63 - 1)], served: ServedDep
 ) -> Response:
     """Forecasts for a known sensor from its latest readings in the online_features snapshot,
     which the pipeline refreshes."""
+    service = served.service
     snapshot = service.snapshot
     if snapshot is None:
         raise HTTPException(
@@ -83,6 +85,6 @@ async def sensor_forecast(
             f"No online_features snapshot at {service.settings.online_features_path} yet: "
             "materialize the online_features asset.",
         )
-    content = service.sensor_answers.get(model, snapshot, sensor_id)
+    content = service.sensor_answers.get(served.model, snapshot, sensor_id)
     service.metrics.series.labels("sensor").inc()
     return json_response(content)

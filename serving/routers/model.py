@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from serving.deps import AuthorizedDep, ModelDep
+from serving.deps import ServedDep
 from serving.schemas import HorizonMetrics, LoadError, ModelInfo
 
 router = APIRouter(tags=["model"])
 
 
 @router.get("/v1/model", response_model=ModelInfo)
-async def model_info(model: ModelDep, service: AuthorizedDep) -> ModelInfo:
+async def model_info(served: ServedDep) -> ModelInfo:
+    service, model = served.service, served.model
     failure = service.model_failure
     spec = model.spec
     return ModelInfo(
