@@ -4,18 +4,18 @@ text by the body reader (`msgspec.Raw`) and read here, all lists of a request at
 A request with a month of history carries thousands of readings; a Python object per
 reading (a str or a float from the JSON reader, then a datetime or an array element) costs
 more than the whole forecast. The usual forms are read from the bytes by compiled loops
-(`aq_assets.ml.kernels`): timestamps `"YYYY-MM-DDTHH:MM:SSZ"` (or without the Z) separated
-by "," or ", ", and values that are plain JSON numbers or null. Anything else (offsets, Unix
-seconds, other spacing, numbers with more than ~15 digits) takes the general path: msgspec
-decodes the list and numpy parses it, which also names the first bad value, as
-`series[0].timestamps[3]`.
+(`aq_assets.ml.kernels`), a few ns a reading: timestamps "YYYY-MM-DDTHH:MM:SSZ" (or without
+the Z) and values that are JSON numbers of up to ~15 digits, or null. Anything else
+(offsets, Unix seconds, longer numbers) takes the general path: msgspec decodes the list
+and numpy parses it, which also names the first bad value, as `series[0].timestamps[3]`.
 """
 
 from __future__ import annotations
 
 import itertools
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -41,37 +41,45 @@ warnings.filterwarnings(
 def read_timestamps(lists: Sequence[tuple[str, msgspec.Raw]]) -> list[np.ndarray]:
     """Unix seconds (int64) of each (JSON path, JSON text of a list of timestamps), or a 422
     naming the first stamp that is not a time between 1970 and 2100."""
-    texts = [bytes(raw) for _, raw in lists]
-    fast = _compact_lists(texts)
+    from aq_assets.ml.kernels import read_utc_stamps
+
+    fast = _compiled_read(read_utc_stamps, lists, np.int64)
     if fast is not None:
         return fast
-    return [
-        seconds(_decode(READ_TIMESTAMPS, text, at), at)
-        for (at, _), text in zip(lists, texts, strict=True)
-    ]
+    return [seconds(_decode(READ_TIMESTAMPS, raw, at), at) for at, raw in lists]
 
 
 def read_values(lists: Sequence[tuple[str, msgspec.Raw]]) -> list[np.ndarray]:
     """float64 of each (JSON path, JSON text of a list of values), NaN for null, or a 422
     naming the first that is not a number within ±MAX_ABS_VALUE."""
-    from aq_assets.ml.kernels import read_json_numbers
+    from aq_assets.ml.kernels import read_numbers
 
-    texts = [bytes(raw) for _, raw in lists]
-    buffer = b"".join(texts)
-    out = np.empty(len(buffer) // 2 + 1)  # every value takes a byte and a comma at least
-    counts = np.empty(len(texts), dtype=np.int64)
-    if read_json_numbers(np.frombuffer(buffer, dtype=np.uint8), MAX_ABS_VALUE, out, counts):
-        ends = np.cumsum(counts).tolist()
-        return [out[a:b] for a, b in itertools.pairwise([0, *ends])]
+    fast = _compiled_read(partial(read_numbers, limit=MAX_ABS_VALUE), lists, np.float64)
+    if fast is not None:
+        return fast
     return [
-        np.array(_decode(READ_VALUES, text, at), dtype=np.float64)  # None becomes NaN
-        for (at, _), text in zip(lists, texts, strict=True)
+        np.array(_decode(READ_VALUES, raw, at), dtype=np.float64)  # None becomes NaN
+        for at, raw in lists
     ]
 
 
-def _decode(decoder: msgspec.json.Decoder[Any], text: bytes, at: str) -> Any:
+def _compiled_read(
+    reader: Callable[..., bool], lists: Sequence[tuple[str, msgspec.Raw]], dtype: type[np.generic]
+) -> list[np.ndarray] | None:
+    """What `reader` reads from all lists at once, one array per list; None where it leaves
+    them to the general path."""
+    buffer = np.frombuffer(b"".join(raw for _, raw in lists), dtype=np.uint8)
+    out: np.ndarray = np.empty(buffer.size // 2 + 1, dtype=dtype)  # an item, a comma each
+    counts = np.empty(len(lists), dtype=np.int64)
+    if not reader(buffer, out=out, counts=counts):
+        return None
+    ends = itertools.accumulate(counts.tolist())
+    return [out[a:b] for a, b in itertools.pairwise([0, *ends])]
+
+
+def _decode(decoder: msgspec.json.Decoder[Any], raw: msgspec.Raw, at: str) -> Any:
     try:
-        return decoder.decode(text)
+        return decoder.decode(raw)
     except msgspec.ValidationError as exc:  # "Expected `str | int`, got `float` - at `$[2]`"
         raise invalid(str(exc), under=at) from None
 
@@ -120,69 +128,3 @@ def _first_unreadable(stamps: Sequence[str | int]) -> int:
         except (ValueError, TypeError, OverflowError):
             return j
     return 0
-
-
-# ---------------------------------------------------------------------------------------------
-# Fixed-width stamps, read from their bytes
-
-
-class _Layout:
-    """One stamp and what follows it, as a byte template: "0" marks a digit, any other
-    byte must be itself."""
-
-    def __init__(self, template: str) -> None:
-        self.low = np.frombuffer(template.encode(), dtype=np.uint8)
-        self.width = self.low.size
-        digit = self.low == ord("0")
-        self.high = np.where(digit, ord("9"), self.low).astype(np.uint8)
-        # The positions of the digits of YYYY MM DD hh mm ss, in order.
-        self.digits = np.flatnonzero(digit).astype(np.int64)
-
-
-def _layouts(separator: str) -> dict[int, _Layout]:
-    stamps = ("0000-00-00T00:00:00Z", "0000-00-00T00:00:00")
-    return {len(s): _Layout(f'"{s}"{separator}') for s in stamps}
-
-
-# By separator, as compact JSON and as Python's json.dumps write arrays, then stamp length.
-_COMPACT = {separator: _layouts(separator) for separator in (",", ", ")}
-
-
-def _compact_lists(texts: list[bytes]) -> list[np.ndarray] | None:
-    """Each JSON array of `texts` read as compact stamps, all in one pass; None unless every
-    one is such an array, with the same stamp form and separator."""
-    inner = [text[1:-1] for text in texts if len(text) > 2]
-    if not all(text[:1] == b"[" and text[-1:] == b"]" for text in texts):
-        return None
-    if not inner:
-        return [np.empty(0, dtype=np.int64) for _ in texts]
-    quoted = inner[0].find(b'"', 1) + 1  # the first stamp with its quotes
-    # What follows the first stamp of a list of several; lists of one stamp have none.
-    after = next((part[quoted : quoted + 2] for part in inner if len(part) > quoted), b",")
-    sep = after.removesuffix(b'"')
-    layout = _COMPACT.get(sep.decode("ascii", "replace"), {}).get(quoted - 2)
-    if layout is None:
-        return None
-    if any((len(part) + len(sep)) % layout.width for part in inner):
-        return None
-    parsed = _fixed_width(sep.join(inner) + sep, layout)
-    if parsed is None:
-        return None
-    ends = itertools.accumulate(
-        (len(text) - 2 + len(sep)) // layout.width if len(text) > 2 else 0 for text in texts
-    )
-    return [parsed[a:b] for a, b in itertools.pairwise([0, *ends])]
-
-
-def _fixed_width(buffer: bytes, layout: _Layout) -> np.ndarray | None:
-    """Unix seconds (int64) of `buffer`, a run of stamps each laid out as `layout`; None
-    if any byte, date or time is not what a stamp between 1970 and 2100 has."""
-    if len(buffer) % layout.width:
-        return None
-    from aq_assets.ml.kernels import read_utc_stamps
-
-    out = np.empty(len(buffer) // layout.width, dtype=np.int64)
-    stamps = np.frombuffer(buffer, dtype=np.uint8)
-    if not read_utc_stamps(stamps, layout.low, layout.high, layout.digits, out):
-        return None
-    return out

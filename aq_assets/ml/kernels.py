@@ -33,124 +33,79 @@ SECONDS_PER_HOUR = 3600
 MAX_24_MIN_PERIODS = 8  # build_features' max_24 needs 8 readings in the last 24 hours
 
 
-def _compiled(function):
+def _compiled(function=None, **options):
     """`function` compiled without the GIL, its machine code cached on disk where numba finds
     a writable place (else compiled again in every process)."""
+    if function is None:
+        return lambda f: _compiled(f, **options)
     try:
-        return numba.njit(nogil=True, cache=True)(function)
+        return numba.njit(nogil=True, cache=True, **options)(function)
     except RuntimeError:  # "cannot cache function ...: no locator available"
-        return numba.njit(nogil=True)(function)
+        return numba.njit(nogil=True, **options)(function)
 
 
 # ---------------------------------------------------------------------------------------------
-# Timestamps
+# A request's lists of readings, from their JSON text
 
 
 @_compiled
-def read_utc_stamps(buffer, low, high, digits, out):
-    """`serving.readings._fixed_width`: Unix seconds of stamps laid out `low.size` bytes
-    apart (digits where low..high is "0".."9", else that byte), into `out`; False at the
-    first byte, date or time that is not what a stamp between 1970 and 2100 has."""
-    width = low.size
-    for i in range(out.size):
-        row = i * width
-        fits = True
-        for j in range(width):  # without branches: they would be mispredicted
-            byte = buffer[row + j]
-            fits &= (byte >= low[j]) & (byte <= high[j])
-        if not fits:
-            return False
-        year = _number(buffer, row, digits, 0, 4)
-        month = _number(buffer, row, digits, 4, 2)
-        day = _number(buffer, row, digits, 6, 2)
-        hour = _number(buffer, row, digits, 8, 2)
-        minute = _number(buffer, row, digits, 10, 2)
-        second = _number(buffer, row, digits, 12, 2)
-        if year < 1970 or year >= 2100 or month < 1 or month > 12 or day < 1:
-            return False
-        leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
-        if day > _DAYS_IN_MONTH[month] + (month == 2 and leap):
-            return False
-        if hour > 23 or minute > 59 or second > 59:
-            return False
-        # Days since 1970-01-01 of the proleptic Gregorian date.
-        before = year - 1
-        days = (
-            365 * (year - 1970)
-            + (before // 4 - before // 100 + before // 400)
-            - (1969 // 4 - 1969 // 100 + 1969 // 400)
-            + _DAYS_BEFORE_MONTH[month]
-            + (month > 2 and leap)
-            + day
-            - 1
-        )
-        out[i] = days * 86400 + hour * 3600 + minute * 60 + second
-    return True
+def read_numbers(buffer, limit, out, counts):
+    """JSON arrays of numbers and null laid end to end (`[1.5,null] [2e3]`, valid JSON as
+    msgspec checked it) into `out` (NaN for null, at least len(buffer) // 2 + 1 long), and
+    the length of each array into `counts`. False at anything else, at a number over `limit`
+    in size, or one that is not exactly a float by one multiplication or division (more
+    than 2^53 in its digits, or a power of ten beyond 22): the general path decides those.
+    Exact where it answers: the one IEEE operation on exact operands rounds correctly
+    (Clinger's fast path), as every correct float reader must."""
+    return _read_arrays(buffer, _NUMBERS, limit, out, counts)
 
 
 @_compiled
-def _number(buffer, row, digits, first, count):
-    value = 0
-    for k in range(first, first + count):
-        value = value * 10 + buffer[row + digits[k]] - 48
-    return value
+def read_utc_stamps(buffer, out, counts):
+    """JSON arrays of "YYYY-MM-DDTHH:MM:SS" or "...Z" stamps laid end to end into `out`
+    (Unix seconds) and the length of each array into `counts`. False at anything else, or
+    a time not between 1970 and 2100."""
+    return _read_arrays(buffer, _STAMPS, 2.0**62, out, counts)
 
 
-# By month (index 0 unused), in a year that is not a leap year.
-_DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
-_DAYS_BEFORE_MONTH = np.array([0, 0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334])
-
-
-# ---------------------------------------------------------------------------------------------
-# Numbers
+_NUMBERS, _STAMPS = 0, 1  # the items `_read_arrays` reads (numba caches no function passed)
 
 
 @_compiled
-def read_json_numbers(buffer, limit, out, counts):
-    """JSON arrays of numbers and nulls laid end to end (`[1.5,null][2e3]`) into `out` (NaN
-    for null) and the length of each into `counts`. False where anything is not that, or a
-    number is not exactly a float by one multiplication or division (more than 2^53 in its
-    digits, or a power of ten beyond 22), or its size is over `limit`: the general path
-    decides those. Exact where it answers: the one IEEE operation on exact operands rounds
-    correctly (Clinger's fast path), as every correct float reader must."""
+def _read_arrays(buffer, items, limit, out, counts):
+    """The walk both readers share; `_item` reads one item."""
+    size = buffer.size
     at = 0
     n = 0
     for k in range(counts.size):
         at = _skip_space(buffer, at)
-        if at >= buffer.size or buffer[at] != 91:  # [
+        if at >= size or buffer[at] != 91:  # [
             return False
         at = _skip_space(buffer, at + 1)
         first = n
-        if at < buffer.size and buffer[at] == 93:  # ]: empty
+        if at < size and buffer[at] == 93:  # ]: empty
             at += 1
         else:
             while True:
-                at = _skip_space(buffer, at)
-                if at + 4 <= buffer.size and buffer[at] == 110:  # null
-                    if buffer[at + 1] != 117 or buffer[at + 2] != 108 or buffer[at + 3] != 108:
-                        return False
-                    out[n] = np.nan
-                    at += 4
-                else:
-                    at, value = _json_number(buffer, at)
-                    if at < 0 or not abs(value) <= limit:
-                        return False
-                    out[n] = value
+                at, value = _item(buffer, at, items)
+                if at < 0 or not abs(value) <= limit:
+                    return False
+                out[n] = value
                 n += 1
                 at = _skip_space(buffer, at)
-                if at >= buffer.size:
+                if at >= size:
                     return False
                 if buffer[at] == 93:  # ]
                     at += 1
                     break
                 if buffer[at] != 44:  # ,
                     return False
-                at += 1
+                at = _skip_space(buffer, at + 1)
         counts[k] = n - first
-    return _skip_space(buffer, at) == buffer.size
+    return _skip_space(buffer, at) == size
 
 
-@_compiled
+@_compiled(inline="always")
 def _skip_space(buffer, at):
     while at < buffer.size and (
         buffer[at] == 32 or buffer[at] == 10 or buffer[at] == 13 or buffer[at] == 9
@@ -159,7 +114,75 @@ def _skip_space(buffer, at):
     return at
 
 
-@_compiled
+@_compiled(inline="always")
+def _item(buffer, at, items):
+    """(index after, value) of the item at `at`; index -1 if it is not one of `items`."""
+    if items == _STAMPS:
+        end, seconds = _utc_stamp(buffer, at)
+        return end, float(seconds)  # exact: under 2^53
+    if at + 4 <= buffer.size and buffer[at] == 110:  # null (msgspec checked the JSON)
+        return at + 4, np.nan
+    return _json_number(buffer, at)
+
+
+@_compiled(inline="always")
+def _utc_stamp(buffer, at):
+    """(index after, Unix seconds) of the stamp at `at`; index -1 if it is not one."""
+    end = at + 21  # "YYYY-MM-DDTHH:MM:SS" with its quotes
+    if end + 1 > buffer.size:
+        return -1, 0
+    if buffer[end - 1] == 90:  # Z
+        end += 1
+    if (
+        buffer[at] != 34  # "
+        or buffer[end - 1] != 34
+        or buffer[at + 5] != 45  # -
+        or buffer[at + 8] != 45
+        or buffer[at + 11] != 84  # T
+        or buffer[at + 14] != 58  # :
+        or buffer[at + 17] != 58
+    ):
+        return -1, 0
+    year = _digits(buffer, at + 1, 4) - FIRST_YEAR
+    month = _digits(buffer, at + 6, 2)
+    day = _digits(buffer, at + 9, 2)
+    hour = _digits(buffer, at + 12, 2)
+    minute = _digits(buffer, at + 15, 2)
+    second = _digits(buffer, at + 18, 2)
+    if not (0 <= year < _YEAR_STARTS.size and 1 <= month <= 12):
+        return -1, 0  # a non-digit made one of them negative
+    leap = _LEAP[year] and month == 2
+    if not (1 <= day <= _MONTH_DAYS[month] + leap and 0 <= hour <= 23):
+        return -1, 0
+    if not (0 <= minute <= 59 and 0 <= second <= 59):
+        return -1, 0
+    days = _YEAR_STARTS[year] + _MONTH_STARTS[month] + (_LEAP[year] and month > 2) + day - 1
+    return end, days * 86400 + hour * 3600 + minute * 60 + second
+
+
+@_compiled(inline="always")
+def _digits(buffer, at, count):
+    """The number the `count` digits at `at` write; negative if one is not a digit."""
+    value = 0
+    for k in range(at, at + count):
+        digit = np.int64(buffer[k]) - 48
+        if digit < 0 or digit > 9:
+            return -1000000
+        value = value * 10 + digit
+    return value
+
+
+# Days from 1970-01-01 to each year's first day, leap years (by year - FIRST_YEAR), and
+# each month's length and first day in a common year: no division per stamp.
+FIRST_YEAR = 1970
+_YEARS = np.arange(FIRST_YEAR, 2100)
+_LEAP = (_YEARS % 4 == 0) & ((_YEARS % 100 != 0) | (_YEARS % 400 == 0))
+_YEAR_STARTS = np.cumsum(365 + _LEAP) - (365 + _LEAP)
+_MONTH_DAYS = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+_MONTH_STARTS = np.cumsum(_MONTH_DAYS) - _MONTH_DAYS
+
+
+@_compiled(inline="always")
 def _json_number(buffer, at):
     """(index after, value) of the JSON number at `at`; index -1 if it is not one, or not
     exact by the fast path."""
