@@ -5,7 +5,6 @@ predict every series of a request in one booster call, and encode the answer."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 import re
 from dataclasses import dataclass
@@ -322,7 +321,8 @@ def sensor_answer(model: LoadedModel, snapshot: OnlineSnapshot, sensor_id: int) 
 
 
 def encode(payload: dict[str, Any]) -> bytes:
-    return json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+    """Compact JSON, by msgspec (~5x json.dumps). Numbers are finite here (`_number`)."""
+    return msgspec.json.encode(payload)
 
 
 def _number(value: float) -> float | None:

@@ -22,6 +22,7 @@ import numba
 import numpy as np
 
 from aq_assets.ml.cleaning import SENTINELS, SPIKE_RATIO
+from aq_assets.ml.trees import NUMERIC_MISSING_RIGHT
 
 # A category XGBoost reads at or above this (or below 0) is invalid: it goes left.
 MAX_CATEGORY = 16777216.0
@@ -252,9 +253,7 @@ _POWERS_OF_TEN = np.array([10.0**k for k in range(23)])  # each exact in float64
 
 
 @_compiled
-def tree_outputs(
-    x, feature, value, left, default_left, category_set, offsets, words, roots, outputs, base
-):
+def tree_outputs(x, nodes, offsets, words, roots, outputs, base):
     """`trees.TreeEnsemble.predict`: each output's base score plus its trees' leaves."""
     n = x.shape[0]
     out = np.empty((n, base.shape[0]), dtype=np.float32)
@@ -268,25 +267,30 @@ def tree_outputs(
         root = roots[t]
         for i in range(n):
             node = root
-            while left[node] != -1:
-                v = x[i, feature[node]]
-                k = category_set[node]
-                if k < 0:  # without branches on the value: they would be mispredicted
+            while True:
+                here = nodes[node]
+                left = here.left
+                if left == -1:
+                    break
+                v = x[i, here.feature]
+                split = here.split
+                if split < 0:  # numeric: without branches on the value, often mispredicted
                     missing = v != v
-                    right = (missing & (not default_left[node])) | (
-                        (not missing) & (not v < value[node])
+                    right = (missing & (split == NUMERIC_MISSING_RIGHT)) | (
+                        (not missing) & (not v < here.value)
                     )
                 elif v != v:
-                    right = not default_left[node]
+                    right = (split & 1) == 0
                 else:
                     right = False
                     if v >= 0 and v < MAX_CATEGORY:
+                        k = split >> 1
                         c = np.int64(v)
                         word = c >> 5
                         if word < offsets[k + 1] - offsets[k]:
                             right = (words[offsets[k] + word] >> (c & 31)) & 1 == 1
-                node = left[node] + np.int32(right)
-            out[i, column] += value[node]
+                node = left + np.int32(right)
+            out[i, column] += nodes[node].value
     return out
 
 
