@@ -17,7 +17,10 @@ the end, also on failure), all with OMP_NUM_THREADS=1:
   N=1 is its default and the reference of the ratios; 2 workers too, by default, for a
   same-workers comparison);
 - `uvicorn serving.app:create_app --factory --workers N --no-access-log`, N = 1 and 2, with
-  AQ_API_OPEN=true and AQ_API_POLL_SECONDS=0.
+  AQ_API_OPEN=true and AQ_API_POLL_SECONDS=0;
+- unless `--no-floor`: `benchmarks/floor_app.py`, a FastAPI endpoint that reads the body and
+  answers a constant, with the most workers, loaded with our POST bodies: the ceiling of any
+  FastAPI service that reads such a body here.
 
 Requests (every body is checked once for a 200 and numeric forecasts before it is loaded):
 
@@ -455,6 +458,13 @@ def main() -> None:
     parser.add_argument("--workers", type=ints, default=[1, 2], help="our uvicorn workers")
     parser.add_argument("--mlflow-workers", type=ints, default=[1, 2])
     parser.add_argument(
+        "--floor",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also load benchmarks/floor_app.py (reads the body, answers a constant) with "
+        "our POST bodies and the most workers: the ceiling of any FastAPI service here",
+    )
+    parser.add_argument(
         "--kinds",
         default="post-full,post-target,post-1h,get,batch-full,batch-target,batch-1h",
         help="our request kinds to measure",
@@ -522,6 +532,19 @@ def main() -> None:
         )
         for n in args.workers
     ]
+    if args.floor:
+        n = max(args.workers)
+        floor = [str(BIN / "uvicorn"), "floor_app:app", "--app-dir", str(Path(__file__).parent)]
+        floor += ["--host", "127.0.0.1", "--port", "{port}", "--workers", str(n)]
+        items.append(
+            Server(
+                f"floor-w{n}",
+                [*floor, "--no-access-log"],
+                env,
+                "/readyz",
+                work / "floor.log",
+            )
+        )
     kinds = [k for k in args.kinds.split(",") if k]
     started = time.strftime("%Y-%m-%d %H:%M:%S")
     load_before = os.getloadavg()
@@ -558,6 +581,14 @@ def main() -> None:
                     targets.append(
                         Target(server.name, kind, group, server.url + path, script, size)
                     )
+            for server in [s for s in running if s.name.startswith("floor")]:
+                for kind in kinds:
+                    if kind == "get":
+                        continue
+                    group = "batch" if kind.startswith("batch") else "single"
+                    script = scripts / f"ours-{kind}.lua"  # the same body
+                    url = server.url + "/v1/forecast"
+                    targets.append(Target(server.name, kind, group, url, script, len(bodies[kind])))
             order = sorted(targets, key=lambda t: (t.group != "single", t.server, t.kind))
             runs = len(order) * len(args.concurrency) * args.rounds
             per_c = sum(
@@ -663,17 +694,31 @@ def report(
     print()
     print(f"goals at c={c} (vs mlflow-w1): single ≥ 10× and p99 < 10 ms; 100-row batch ≥ 5×")
     for (server, kind, conc), r in results.items():
-        if conc != c or server.startswith("mlflow"):
+        if conc != c or not server.startswith("ours"):
             continue
         group = "batch" if kind.startswith("batch") else "single"
-        times = med(r.requests_per_s) / med(results[("mlflow-w1", group, c)].requests_per_s)
+        mlflow = med(results[("mlflow-w1", group, c)].requests_per_s)
+        times = med(r.requests_per_s) / mlflow
         if group == "single":
             ok = times >= 10 and med(r.p99_ms) < 10
             need = f"{times:.1f}×, p99 {med(r.p99_ms):.2f} ms"
         else:
             ok = times >= 5
             need = f"{times:.1f}×"
-        print(f"  {server} {kind}: {need} -> {'met' if ok else 'NOT met'}")
+        floor = next(
+            (
+                f
+                for (name, k, cc), f in results.items()
+                if name.startswith("floor") and k == kind and cc == c
+            ),
+            None,
+        )
+        ceiling = (
+            f" (an endpoint that only reads this body: {med(floor.requests_per_s) / mlflow:.1f}×)"
+            if floor
+            else ""
+        )
+        print(f"  {server} {kind}: {need} -> {'met' if ok else 'NOT met'}{ceiling}")
 
 
 if __name__ == "__main__":

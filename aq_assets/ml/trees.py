@@ -3,8 +3,8 @@
 An XGBoost predict call costs ~0.2 ms whatever its size (it parses a JSON config, reads
 cgroup files and builds a context on every call), which was the largest single cost of a
 one-series request. Walking the same trees in a loop compiled by numba
-(`kernels.tree_outputs`) costs ~20 µs for one row of every horizon, and about what XGBoost
-costs per row for a batch.
+(`kernels.tree_outputs`) costs ~18 µs for one row of every horizon (1,231 trees), and ~20%
+less than XGBoost per row for a batch of 100.
 
 The numbers are XGBoost's, to the bit: the same float32 comparisons (`x < split` goes left),
 a missing value (NaN) goes to the node's default child, a categorical split sends the
@@ -27,9 +27,8 @@ import numpy as np
 IDENTITY_OBJECTIVES = frozenset(
     {"reg:squarederror", "reg:absoluteerror", "reg:pseudohubererror", "reg:quantileerror"}
 )
-# XGBoost treats a category at or above this (or below 0) as invalid: it goes left
-# (kernels.MAX_CATEGORY, kept here so that building an ensemble needs no numba).
-_MAX_CATEGORY = 16777216.0
+# XGBoost treats a category at or above this (or below 0) as invalid: it goes left.
+MAX_CATEGORY = 16777216.0
 
 
 # One node in 16 bytes, read in one cache line: its split value or, at a leaf, its value;
@@ -125,7 +124,7 @@ class TreeEnsemble:
                         for k in sets.tolist()
                     ]
                 )
-                odd = np.array([-1.0, -0.5, 0.5, 2.5, 1e3, _MAX_CATEGORY, 1e9])
+                odd = np.array([-1.0, -0.5, 0.5, 2.5, 1e3, MAX_CATEGORY, 1e9])
                 kind = rng.integers(0, 3, size=n)  # in a set, maybe in none, invalid
                 rows[:, feature] = np.choose(
                     kind, [rng.choice(known, n), rng.choice(known, n) + 1, rng.choice(odd, n)]
