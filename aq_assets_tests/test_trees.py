@@ -65,7 +65,7 @@ def test_every_output_is_its_boosters_prediction_on_training_rows(boosters, ense
 
 def test_edge_rows_put_features_on_split_values_and_categories_in_and_out_of_sets(ensemble):
     rows = ensemble.edge_rows(N_FEATURES)
-    numeric_splits = (ensemble.left != -1) & (ensemble.category_set < 0)
+    numeric_splits = ensemble.splits & (ensemble.category_set < 0)
     split_values = set(ensemble.value[numeric_splits & (ensemble.feature == 0)].tolist())
 
     assert split_values & set(rows[:, 0].tolist())  # exactly on a split value
@@ -81,7 +81,7 @@ def test_edge_rows_give_xgboosts_numbers(boosters, ensemble):
 
 
 def split_values(ensemble: TreeEnsemble, feature: int) -> list[float]:
-    chosen = (ensemble.left != -1) & (ensemble.feature == feature)
+    chosen = ensemble.splits & (ensemble.feature == feature)
     return sorted(set(ensemble.value[chosen & (ensemble.category_set < 0)].tolist()))
 
 
@@ -138,3 +138,24 @@ def test_models_it_cannot_evaluate_exactly_are_refused(params, refusal):
 
     with pytest.raises(ValueError, match=refusal):
         TreeEnsemble.from_boosters([booster])
+
+
+def test_trees_without_a_split_and_trees_of_every_depth_up_to_the_limit(boosters):
+    stumps = train(3, 5, gamma=1e9)  # no split is worth it: each tree is one leaf
+    deep = train(4, 5, max_depth=10, eta=0.5)
+    rows, _ = training_rows(8)
+
+    for models in ([stumps], [stumps, *boosters], [deep, stumps]):
+        got = TreeEnsemble.from_boosters(models).predict(rows)
+        np.testing.assert_array_equal(got, xgboost_outputs(models, rows))
+    assert TreeEnsemble.from_boosters([stumps]).nodes.shape == (5, 0)
+
+
+def test_trees_deeper_than_the_limit_are_left_to_xgboost():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(3000, 4)).astype(np.float32)
+    data = xgb.DMatrix(x, label=np.sin(x.sum(axis=1) * 5), nthread=1)
+    deep = xgb.train({**PARAMS, "max_depth": 14, "eta": 1.0}, data, num_boost_round=2)
+
+    with pytest.raises(ValueError, match="deep"):
+        TreeEnsemble.from_boosters([deep])

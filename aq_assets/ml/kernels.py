@@ -251,45 +251,57 @@ _POWERS_OF_TEN = np.array([10.0**k for k in range(23)])  # each exact in float64
 
 
 @_compiled
-def tree_outputs(x, nodes, offsets, words, roots, outputs, base):
-    """`trees.TreeEnsemble.predict`: each output's base score plus its trees' leaves."""
+def tree_outputs(x, nodes, leaves, offsets, words, outputs, base):
+    """`trees.TreeEnsemble.predict`: each output's base score plus its trees' leaves, summed
+    tree by tree, in order, as XGBoost sums them."""
     n = x.shape[0]
+    n_trees, n_splits = nodes.shape
+    depth = np.int64(np.log2(n_splits + 1))
     out = np.empty((n, base.shape[0]), dtype=np.float32)
     for i in range(n):
         for j in range(base.shape[0]):
             out[i, j] = base[j]
-    # Tree by tree, all rows: a tree's nodes stay in cache. Each output still sums its trees
-    # in order, as XGBoost does.
-    for t in range(roots.shape[0]):
-        column = outputs[t]
-        root = roots[t]
+    if n < 8:  # a few rows: each walks down on its own
+        for t in range(n_trees):
+            for i in range(n):
+                node = 0
+                for _ in range(depth):
+                    here = nodes[t, node]
+                    node = 2 * node + 1 + _goes_right(x[i, here.feature], here, offsets, words)
+                out[i, outputs[t]] += leaves[t, node - n_splits]
+        return out
+    # Many rows: all go down a tree level by level, independent walks the CPU overlaps.
+    at = np.empty(n, dtype=np.int64)
+    for t in range(n_trees):
+        at[:] = 0
+        for _ in range(depth):
+            for i in range(n):
+                here = nodes[t, at[i]]
+                at[i] = 2 * at[i] + 1 + _goes_right(x[i, here.feature], here, offsets, words)
         for i in range(n):
-            node = root
-            while True:
-                here = nodes[node]
-                left = here.left
-                if left == -1:
-                    break
-                v = x[i, here.feature]
-                split = here.split
-                if split < 0:  # numeric: without branches on the value, often mispredicted
-                    missing = v != v
-                    right = (missing & (split == NUMERIC_MISSING_RIGHT)) | (
-                        (not missing) & (not v < here.value)
-                    )
-                elif v != v:
-                    right = (split & 1) == 0
-                else:
-                    right = False
-                    if v >= 0 and v < MAX_CATEGORY:
-                        k = split >> 1
-                        c = np.int64(v)
-                        word = c >> 5
-                        if word < offsets[k + 1] - offsets[k]:
-                            right = (words[offsets[k] + word] >> (c & 31)) & 1 == 1
-                node = left + np.int32(right)
-            out[i, column] += nodes[node].value
+            out[i, outputs[t]] += leaves[t, at[i] - n_splits]
     return out
+
+
+@_compiled(inline="always")
+def _goes_right(v, here, offsets, words):
+    """1 where XGBoost sends the value right: a number not below the split value, a missing
+    value where the split says, a valid category of the split's set."""
+    split = here.split
+    if split < 0:  # numeric: without branches on the value, often mispredicted
+        missing = v != v
+        return np.int64(
+            (missing & (split == NUMERIC_MISSING_RIGHT)) | ((not missing) & (not v < here.value))
+        )
+    if v != v:
+        return np.int64((split & 1) == 0)
+    if v >= 0 and v < MAX_CATEGORY:
+        k = split >> 1
+        c = np.int64(v)
+        word = c >> 5
+        if word < offsets[k + 1] - offsets[k]:
+            return np.int64((words[offsets[k] + word] >> (c & 31)) & 1)
+    return np.int64(0)
 
 
 # ---------------------------------------------------------------------------------------------
