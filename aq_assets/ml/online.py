@@ -398,14 +398,20 @@ def origin_feature_rows(
     rows = np.full((n, plan.width), np.nan)
     valid = np.zeros(n, dtype=np.bool_)
     origins = np.array([item.origin for item in items], dtype=np.int64)
-    empty = HourlySeries.empty()
-    covariates = [item.covariates.get(p, empty) for item in items for p in plan.covariates]
+    if any(item.covariates for item in items):
+        empty = HourlySeries.empty()
+        covariates = _laid_end_to_end(
+            [item.covariates.get(p, empty) for item in items for p in plan.covariates]
+        )
+    else:  # none sent: those features stay missing
+        none = np.zeros(n * len(plan.covariates) + 1, dtype=np.int64)
+        covariates = (np.empty(0, dtype=np.int64), np.empty(0), none)
     origin_rows(
         rows,
         valid,
         origins,
         *_laid_end_to_end([item.target for item in items]),
-        *_laid_end_to_end(covariates),
+        *covariates,
         plan.lookback,
         spec.max_fill_hours,
         _COVARIATE_FILL_HOURS,
@@ -449,7 +455,7 @@ def origin_feature_rows(
 def _laid_end_to_end(series: Sequence[HourlySeries]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Hours, values and offsets of several series, one after the other."""
     offsets = np.zeros(len(series) + 1, dtype=np.int64)
-    np.cumsum([len(s) for s in series], out=offsets[1:])
+    np.cumsum([s.hours.size for s in series], out=offsets[1:])
     if not offsets[-1]:
         return np.empty(0, dtype=np.int64), np.empty(0), offsets
     hours = np.concatenate([s.hours for s in series]).astype(np.int64, copy=False)
