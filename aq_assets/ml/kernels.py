@@ -333,20 +333,37 @@ def clean_series(values, hours, low, high, tolerance, offsets, excess):
                 kept_hours[n] = hours[j]
                 kept[n] = low[j] if v < low[j] else v
                 n += 1
-        # One value per hour: the mean of its readings, summed as pandas' groupby mean sums.
         start = at
-        j = 0
-        while j < n:
-            end = j + 1
-            while end < n and kept_hours[end] == kept_hours[j]:
-                end += 1
-            out_hours[at] = kept_hours[j]
-            out_values[at] = kept[j] if end == j + 1 else _kahan_mean(kept[j:end])
-            at += 1
-            j = end
+        at += _hour_means_into(kept_hours[:n], kept[:n], out_hours[at:], out_values[at:])
         at = start + _drop_isolated_spikes(out_hours[start:at], out_values[start:at], excess[g])
         out_offsets[g + 1] = at
     return out_hours[:at], out_values[:at], out_offsets
+
+
+@_compiled
+def hour_means(hours, values):
+    """Sorted `hours` with repeats -> each hour once, with the mean of its values."""
+    out_hours = np.empty_like(hours)
+    out_values = np.empty_like(values)
+    n = _hour_means_into(hours, values, out_hours, out_values)
+    return out_hours[:n], out_values[:n]
+
+
+@_compiled
+def _hour_means_into(hours, values, out_hours, out_values):
+    """One value per hour into out_*: the mean of its readings, summed in row order with
+    the compensated sum pandas' groupby mean uses. Returns how many hours."""
+    at = 0
+    j = 0
+    while j < hours.size:
+        end = j + 1
+        while end < hours.size and hours[end] == hours[j]:
+            end += 1
+        out_hours[at] = hours[j]
+        out_values[at] = values[j] if end == j + 1 else _kahan_mean(values[j:end])
+        at += 1
+        j = end
+    return at
 
 
 @_compiled

@@ -148,7 +148,9 @@ def location_mean(series: Sequence[HourlySeries]) -> HourlySeries:
     hours = np.concatenate([s.hours for s in series])
     values = np.concatenate([s.values for s in series])
     order = np.argsort(hours, kind="stable")
-    merged_hours, merged_values = _hour_means(hours[order], values[order])
+    from aq_assets.ml.kernels import hour_means
+
+    merged_hours, merged_values = hour_means(hours[order], values[order])
     return HourlySeries(merged_hours, merged_values)
 
 
@@ -234,33 +236,6 @@ def _range_of(parameter: str, units: str) -> tuple[float, float, float]:
     if known is None:
         return np.nan, np.nan, np.nan
     return float(known.low), float(known.high), float(known.negative_tolerance)
-
-
-def _hour_means(hours: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted `hours` with repeats → unique hours and the mean of each hour's values, summed
-    with the compensated (Kahan) sum pandas' groupby mean uses, in row order."""
-    if hours.size < 2:
-        return hours, values
-    starts = np.flatnonzero(np.diff(hours)) + 1
-    if starts.size == hours.size - 1:
-        return hours, values
-    bounds = np.concatenate([[0], starts, [hours.size]])
-    means = values[bounds[:-1]].copy()
-    for group in np.flatnonzero(np.diff(bounds) > 1):
-        means[group] = _kahan_mean(values[bounds[group] : bounds[group + 1]])
-    return hours[bounds[:-1]], means
-
-
-def _kahan_mean(values: np.ndarray) -> float:
-    total = compensation = 0.0
-    for value in values.tolist():
-        y = value - compensation
-        t = total + y
-        compensation = (t - total) - y
-        if compensation != compensation:  # an infinite value: keep it, as pandas does
-            compensation = 0.0
-        total = t
-    return total / len(values)
 
 
 # ---------------------------------------------------------------------------------------------
