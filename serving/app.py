@@ -52,8 +52,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await anyio.to_thread.run_sync(service.refresh)
         await anyio.to_thread.run_sync(compile_kernels)
         # ~430,000 objects (mlflow, pandas, the model) live as long as the process, and a
-        # full collection that scans them stalls every request for ~0.2 s here. Frozen, a
-        # full collection scans only what came after start-up.
+        # full collection that scans them stalls the requests in flight for ~0.2 s here. A
+        # frozen heap leaves a full collection only what came after start-up.
         gc.freeze()
         poller = asyncio.create_task(service.poll()) if resolved.poll_seconds > 0 else None
         try:

@@ -1,6 +1,7 @@
-"""Requests to forecasts: validate what depends on settings and on the loaded model, clean
-and featurize each history with `aq_assets.ml.online` (the batch path's rules, in numpy),
-predict every series of a request in one booster call, and encode the answer."""
+"""Requests to forecasts: validate what depends on settings and on the loaded model, read
+the lists of readings (`readings`), clean and featurize each history with
+`aq_assets.ml.online` (the batch path's rules, as compiled loops), predict every series of
+a request in one call of the trees, and encode the answer."""
 
 from __future__ import annotations
 

@@ -28,7 +28,6 @@ from aq_assets.ml.trees import MAX_CATEGORY, NUMERIC_MISSING_RIGHT
 SPIKE_DAY_HOURS = 24
 SPIKE_MIN_READINGS = 6
 SPIKE_RECENT_HOURS = 3
-SECONDS_PER_HOUR = 3600
 MAX_24_MIN_PERIODS = 8  # build_features' max_24 needs 8 readings in the last 24 hours
 
 
@@ -174,7 +173,7 @@ def _digits(buffer, at, count):
 # Days from 1970-01-01 to each year's first day, leap years (by year - FIRST_YEAR), and
 # each month's length and first day in a common year: no division per stamp.
 FIRST_YEAR = 1970
-_YEARS = np.arange(FIRST_YEAR, 2100)
+_YEARS = np.arange(FIRST_YEAR, 2100)  # serving.readings refuses other years too
 _LEAP = (_YEARS % 4 == 0) & ((_YEARS % 100 != 0) | (_YEARS % 400 == 0))
 _YEAR_STARTS = np.cumsum(365 + _LEAP) - (365 + _LEAP)
 _MONTH_DAYS = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
