@@ -131,7 +131,8 @@ def clean_many(batch: Sequence[RawSeries]) -> list[HourlySeries]:
 
 
 def compile_kernels() -> None:
-    """Compile the loops of cleaning and features now (~2 s), not in the first request."""
+    """Compile the loops of cleaning and features now (or load them from numba's cache), not
+    in the first request."""
     series = clean_series(np.array([0]), np.array([1.0]), "pm25", "µg/m³")
     origin_feature_rows(FeatureSpec(), [Origin(series, {"pm10": series}, 0)])
 
@@ -492,8 +493,8 @@ def _zone(timezone: str) -> dt.timedelta | ZoneInfo | None:
 
 class OnlineForecaster:
     """`Forecaster.predict` for rows built by `origin_features`, without pandas: every
-    horizon's trees in one compiled call (`trees.TreeEnsemble`), and the climatology as a
-    dict."""
+    horizon's trees in one compiled call (`trees.TreeEnsemble`), and the daily shapes as a
+    table by sensor and hour."""
 
     def __init__(self, forecaster: Forecaster) -> None:
         self.spec = forecaster.spec
@@ -571,22 +572,4 @@ class OnlineForecaster:
         changed = forecast[:, columns]
         blended = (1 - weight) * changed + weight * usual
         forecast[:, columns] = np.where(np.isnan(usual), changed, blended)
-        return forecast
-        # hour_climatology: the sensor's daily shape at the target hour times the row's mean_24.
-        mean_24 = rows[:, self._mean_24] if self._mean_24 is not None else np.full(n, np.nan)
-        for j, h in enumerate(self.horizons):
-            weight = self._weights[j]
-            if weight == 0.0:
-                continue
-            shape = np.array(
-                [
-                    self._climatology.get((int(s), (int(t) + h) % 24), np.nan)
-                    if s is not None
-                    else np.nan
-                    for s, t in zip(sensor_ids, origins, strict=True)
-                ]
-            )
-            usual = shape * mean_24
-            blended = (1 - weight) * forecast[:, j] + weight * usual
-            forecast[:, j] = np.where(np.isnan(usual), forecast[:, j], blended)
         return forecast
