@@ -80,7 +80,7 @@ def _with_covariate_names(field: str, body: bytes) -> str:
         if index == "...":
             if not isinstance(node, dict):
                 return field
-            name = next((k for k, v in node.items() if not _valid(v, Readings)), None)
+            name = next((k for k, v in node.items() if not _valid_readings(v)), None)
             if name is None:
                 return field
         if name:
@@ -92,12 +92,17 @@ def _with_covariate_names(field: str, body: bytes) -> str:
     return "".join(out)
 
 
-def _valid(value: Any, kind: type) -> bool:
+def _valid_readings(value: Any) -> bool:
+    """Whether `value` (decoded JSON) reads as Readings: through JSON again, since its lists
+    are read as raw JSON, which `msgspec.convert` cannot make from Python objects."""
     try:
-        msgspec.convert(value, kind)
+        READ_READINGS.decode(msgspec.json.encode(value))
     except msgspec.ValidationError:
         return False
     return True
+
+
+READ_READINGS = msgspec.json.Decoder(Readings)
 
 
 def _invalid_json(message: str, body: bytes) -> str:

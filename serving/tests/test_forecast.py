@@ -228,6 +228,17 @@ BAD_SERIES = [
         "series[0].covariates.pm10.timestamps",
         id="covariate-missing-field",
     ),
+    pytest.param(
+        lambda s: {
+            **s,
+            "covariates": {
+                "pm10": s["covariates"]["pm10"],
+                "no2": {"values": s["covariates"]["pm10"]["values"]},
+            },
+        },
+        "series[0].covariates.no2.timestamps",
+        id="second-covariate-missing-field",
+    ),
 ]
 
 
