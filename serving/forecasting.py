@@ -55,6 +55,7 @@ def compile_kernels() -> None:
     read_timestamps(
         [("timestamps", msgspec.Raw(b'["2025-01-01T00:00:00Z","2025-01-01T01:00:00Z"]'))]
     )
+    read_values([("values", msgspec.Raw(b"[1.5,null]"))])
     online_kernels()
 
 

@@ -131,9 +131,10 @@ def clean_many(batch: Sequence[RawSeries]) -> list[HourlySeries]:
 
 
 def compile_kernels() -> None:
-    """Compile the loops of cleaning and features now (or load them from numba's cache), not
-    in the first request."""
-    series = clean_series(np.array([0]), np.array([1.0]), "pm25", "µg/m³")
+    """Compile the loops of cleaning, location means and features now (or load them from
+    numba's cache), not in the first request."""
+    series = clean_series(np.array([0, 3600]), np.array([1.0, 2.0]), "pm25", "µg/m³")
+    location_mean([series, series])
     origin_feature_rows(FeatureSpec(), [Origin(series, {"pm10": series}, 0)])
 
 
