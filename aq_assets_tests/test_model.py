@@ -12,7 +12,7 @@ from aq_assets.ingest.assets import raw_readings, sensor_catalog
 from aq_assets.ingest.readings import collect_readings
 from aq_assets.ingest.sources.simulated import SimulatedSource
 from aq_assets.ml.model import Forecaster
-from aq_assets.ml.model import train_forecaster as real_train_forecaster
+from aq_assets.ml.model import fit_forecaster as real_fit_forecaster
 from aq_assets.model.assets import champion_model, forecast_model
 from aq_assets.model.tracking import MLflowTracking
 from aq_assets.partitions import reading_partitions
@@ -83,8 +83,8 @@ class BiasedForecaster(Forecaster):
         return super().predict(frame) + 8.0
 
 
-def train_biased(*args, **kwargs) -> Forecaster:
-    trained = real_train_forecaster(*args, **kwargs)
+def fit_biased(*args, **kwargs) -> Forecaster:
+    trained = real_fit_forecaster(*args, **kwargs)
     return BiasedForecaster(**vars(trained))
 
 
@@ -93,8 +93,11 @@ def test_a_model_is_tracked_registered_and_promoted_then_a_worse_one_is_refused(
 ):
     tracking: MLflowTracking = resources["mlflow_tracking"]
     assert materialize([sensor_catalog], instance=instance, resources=resources).success
-
+    # The first model learns up to 2025-04-14 (as if AQ_END_DATE were 2025-04-15), so the
+    # second, on all 50 days, can judge it on the five days it never saw.
+    monkeypatch.setattr("aq_assets.training.assets.last_day", lambda: dt.date(2025, 4, 14))
     first = train(instance, resources)
+    monkeypatch.undo()
 
     assert first.success
     model = metadata_of(first, "forecast_model")
@@ -109,8 +112,11 @@ def test_a_model_is_tracked_registered_and_promoted_then_a_worse_one_is_refused(
     ]
     assert (
         gate.passed
-        and gate.metadata["rmse_model_h1"].value < gate.metadata["rmse_persistence_h1"].value
+        and gate.metadata["rmse_model_h1"].value < gate.metadata["rmse_best_baseline_h1"].value
     )
+    assert data["last_hour_utc"] == "2025-04-14 23:00:00"
+    assert tracking.version_tags(1)["aq.trained_until"] == "2025-04-14 23:00:00"
+    assert model["model_kind"] == "trained"
 
     run = tracking.client().get_run(model["mlflow_run_id"])
     assert run.info.status == "FINISHED"
@@ -125,7 +131,7 @@ def test_a_model_is_tracked_registered_and_promoted_then_a_worse_one_is_refused(
     assert run.inputs.dataset_inputs[0].dataset.digest == data["fingerprint"]
     assert tracking.version_tags(1)["aq.gate"] == "passed"
 
-    monkeypatch.setattr("aq_assets.model.assets.train_forecaster", train_biased)
+    monkeypatch.setattr("aq_assets.model.assets.fit_forecaster", fit_biased)
     second = train(instance, resources, raise_on_error=False)
 
     assert not second.success
@@ -134,7 +140,9 @@ def test_a_model_is_tracked_registered_and_promoted_then_a_worse_one_is_refused(
     ]
     assert not gate.passed
     assert gate.metadata["compared_with_champion_version"].value == 1
+    assert gate.metadata["champion_scored_rows"].value <= 5 * 5 * 24  # its unseen days only
     assert "worse than the champion" in gate.metadata["reasons"].value
+    assert "worse than the best baseline" in gate.metadata["reasons"].value
     assert tracking.champion_version() == 1
     assert tracking.version_tags(2)["aq.gate"] == "failed"
     assert not [
@@ -149,6 +157,29 @@ def test_a_model_is_tracked_registered_and_promoted_then_a_worse_one_is_refused(
     assert decision["champion_version"] == 1 and decision["promoted"] is False
     assert "version 2 failed the gate" in decision["decision"]
     assert tracking.champion_version() == 1
+
+
+def test_a_refused_first_model_leaves_a_baseline_champion(instance, resources, monkeypatch):
+    """With no champion yet, a refused model still leaves something to serve: the best
+    baseline per horizon, registered, tagged and promoted, and the gate says why."""
+    tracking: MLflowTracking = resources["mlflow_tracking"]
+    assert materialize([sensor_catalog], instance=instance, resources=resources).success
+    monkeypatch.setattr("aq_assets.model.assets.fit_forecaster", fit_biased)
+
+    result = train(instance, resources)
+
+    model = metadata_of(result, "forecast_model")
+    gate = {e.check_name: e for e in result.get_asset_check_evaluations()}[
+        "beats_baselines_and_champion"
+    ]
+    assert gate.passed and "BASELINE forecaster" in gate.metadata["reasons"].value
+    assert "worse than the best baseline" in gate.metadata["reasons"].value
+    assert model["model_kind"] == "baseline"
+    assert tracking.champion_version() == model["model_version"] == 1
+    assert tracking.version_tags(1)["aq.kind"] == "baseline"
+    served = tracking.load_forecaster(1)
+    assert served.is_baseline
+    assert all(set(served.blend_weights[h]) <= {"climatology"} for h in (1, 3, 6, 12, 24))
 
 
 def test_the_registered_model_serves_the_same_numbers_as_the_forecaster(instance, resources):

@@ -78,3 +78,20 @@ def scores_table(scores: pd.DataFrame) -> str:
         table["skill vs persistence"] = model["skill"]
         table["rows"] = model["rows"]
     return table.reset_index().to_markdown(index=False, floatfmt=".3f")
+
+
+def judge(
+    before: pd.DataFrame,
+    holdout: pd.DataFrame,
+    context: pd.DataFrame,
+    spec: FeatureSpec,
+    forecasts: dict[str, pd.DataFrame],
+) -> pd.DataFrame:
+    """`evaluate` of `forecasts` (on the held-out rows) beside the baselines on the same rows:
+    climatology from `before` (what was known), the others looking back in `context`."""
+    baselines = baseline_forecasts(context, before, spec)
+    return evaluate(
+        holdout,
+        {**forecasts, **{name: frame.loc[holdout.index] for name, frame in baselines.items()}},
+        spec,
+    )

@@ -23,8 +23,16 @@ import pandas as pd
 
 from aq_assets.ml.features import FeatureSpec, feature_matrix
 
-# Saved forecasters carry this; 2 = climatology stored as a daily shape (ratio to the mean).
-FORMAT = 2
+# Saved forecasters carry this; 3 = blend weights per horizon and component, sensor means.
+FORMAT = 3
+
+# What each horizon's booster forecast is blended with: the current level (persistence), the
+# sensor's mean at the target hour of day (climatology), and that hour's usual share of the
+# last 24 hours' mean (the daily shape at the current level).
+BLEND_COMPONENTS = ("persistence", "climatology", "usual")
+# The baselines a forecaster with no boosters can be (same-hour-yesterday needs a lag the
+# features do not keep at every horizon).
+BASELINE_FORECASTS = ("persistence", "climatology")
 
 DEFAULT_PARAMS: dict[str, Any] = {
     "objective": "reg:squarederror",
@@ -71,31 +79,71 @@ class TimeSplit:
 
 @dataclass
 class Forecaster:
-    """Boosters by horizon, the climatology they are blended with, and the feature spec."""
+    """Boosters by horizon, what they are blended with, and the feature spec. A forecaster
+    with no boosters is a baseline forecaster: its blend alone (persistence or climatology
+    per horizon) makes the forecast."""
 
     spec: FeatureSpec
     boosters: dict[int, Any] = field(default_factory=dict)
     best_iterations: dict[int, int] = field(default_factory=dict)
-    climatology_weights: dict[int, float] = field(default_factory=dict)
+    blend_weights: dict[int, dict[str, float]] = field(default_factory=dict)
     climatology: pd.Series = field(default_factory=lambda: pd.Series(dtype="float64"))
+    sensor_means: pd.Series = field(default_factory=lambda: pd.Series(dtype="float64"))
+
+    @property
+    def is_baseline(self) -> bool:
+        return not self.boosters
 
     def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Forecast columns `h{h}` (the level h hours after each row's hour), NaN where the
         row has no current level to start from."""
         matrix = feature_matrix(frame, self.spec)
-        level = frame["level"].to_numpy(dtype="float64")
-        out = {}
-        for h, booster in self.boosters.items():
-            change = booster.inplace_predict(matrix) if len(frame) else np.empty(0)
-            out[f"h{h}"] = self._blend(level + change, frame, h)
-        return pd.DataFrame(out, index=frame.index)
+        table = self.blend_table()
+        sensor_rows = table.rows_of(frame["sensor_id"].to_numpy())
+        hours = frame["datetime_utc"].dt.hour.to_numpy(dtype=np.int64)
+        forecast = table.forecast(
+            level=frame["level"].to_numpy(dtype="float64"),
+            changes=self.changes(matrix),
+            sensor_rows=sensor_rows,
+            origin_hours=hours,
+            mean_24=frame["mean_24"].to_numpy(dtype="float64"),
+        )
+        return pd.DataFrame(
+            {f"h{h}": forecast[:, j] for j, h in enumerate(self.spec.horizons)}, index=frame.index
+        )
 
-    def _blend(self, forecast: np.ndarray, frame: pd.DataFrame, h: int) -> np.ndarray:
-        weight = self.climatology_weights.get(h, 0.0)
-        if weight == 0.0 or self.climatology.empty:
-            return forecast
-        usual = hour_climatology(self.climatology, frame, h)
-        return np.where(np.isnan(usual), forecast, (1 - weight) * forecast + weight * usual)
+    def changes(self, matrix: np.ndarray) -> np.ndarray:
+        """The boosters' changes from the current level (rows × horizons, float32); zeros
+        for a baseline forecaster."""
+        out = np.zeros((matrix.shape[0], len(self.spec.horizons)), dtype=np.float32)
+        if matrix.shape[0]:
+            for j, h in enumerate(self.spec.horizons):
+                if h in self.boosters:
+                    out[:, j] = self.boosters[h].inplace_predict(matrix)
+        return out
+
+    def blend_table(self) -> BlendTable:
+        return BlendTable.of(self)
+
+    def refit(self, frame: pd.DataFrame, params: dict[str, Any] | None = None) -> Forecaster:
+        """The same forecaster (rounds, blend weights) trained again on every row of `frame`:
+        what is registered, so it has learnt the newest days."""
+        boosters = (
+            {
+                h: _train_booster(frame, self.spec, h, params, rounds=n)
+                for h, n in self.best_iterations.items()
+            }
+            if self.boosters
+            else {}
+        )
+        return Forecaster(
+            spec=self.spec,
+            boosters=boosters,
+            best_iterations=dict(self.best_iterations),
+            blend_weights={h: dict(w) for h, w in self.blend_weights.items()},
+            climatology=climatology_of(frame),
+            sensor_means=sensor_means_of(frame),
+        )
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -103,8 +151,9 @@ class Forecaster:
         state = {
             "format": FORMAT,
             "best_iterations": self.best_iterations,
-            "climatology_weights": self.climatology_weights,
+            "blend_weights": self.blend_weights,
             "climatology": [[int(s), int(hr), float(v)] for (s, hr), v in self.climatology.items()],
+            "sensor_means": [[int(s), float(v)] for s, v in self.sensor_means.items()],
         }
         (directory / "forecaster.json").write_text(json.dumps(state))
         for h, booster in self.boosters.items():
@@ -115,17 +164,19 @@ class Forecaster:
         import xgboost as xgb
 
         spec = FeatureSpec.from_json((directory / "spec.json").read_text())
-        boosters = {}
-        for h in spec.horizons:
-            booster = xgb.Booster(model_file=str(directory / f"booster_h{h}.ubj"))
-            booster.set_param({"nthread": 1})
-            boosters[h] = booster
         state = json.loads((directory / "forecaster.json").read_text())
         if state.get("format") != FORMAT:
             raise ValueError(
                 f"{directory} holds a forecaster of format {state.get('format')}, this code reads "
                 f"format {FORMAT}: retrain (aq train) to register a current version."
             )
+        boosters = {}
+        for h in spec.horizons:
+            path = directory / f"booster_h{h}.ubj"
+            if path.exists():  # a baseline forecaster has none
+                booster = xgb.Booster(model_file=str(path))
+                booster.set_param({"nthread": 1})
+                boosters[h] = booster
         climatology = pd.Series(
             [v for _, _, v in state["climatology"]],
             index=pd.MultiIndex.from_tuples(
@@ -133,42 +184,217 @@ class Forecaster:
             ),
             dtype="float64",
         )
+        sensor_means = pd.Series(
+            {int(s): float(v) for s, v in state["sensor_means"]}, dtype="float64"
+        )
         return cls(
             spec=spec,
             boosters=boosters,
             best_iterations={int(k): v for k, v in state["best_iterations"].items()},
-            climatology_weights={int(k): v for k, v in state["climatology_weights"].items()},
+            blend_weights={int(k): v for k, v in state["blend_weights"].items()},
             climatology=climatology,
+            sensor_means=sensor_means,
         )
+
+
+@dataclass(frozen=True)
+class BlendTable:
+    """A forecaster's blend as arrays: each known sensor's daily shape (a row of 24 hours) and
+    mean, the last row all NaN for sensors it does not know, and the weights (horizons ×
+    components). The one implementation of the blend, for batch and online forecasts."""
+
+    horizons: np.ndarray
+    sensor_row: dict[int, int]
+    shapes: np.ndarray
+    means: np.ndarray
+    weights: np.ndarray
+
+    @classmethod
+    def of(cls, forecaster: Forecaster) -> BlendTable:
+        sensors = sorted({int(sensor) for sensor, _ in forecaster.climatology.index})
+        sensor_row = {sensor: i for i, sensor in enumerate(sensors)}
+        shapes = np.full((len(sensors) + 1, 24), np.nan)
+        for (sensor, hour), value in forecaster.climatology.items():
+            shapes[sensor_row[int(sensor)], int(hour)] = float(value)
+        means = np.full(len(sensors) + 1, np.nan)
+        for sensor, value in forecaster.sensor_means.items():
+            if int(sensor) in sensor_row:
+                means[sensor_row[int(sensor)]] = float(value)
+        horizons = forecaster.spec.horizons
+        weights = np.array(
+            [
+                [forecaster.blend_weights.get(h, {}).get(c, 0.0) for c in BLEND_COMPONENTS]
+                for h in horizons
+            ],
+            dtype=np.float64,
+        ).reshape(len(horizons), len(BLEND_COMPONENTS))
+        return cls(np.array(horizons, dtype=np.int64), sensor_row, shapes, means, weights)
+
+    def rows_of(self, sensor_ids: Any) -> np.ndarray:
+        """The table row of each sensor id (None or unknown: the NaN row)."""
+        unknown = len(self.sensor_row)
+        if not (isinstance(sensor_ids, np.ndarray) and sensor_ids.dtype.kind in "iu"):
+            sensor_ids = np.array([-1 if s is None else int(s) for s in sensor_ids], np.int64)
+        if not unknown:
+            return np.zeros(len(sensor_ids), dtype=np.int64)
+        known = np.fromiter(self.sensor_row, dtype=np.int64, count=unknown)  # sorted
+        at = np.searchsorted(known, sensor_ids).clip(max=unknown - 1)
+        return np.where(known[at] == sensor_ids, at, unknown)
+
+    def components(
+        self,
+        level: np.ndarray,
+        sensor_rows: np.ndarray,
+        origin_hours: np.ndarray,
+        mean_24: np.ndarray,
+    ) -> np.ndarray:
+        """rows × horizons × BLEND_COMPONENTS: persistence, climatology and the usual level at
+        each target hour; NaN where a component is unknown."""
+        target_hours = (origin_hours[:, None] + self.horizons[None, :]) % 24
+        shape = self.shapes[sensor_rows[:, None], target_hours]
+        persistence = np.broadcast_to(level[:, None], shape.shape)
+        climatology = shape * self.means[sensor_rows][:, None]
+        usual = shape * mean_24[:, None]
+        return np.stack([persistence, climatology, usual], axis=2)
+
+    def forecast(
+        self,
+        level: np.ndarray,
+        changes: np.ndarray,
+        sensor_rows: np.ndarray,
+        origin_hours: np.ndarray,
+        mean_24: np.ndarray,
+    ) -> np.ndarray:
+        """rows × horizons: the booster's forecast (level + change) moved toward each
+        component by its weight, `model + Σ w (component − model)`; a component that is
+        unknown for a row is left out of that row's blend."""
+        model = level[:, None] + changes  # float64 level + float32 change
+        if not self.weights.any() or not len(level):
+            return model
+        return blend(
+            model, self.components(level, sensor_rows, origin_hours, mean_24), self.weights
+        )
+
+
+def blend(model: np.ndarray, components: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """`model + Σ_k w[h, k] (components[..., k] − model)` over the components known per row."""
+    out = model.copy()
+    for k in range(components.shape[2]):
+        if weights[:, k].any():
+            step = weights[None, :, k] * (components[:, :, k] - model)
+            out += np.where(np.isnan(step), 0.0, step)
+    return out
 
 
 def climatology_of(frame: pd.DataFrame) -> pd.Series:
     """Each sensor's daily shape: its mean by UTC hour of day over `frame`, divided by its
     overall mean (1.0 = an average hour)."""
     hours = frame.groupby(["sensor_id", frame["datetime_utc"].dt.hour])["y"].mean()
-    overall = frame.groupby("sensor_id")["y"].mean()
+    overall = sensor_means_of(frame)
     table = (hours / hours.index.get_level_values("sensor_id").map(overall).to_numpy()).dropna()
     table.index.names = ["sensor_id", "hour"]
     return table.replace([np.inf, -np.inf], np.nan).dropna()
 
 
-def hour_climatology(climatology: pd.Series, frame: pd.DataFrame, h: int) -> np.ndarray:
-    """What the target hour (row hour + h) usually looks like at the current level: the daily
-    shape at that hour times the last 24 hours' mean. Unlike a fixed climatology it follows a
-    change of level within a day, so it does not pull forecasts back to a regime that ended."""
-    keys = pd.MultiIndex.from_arrays([frame["sensor_id"], (frame["datetime_utc"].dt.hour + h) % 24])
-    shape = climatology.reindex(keys).to_numpy(dtype="float64")
-    return shape * frame["mean_24"].to_numpy(dtype="float64")
+def sensor_means_of(frame: pd.DataFrame) -> pd.Series:
+    """Each sensor's mean level over `frame`: times its daily shape, its climatology."""
+    return frame.groupby("sensor_id")["y"].mean()
 
 
-def fit_blend_weight(forecast: np.ndarray, usual: np.ndarray, truth: np.ndarray) -> float:
-    """The w in [0, 1] minimizing the squared error of (1-w)*forecast + w*usual."""
-    ok = ~(np.isnan(forecast) | np.isnan(usual) | np.isnan(truth))
-    gap = usual[ok] - forecast[ok]
-    denominator = float(np.dot(gap, gap))
-    if denominator == 0.0:
-        return 0.0
-    return float(np.clip(np.dot(truth[ok] - forecast[ok], gap) / denominator, 0.0, 1.0))
+def fit_blend_weights(model: np.ndarray, components: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Weights w >= 0 with Σ w <= 1 minimizing the squared error of
+    `model + Σ w (component − model)` on the rows where everything is known (non-negative
+    least squares, scaled back onto the simplex if it oversteps)."""
+    from scipy.optimize import nnls
+
+    ok = ~(np.isnan(model) | np.isnan(truth) | np.isnan(components).any(axis=1))
+    if ok.sum() < components.shape[1] + 1:
+        return np.zeros(components.shape[1])
+    gaps = components[ok] - model[ok, None]
+    weights, _ = nnls(gaps, truth[ok] - model[ok])
+    total = weights.sum()
+    return weights / total if total > 1 else weights
+
+
+def fit_forecaster(
+    frame: pd.DataFrame,
+    spec: FeatureSpec,
+    validation_days: int = 14,
+    params: dict[str, Any] | None = None,
+    max_rounds: int = 3000,
+    early_stopping_rounds: int = 80,
+) -> Forecaster:
+    """The forecaster for the rows of `frame`: the number of rounds of each horizon's booster
+    and the blend weights chosen on the last `validation_days` (at most a quarter of the
+    days), then everything trained again on all of `frame`, so the newest days are learnt."""
+    end = frame["datetime_utc"].max().floor("D") + pd.Timedelta(days=1)
+    days = (end - frame["datetime_utc"].min()).days
+    validation_days = max(1, min(validation_days, days // 4))
+    split = TimeSplit(end - pd.Timedelta(days=validation_days), end)
+    train, validation, _ = split.parts(frame, max(spec.horizons))
+    chosen = train_forecaster(train, validation, spec, params, max_rounds, early_stopping_rounds)
+    return chosen.refit(frame, params)
+
+
+def baseline_forecaster(
+    frame: pd.DataFrame, spec: FeatureSpec, choice: dict[int, str]
+) -> Forecaster:
+    """A forecaster with no boosters that forecasts, per horizon, the baseline `choice[h]`
+    names (persistence or climatology, from the rows of `frame`)."""
+    unknown = set(choice.values()) - set(BASELINE_FORECASTS)
+    if unknown:
+        raise ValueError(f"A baseline forecaster is one of {BASELINE_FORECASTS}, not {unknown}.")
+    return Forecaster(
+        spec=spec,
+        blend_weights={h: {choice[h]: 1.0} if choice[h] != "persistence" else {} for h in choice},
+        climatology=climatology_of(frame),
+        sensor_means=sensor_means_of(frame),
+    )
+
+
+def _train_booster(
+    rows: pd.DataFrame,
+    spec: FeatureSpec,
+    h: int,
+    params: dict[str, Any] | None,
+    rounds: int,
+    validation: pd.DataFrame | None = None,
+    early_stopping_rounds: int = 80,
+) -> Any:
+    """The booster of horizon `h` on the rows with a current level and a known target,
+    `rounds` rounds (or fewer, early-stopped on `validation`)."""
+    import xgboost as xgb
+
+    params = {**DEFAULT_PARAMS, **(params or {})}
+    feature_types = ["c" if c == "sensor_code" else "q" for c in spec.feature_columns]
+
+    def matrix(part: pd.DataFrame) -> Any:
+        usable = part[part["level"].notna() & part[f"target_h{h}"].notna()]
+        if usable.empty:
+            raise ValueError(
+                f"No rows with a level and a {h} h target in a split; widen the window."
+            )
+        return xgb.DMatrix(
+            feature_matrix(usable, spec),
+            label=(usable[f"target_h{h}"] - usable["level"]).to_numpy(),
+            feature_names=spec.feature_columns,
+            feature_types=feature_types,
+            enable_categorical=True,
+            nthread=params["nthread"],
+        )
+
+    if validation is None:
+        return xgb.train(params, matrix(rows), num_boost_round=rounds, verbose_eval=False)
+    booster = xgb.train(
+        params,
+        matrix(rows),
+        num_boost_round=rounds,
+        evals=[(matrix(validation), "validation")],
+        early_stopping_rounds=early_stopping_rounds,
+        verbose_eval=False,
+    )
+    # Keep only the trees up to the best validation round.
+    return booster[: booster.best_iteration + 1]
 
 
 def train_forecaster(
@@ -179,53 +405,32 @@ def train_forecaster(
     max_rounds: int = 3000,
     early_stopping_rounds: int = 80,
 ) -> Forecaster:
-    """One booster per horizon on rows with a current level and a known target."""
-    import xgboost as xgb
-
-    params = {**DEFAULT_PARAMS, **(params or {})}
-    feature_types = ["c" if c == "sensor_code" else "q" for c in spec.feature_columns]
-    forecaster = Forecaster(spec=spec)
+    """One booster per horizon on `train`, early-stopped on `validation`, and the blend
+    weights fitted on `validation` against the climatology of `train` (what the model would
+    have known then)."""
+    forecaster = Forecaster(
+        spec=spec, climatology=climatology_of(train), sensor_means=sensor_means_of(train)
+    )
     for h in spec.horizons:
-        sets = []
-        for part in (train, validation):
-            rows = part[part["level"].notna() & part[f"target_h{h}"].notna()]
-            if rows.empty:
-                raise ValueError(
-                    f"No rows with a level and a {h} h target in a split; widen the window."
-                )
-            sets.append(
-                xgb.DMatrix(
-                    feature_matrix(rows, spec),
-                    label=(rows[f"target_h{h}"] - rows["level"]).to_numpy(),
-                    feature_names=spec.feature_columns,
-                    feature_types=feature_types,
-                    enable_categorical=True,
-                    nthread=params["nthread"],
-                )
-            )
-        booster = xgb.train(
-            params,
-            sets[0],
-            num_boost_round=max_rounds,
-            evals=[(sets[1], "validation")],
-            early_stopping_rounds=early_stopping_rounds,
-            verbose_eval=False,
+        booster = _train_booster(
+            train, spec, h, params, max_rounds, validation, early_stopping_rounds
         )
-        # Keep only the trees up to the best validation round.
-        best = booster.best_iteration
-        forecaster.boosters[h] = booster[: best + 1]
-        forecaster.best_iterations[h] = best + 1
-
-    # Blend weights, one per horizon, fitted on validation against the climatology the model
-    # will blend with (training and validation days). A train-only climatology is older and
-    # worse than the one used later, and validation flatters boosters early-stopped on it:
-    # both pushed the fitted weights well below what held-out data wanted.
-    unblended = forecaster.predict(validation)
-    forecaster.climatology = climatology_of(pd.concat([train, validation]))
-    for h in spec.horizons:
-        usual = hour_climatology(forecaster.climatology, validation, h)
-        truth = validation[f"target_h{h}"].to_numpy(dtype="float64")
-        forecaster.climatology_weights[h] = fit_blend_weight(
-            unblended[f"h{h}"].to_numpy(), usual, truth
+        forecaster.boosters[h] = booster
+        forecaster.best_iterations[h] = booster.num_boosted_rounds()
+    table = forecaster.blend_table()
+    level = validation["level"].to_numpy(dtype="float64")
+    model = level[:, None] + forecaster.changes(feature_matrix(validation, spec))
+    components = table.components(
+        level,
+        table.rows_of(validation["sensor_id"].to_numpy()),
+        validation["datetime_utc"].dt.hour.to_numpy(dtype=np.int64),
+        validation["mean_24"].to_numpy(dtype="float64"),
+    )
+    for j, h in enumerate(spec.horizons):
+        weights = fit_blend_weights(
+            model[:, j], components[:, j, :], validation[f"target_h{h}"].to_numpy(dtype="float64")
         )
+        forecaster.blend_weights[h] = {
+            c: float(w) for c, w in zip(BLEND_COMPONENTS, weights, strict=True) if w > 0
+        }
     return forecaster

@@ -494,25 +494,14 @@ def _zone(timezone: str) -> dt.timedelta | ZoneInfo | None:
 
 class OnlineForecaster:
     """`Forecaster.predict` for rows built by `origin_features`, without pandas: every
-    horizon's trees in one compiled call (`trees.TreeEnsemble`), and the daily shapes as a
-    table by sensor and hour."""
+    horizon's trees in one compiled call (`trees.TreeEnsemble`), then the forecaster's own
+    blend (`BlendTable`)."""
 
     def __init__(self, forecaster: Forecaster) -> None:
         self.spec = forecaster.spec
-        self.horizons = tuple(forecaster.boosters)
-        self._boosters = forecaster.boosters
-        self._weights = np.array(
-            [forecaster.climatology_weights.get(h, 0.0) for h in self.horizons], dtype=np.float64
-        )
-        # The daily shape by sensor as rows of 24 hours; the last row, all NaN, for sensors
-        # without one.
-        sensors = sorted({int(sensor) for sensor, _ in forecaster.climatology.index})
-        self._shape_row = {sensor: i for i, sensor in enumerate(sensors)}
-        self._shapes = np.full((len(sensors) + 1, 24), np.nan)
-        for (sensor, hour), value in forecaster.climatology.items():
-            self._shapes[self._shape_row[int(sensor)], int(hour)] = float(value)
-        self._blended = np.flatnonzero(self._weights != 0.0)  # horizons blended, by column
-        self._blended_hours = np.array(self.horizons, dtype=np.int64)[self._blended]
+        self.horizons = tuple(forecaster.spec.horizons)
+        self._forecaster = forecaster
+        self._table = forecaster.blend_table()
         columns = self.spec.feature_columns
         self.level_index = columns.index("level")
         self._mean_24 = columns.index("mean_24") if "mean_24" in columns else None
@@ -527,8 +516,10 @@ class OnlineForecaster:
     def _predictor(self, n_features: int) -> Callable[[np.ndarray], np.ndarray]:
         """float32 rows -> the boosters' changes (rows × horizons): compiled when that
         predicts exactly what `inplace_predict` of each horizon's booster does on rows that
-        take every branch."""
-        boosters = [self._boosters[h] for h in self.horizons]
+        take every branch. A baseline forecaster (no boosters) changes nothing."""
+        if self._forecaster.is_baseline:
+            return self._forecaster.changes
+        boosters = [self._forecaster.boosters[h] for h in self.horizons]
         try:
             from aq_assets.ml.trees import TreeEnsemble
 
@@ -540,7 +531,7 @@ class OnlineForecaster:
             return ensemble.predict
         except (ImportError, ValueError, KeyError) as exc:  # numba missing, a layout unknown
             self.compiled_error = f"{type(exc).__name__}: {exc}"
-        return lambda m: np.column_stack([b.inplace_predict(m) for b in boosters])
+        return self._forecaster.changes
 
     def predict(
         self,
@@ -555,22 +546,11 @@ class OnlineForecaster:
         if n == 0:
             return np.empty((0, len(self.horizons)))
         matrix = np.ascontiguousarray(rows, dtype=np.float32)
-        level = rows[:, self.level_index]
-        change = self._changes(matrix)
-        forecast = level[:, None] + change  # float64 level + float32 change, as predict does
-        if not self._shape_row or not self._blended.size:
-            return forecast
-        # hour_climatology: the sensor's daily shape at the target hour times the row's mean_24.
         mean_24 = rows[:, self._mean_24] if self._mean_24 is not None else np.full(n, np.nan)
-        unknown = len(self._shape_row)
-        sensor_rows = np.array(
-            [self._shape_row.get(s, unknown) if s is not None else unknown for s in sensor_ids]
+        return self._table.forecast(
+            level=rows[:, self.level_index],
+            changes=self._changes(matrix),
+            sensor_rows=self._table.rows_of(sensor_ids),
+            origin_hours=np.asarray(origins, dtype=np.int64) % 24,
+            mean_24=mean_24,
         )
-        columns = self._blended
-        target_hours = (np.array(origins, dtype=np.int64)[:, None] + self._blended_hours) % 24
-        usual = self._shapes[sensor_rows[:, None], target_hours] * mean_24[:, None]
-        weight = self._weights[columns][None, :]
-        changed = forecast[:, columns]
-        blended = (1 - weight) * changed + weight * usual
-        forecast[:, columns] = np.where(np.isnan(usual), changed, blended)
-        return forecast

@@ -1,5 +1,6 @@
 """`training_set`: the hourly, cleaned, feature-engineered rows a forecaster learns from."""
 
+import datetime
 import hashlib
 import json
 
@@ -19,12 +20,15 @@ from aq_assets.ingest.catalog import timezones_of
 from aq_assets.ingest.sources.base import ReadingsSource
 from aq_assets.ml.cleaning import clean_readings
 from aq_assets.ml.features import FeatureSpec, build_features
+from aq_assets.partitions import last_day
 from aq_assets.warehouse import Warehouse
 
 
 class TrainingSetConfig(Config):
-    window_days: int = 60
-    """Days of readings, ending at the latest one stored."""
+    window_days: int = 365
+    """Days of readings to learn from, ending at the calendar's last day (AQ_END_DATE) or the
+    latest reading stored, whichever is earlier. A year spans every season; 20 sensors × 365
+    days train in about a minute on one thread (benchmarks/README.md)."""
     horizons: list[int] = [1, 3, 6, 12, 24]  # noqa: RUF012 (pydantic copies defaults)
     """Hours ahead to forecast."""
 
@@ -49,22 +53,26 @@ def content_fingerprint(frame: pd.DataFrame) -> str:
     return hashlib.sha256(hashed.tobytes() + ",".join(ordered.columns).encode()).hexdigest()[:16]
 
 
-def readings_window(warehouse: Warehouse, parameter: str, hours: int) -> pd.DataFrame:
+def readings_window(
+    warehouse: Warehouse, parameter: str, hours: int, end: pd.Timestamp
+) -> pd.DataFrame:
     """Readings of every parameter at locations that measure `parameter`, over the last
-    `hours` before the latest `parameter` reading."""
+    `hours` before `end` or before the latest `parameter` reading, whichever is earlier."""
     return warehouse.query(
         """
         WITH target AS (
             SELECT DISTINCT location_id FROM ingest.raw_readings WHERE parameter = ?
         ), latest AS (
-            SELECT max(datetime_utc) AS last FROM ingest.raw_readings WHERE parameter = ?
+            SELECT least(max(datetime_utc), CAST(? AS TIMESTAMP) - INTERVAL 1 MICROSECOND) AS last
+            FROM ingest.raw_readings WHERE parameter = ? AND datetime_utc < ?
         )
         SELECT r.sensor_id, r.location_id, r.parameter, r.units, r.datetime_utc, r.value
         FROM ingest.raw_readings r, latest
         WHERE r.location_id IN (SELECT location_id FROM target)
           AND r.datetime_utc > latest.last - to_hours(CAST(? AS BIGINT))
+          AND r.datetime_utc <= latest.last
         """,
-        [parameter, parameter, hours],
+        [parameter, end, parameter, end, hours],
     )
 
 
@@ -91,17 +99,19 @@ def training_set(
     sensor_catalog: pd.DataFrame,
 ) -> Output[pd.DataFrame]:
     """Hourly rows per sensor of the target parameter (AQ_PARAMETER) over the last
-    `window_days`: cleaned values (gaps stay gaps), lags, rolling statistics, calendar, the
+    `window_days` up to the calendar's last day (AQ_END_DATE): cleaned values (gaps stay gaps), lags, rolling statistics, calendar, the
     co-located parameters of the same location, sensor identity, and the value 1-24 h later
     as targets. The fingerprint identifies its exact content in MLflow."""
     spec = FeatureSpec(parameter=source.parameter, horizons=tuple(sorted(config.horizons)))
+    calendar_end = pd.Timestamp(last_day() + datetime.timedelta(days=1))
     readings = readings_window(
-        warehouse, spec.parameter, config.window_days * 24 + spec.history_hours
+        warehouse, spec.parameter, config.window_days * 24 + spec.history_hours, calendar_end
     )
     if readings.empty:
         raise ValueError(
-            f"No {spec.parameter} readings in ingest.raw_readings: backfill raw_readings first "
-            "(aq backfill), or check AQ_PARAMETER."
+            f"No {spec.parameter} readings in ingest.raw_readings before {calendar_end} "
+            "(AQ_END_DATE): backfill raw_readings first (aq backfill), or check AQ_PARAMETER "
+            "and AQ_END_DATE."
         )
     hourly, report = clean_readings(readings)
     target_sensors = sorted(hourly.loc[hourly["parameter"] == spec.parameter, "sensor_id"].unique())
@@ -112,18 +122,16 @@ def training_set(
     frame = frame[frame["datetime_utc"] > window_start].reset_index(drop=True)
 
     fingerprint = content_fingerprint(frame)
-    first_day, last_day = frame["datetime_utc"].min(), frame["datetime_utc"].max()
-    partitions = (
-        f"day {first_day.date()}..{last_day.date()} × sensors {','.join(map(str, target_sensors))}"
-    )
+    first_hour, last_hour = frame["datetime_utc"].min(), frame["datetime_utc"].max()
+    partitions = f"day {first_hour.date()}..{last_hour.date()} × sensors {','.join(map(str, target_sensors))}"
     context.log.info(f"training_set {fingerprint}: {len(frame)} rows from {partitions}")
     return Output(
         frame,
         metadata={
             "dagster/row_count": len(frame),
             "sensors": len(target_sensors),
-            "first_hour_utc": str(first_day),
-            "last_hour_utc": str(last_day),
+            "first_hour_utc": str(first_hour),
+            "last_hour_utc": str(last_hour),
             "missing_share": float(frame["y"].isna().mean()),
             "fingerprint": fingerprint,
             "built_from_partitions": partitions,

@@ -1,0 +1,145 @@
+"""Rolling-origin backtests: judging a way of training on many origins, not one fortnight.
+
+At each origin a forecaster is trained on the rows before it (as `forecast_model` would have
+been on that day) and scored on the weeks after it, beside the baselines on the same rows.
+Errors are kept as sums so they pool exactly: over a dataset's origins, over a season, or
+per origin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from aq_assets.ml.evaluation import BASELINES, baseline_forecasts
+from aq_assets.ml.features import FeatureSpec
+from aq_assets.ml.model import Forecaster
+
+SEASONS = {12: "DJF", 1: "DJF", 2: "DJF", 3: "MAM", 4: "MAM", 5: "MAM"}
+SEASONS |= {6: "JJA", 7: "JJA", 8: "JJA", 9: "SON", 10: "SON", 11: "SON"}
+HORIZON_REPORT = (1, 3, 6, 12, 24)
+
+Fit = Callable[[pd.DataFrame, FeatureSpec], Forecaster]
+
+
+def rolling_origins(
+    times: pd.Series, min_train_days: int, step_days: int, test_days: int
+) -> list[pd.Timestamp]:
+    """Midnights from `min_train_days` after the first hour, every `step_days`, while a whole
+    test period of `test_days` still fits before the last hour."""
+    first = times.min().ceil("D") + pd.Timedelta(days=min_train_days)
+    last = times.max().floor("D") - pd.Timedelta(days=test_days)
+    if first > last:
+        return []
+    return list(pd.date_range(first, last, freq=f"{step_days}D"))
+
+
+def backtest(
+    frame: pd.DataFrame,
+    spec: FeatureSpec,
+    origins: list[pd.Timestamp],
+    fit: Fit,
+    window_days: int,
+    test_days: int,
+) -> pd.DataFrame:
+    """Squared and absolute error sums per (origin, season, horizon, forecaster) over the rows
+    where the target and every forecaster's value exist. `frame` holds feature rows of the
+    whole period (features look back only); each fit sees the `window_days` before its origin,
+    and no row whose target lies at or after the origin."""
+    times = frame["datetime_utc"]
+    pieces = []
+    # Climatology is each fit's own (from its history); the other baselines only look back.
+    for origin in origins:
+        history = _known_at(
+            frame[(times >= origin - pd.Timedelta(days=window_days)) & (times < origin)],
+            origin,
+            spec,
+        )
+        test = frame[(times >= origin) & (times < origin + pd.Timedelta(days=test_days))]
+        if history.empty or test.empty:
+            continue
+        try:
+            import time as _t
+
+            _s = _t.time()
+            forecaster = fit(history, spec)
+            print(origin, round(_t.time() - _s, 1), flush=True)
+        except ValueError:  # too little to learn from (a long gap): no model at this origin
+            continue
+        baselines = baseline_forecasts(frame, history, spec)
+        forecasts = {
+            "model": forecaster.predict(test),
+            **{name: b.loc[test.index] for name, b in baselines.items()},
+        }
+        pieces.append(error_sums(test, forecasts, spec).assign(origin=origin))
+    if not pieces:
+        return pd.DataFrame(
+            columns=["origin", "season", "horizon", "forecaster", "n", "sse", "sae"]
+        )
+    return pd.concat(pieces, ignore_index=True)
+
+
+def _known_at(history: pd.DataFrame, origin: pd.Timestamp, spec: FeatureSpec) -> pd.DataFrame:
+    """`history` with every target that lies at or after `origin` unknown, as it was then."""
+    history = history.copy()
+    for h in spec.horizons:
+        unknown = history["datetime_utc"] + pd.Timedelta(hours=h) >= origin
+        history.loc[unknown, f"target_h{h}"] = np.nan
+    return history
+
+
+def error_sums(
+    test: pd.DataFrame, forecasts: dict[str, pd.DataFrame], spec: FeatureSpec
+) -> pd.DataFrame:
+    """Per (season, horizon, forecaster): rows n, squared error sum sse, absolute error sum
+    sae, each horizon over the rows where the target and every forecast exist."""
+    season = test["datetime_utc"].dt.month.map(SEASONS)
+    rows = []
+    for h in spec.horizons:
+        target = test[f"target_h{h}"].to_numpy(dtype="float64")
+        valid = ~np.isnan(target)
+        for forecast in forecasts.values():
+            valid &= forecast[f"h{h}"].notna().to_numpy()
+        for name, forecast in forecasts.items():
+            error = forecast[f"h{h}"].to_numpy(dtype="float64")[valid] - target[valid]
+            by_season = pd.DataFrame({"season": season.to_numpy()[valid], "e": error})
+            grouped = by_season.groupby("season")["e"]
+            summary = pd.DataFrame(
+                {
+                    "n": grouped.size(),
+                    "sse": grouped.apply(lambda e: float(np.sum(e**2))),
+                    "sae": grouped.apply(lambda e: float(np.sum(np.abs(e)))),
+                }
+            ).reset_index()
+            rows.append(summary.assign(horizon=h, forecaster=name))
+    return pd.concat(rows, ignore_index=True)
+
+
+def pooled_rmse(sums: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """RMSE per `by` + horizon, forecasters as columns, with `best_baseline` (the lowest
+    baseline RMSE of each row) and the model's `skill` over it and over persistence."""
+    grouped = sums.groupby([*by, "horizon", "forecaster"])[["sse", "n"]].sum()
+    rmse = np.sqrt(grouped["sse"] / grouped["n"]).unstack("forecaster")
+    baselines = [b for b in BASELINES if b in rmse.columns]
+    rmse["best_baseline"] = rmse[baselines].min(axis=1)
+    rmse["skill_vs_best"] = 1 - rmse["model"] / rmse["best_baseline"]
+    rmse["skill_vs_persistence"] = 1 - rmse["model"] / rmse["persistence"]
+    return rmse
+
+
+def summary(sums: pd.DataFrame, tolerance: float = 0.02) -> dict[str, object]:
+    """The headline figures: pooled skill per horizon, and the share of origins where the
+    model is not worse than the best baseline by more than `tolerance` at every horizon."""
+    pooled = pooled_rmse(sums, [])
+    per_origin = pooled_rmse(sums, ["origin"])
+    within = (per_origin["model"] <= per_origin["best_baseline"] * (1 + tolerance)).groupby(
+        level="origin"
+    )
+    return {
+        "origins": int(sums["origin"].nunique()),
+        "skill_vs_best": pooled["skill_vs_best"].round(4).to_dict(),
+        "skill_vs_persistence": pooled["skill_vs_persistence"].round(4).to_dict(),
+        "origins_within_tolerance": float(within.all().mean()),
+    }
