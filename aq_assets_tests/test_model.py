@@ -12,7 +12,7 @@ from aq_assets.ingest.assets import raw_readings, sensor_catalog
 from aq_assets.ingest.readings import collect_readings
 from aq_assets.ingest.sources.simulated import SimulatedSource
 from aq_assets.ml.model import Forecaster
-from aq_assets.ml.model import fit_forecaster as real_fit_forecaster
+from aq_assets.ml.model import train_forecaster as real_train_forecaster
 from aq_assets.model.assets import champion_model, forecast_model
 from aq_assets.model.tracking import MLflowTracking
 from aq_assets.partitions import reading_partitions
@@ -83,8 +83,8 @@ class BiasedForecaster(Forecaster):
         return super().predict(frame) + 8.0
 
 
-def fit_biased(*args, **kwargs) -> Forecaster:
-    trained = real_fit_forecaster(*args, **kwargs)
+def train_biased(*args, **kwargs) -> Forecaster:
+    trained = real_train_forecaster(*args, **kwargs)
     return BiasedForecaster(**vars(trained))
 
 
@@ -128,10 +128,13 @@ def test_a_model_is_tracked_registered_and_promoted_then_a_worse_one_is_refused(
     )
     assert run.data.metrics["rmse_h1"] == pytest.approx(model["rmse_h1"])
     assert "rmse_persistence_h24" in run.data.metrics and "skill_h6" in run.data.metrics
+    assert "backtest_skill_vs_best_h24" in run.data.metrics
+    backtest_table = mlflow.artifacts.load_text(f"{run.info.artifact_uri}/backtest.md")
+    assert "pooled" in backtest_table and "skill_vs_best" in backtest_table
     assert run.inputs.dataset_inputs[0].dataset.digest == data["fingerprint"]
     assert tracking.version_tags(1)["aq.gate"] == "passed"
 
-    monkeypatch.setattr("aq_assets.model.assets.fit_forecaster", fit_biased)
+    monkeypatch.setattr("aq_assets.ml.evaluation.train_forecaster", train_biased)
     second = train(instance, resources, raise_on_error=False)
 
     assert not second.success
@@ -164,7 +167,7 @@ def test_a_refused_first_model_leaves_a_baseline_champion(instance, resources, m
     baseline per horizon, registered, tagged and promoted, and the gate says why."""
     tracking: MLflowTracking = resources["mlflow_tracking"]
     assert materialize([sensor_catalog], instance=instance, resources=resources).success
-    monkeypatch.setattr("aq_assets.model.assets.fit_forecaster", fit_biased)
+    monkeypatch.setattr("aq_assets.ml.evaluation.train_forecaster", train_biased)
 
     result = train(instance, resources)
 
@@ -177,6 +180,9 @@ def test_a_refused_first_model_leaves_a_baseline_champion(instance, resources, m
     assert model["model_kind"] == "baseline"
     assert tracking.champion_version() == model["model_version"] == 1
     assert tracking.version_tags(1)["aq.kind"] == "baseline"
+    decision = metadata_of(result, "champion_model")
+    assert decision["champion_kind"] == "baseline"
+    assert "a BASELINE forecaster" in decision["decision"]
     served = tracking.load_forecaster(1)
     assert served.is_baseline
     assert all(set(served.blend_weights[h]) <= {"climatology"} for h in (1, 3, 6, 12, 24))
@@ -198,14 +204,15 @@ def test_the_registered_model_serves_the_same_numbers_as_the_forecaster(instance
     pd.testing.assert_frame_equal(served.reset_index(drop=True), expected.reset_index(drop=True))
 
 
-def test_a_failed_training_ends_its_mlflow_run_as_failed(instance, resources):
+def test_a_failed_training_ends_its_mlflow_run_as_failed(instance, resources, monkeypatch):
     tracking: MLflowTracking = resources["mlflow_tracking"]
     assert materialize([sensor_catalog], instance=instance, resources=resources).success
 
-    # A holdout longer than the data leaves nothing to train on.
-    result = train(
-        instance, resources, {"max_rounds": 50, "holdout_days": 100}, raise_on_error=False
-    )
+    def no_rows(*args, **kwargs):
+        raise ValueError("No rows with a level and a 1 h target in a split; widen the window.")
+
+    monkeypatch.setattr("aq_assets.ml.evaluation.train_forecaster", no_rows)
+    result = train(instance, resources, raise_on_error=False)
 
     assert not result.success
     runs = tracking.client().search_runs(

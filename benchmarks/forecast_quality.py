@@ -1,20 +1,27 @@
-"""Forecast quality on real data: Mexico City pm25 (OpenAQ archive mirror), last 14 days held out.
+"""Forecast quality on every real set in ../shared/data: rolling-origin backtests.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/forecast_quality.py [--window-days 60]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/forecast_quality.py [--sets poland,toronto]
+        [--window-days 365] [--no-gate] [--cache DIR]
 
-Runs the same code as the `training_set` and `forecast_model` assets (clean → features →
-time-ordered split → per-horizon XGBoost blended with climatology → evaluation on the same
-held-out rows) and checks the bar: RMSE at 1 h at least 15% below persistence, and below the
-best of persistence, same-hour-yesterday and hour-of-day climatology at every horizon.
+For each dataset (Mexico City, Toronto, the low-cost sensor 3276359, Poland), the readings
+are read through the archive source from the local mirror, cleaned and featurized by the
+code `training_set` runs, and then, at an origin every few weeks, a forecaster is trained by
+`fit_forecaster` (what `forecast_model` registers) on the `--window-days` before the origin
+and scored on the weeks after it, beside persistence, same-hour-yesterday and hour-of-day
+climatology on the same rows. The gate is replayed at each origin too: would a first model
+trained there have been promoted (`judge_candidate` + `decide`, as `forecast_model` does)?
+
+Prints one table per dataset (pooled RMSE per horizon, skill per season) and the bars of the
+forecaster issue.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
 import platform
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -22,92 +29,129 @@ import pandas as pd
 from aq_assets.ingest.catalog import sensors_by_id, timezones_of
 from aq_assets.ingest.readings import collect_readings
 from aq_assets.ingest.sources.archive import ArchiveSource
+from aq_assets.ml.backtest import backtest, pooled_rmse, rolling_origins, summary
 from aq_assets.ml.cleaning import clean_readings
-from aq_assets.ml.evaluation import BASELINES, baseline_forecasts, evaluate, scores_table
+from aq_assets.ml.evaluation import judge_candidate
 from aq_assets.ml.features import FeatureSpec, build_features
-from aq_assets.ml.model import TimeSplit, train_forecaster
+from aq_assets.ml.model import fit_forecaster
+from aq_assets.model.gate import decide
 
 MIRROR = Path(__file__).resolve().parents[2] / "shared" / "data" / "openaq-archive"
-MEXICO_CITY = "8000,10534,10658,10699,10722,10748,10762,10802,10804,10860"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    locations: str
+    min_train_days: int  # history before the first origin
+    step_days: int  # between origins; each origin is scored on the next step_days
+
+
+DATASETS = {
+    "mexico_city": Dataset("8000,10534,10658,10699,10722,10748,10762,10802,10804,10860", 28, 14),
+    "toronto": Dataset("7570,1274949,1274950,1275803,1612333,3442588,3911519", 14, 7),
+    "low_cost_3276359": Dataset("3276359", 42, 28),
+    "poland": Dataset("960422,960424,960492,960572,960693,960708,960764,961032", 42, 28),
+}
+BASELINE_TOLERANCE = 0.02  # forecast_model's default
+
+
+def readings_of(name: str, dataset: Dataset, cache: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every reading of the dataset's locations, and its catalog (cached as Parquet)."""
+    readings_path, catalog_path = cache / f"{name}.parquet", cache / f"{name}_catalog.parquet"
+    if readings_path.exists() and catalog_path.exists():
+        return pd.read_parquet(readings_path), pd.read_parquet(catalog_path)
+    source = ArchiveSource(root=str(MIRROR), locations=dataset.locations, parameter="pm25")
+    catalog = source.list_sensors()
+    sensors = sensors_by_id(catalog, list(catalog["sensor_id"]))
+    days = pd.date_range(
+        catalog["first_seen_utc"].min().date(), catalog["last_seen_utc"].max().date()
+    ).date
+    readings = collect_readings(
+        source, [(s, d) for s in sensors.values() for d in days], pd.Timestamp.now()
+    ).readings
+    cache.mkdir(parents=True, exist_ok=True)
+    readings.to_parquet(readings_path)
+    catalog.to_parquet(catalog_path)
+    return readings, catalog
+
+
+def gate_passes(frame: pd.DataFrame, spec: FeatureSpec, origin: pd.Timestamp, days: int) -> bool:
+    """Whether forecast_model, run at `origin` on the `days` before it with no champion,
+    would have promoted its trained model."""
+    times = frame["datetime_utc"]
+    history = frame[(times >= origin - pd.Timedelta(days=days)) & (times < origin)]
+    try:
+        judged = judge_candidate(history, spec)
+    except ValueError:
+        return False
+    return decide(judged.scores, BASELINE_TOLERANCE, 0.05).passed
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument(
-        "--window-days", type=int, default=60, help="training_set window (asset default 60)"
-    )
-    parser.add_argument("--holdout-days", type=int, default=14)
+    parser.add_argument("--sets", default=",".join(DATASETS))
+    parser.add_argument("--window-days", type=int, default=365, help="training_set default")
+    parser.add_argument("--validation-days", type=int, default=14)
+    parser.add_argument("--no-gate", action="store_true", help="skip replaying the gate")
+    parser.add_argument("--cache", type=Path, default=Path(".aq/benchmark-readings"))
     args = parser.parse_args()
 
-    source = ArchiveSource(root=str(MIRROR), locations=MEXICO_CITY, parameter="pm25")
-    catalog = source.list_sensors()
-    sensors = sensors_by_id(catalog, list(catalog["sensor_id"]))
-    last = (catalog["last_seen_utc"].max()).date()
-    spec = FeatureSpec(parameter="pm25")
-    first = last - dt.timedelta(days=args.window_days + spec.history_hours // 24 + 1)
-    days = pd.date_range(first, last).date
-    readings = collect_readings(
-        source, [(s, d) for s in sensors.values() for d in days], pd.Timestamp.now()
-    ).readings
-
-    started = time.perf_counter()
-    latest = readings.loc[readings["parameter"] == "pm25", "datetime_utc"].max()
-    readings = readings[
-        readings["datetime_utc"]
-        > latest - pd.Timedelta(hours=args.window_days * 24 + spec.history_hours)
-    ]
-    hourly, report = clean_readings(readings)
-    spec = spec.with_sensors(
-        sorted(hourly.loc[hourly["parameter"] == "pm25", "sensor_id"].unique())
-    )
-    timezones = timezones_of(catalog)
-    frame = build_features(hourly, spec, timezones)
-    frame = frame[
-        frame["datetime_utc"] > frame["datetime_utc"].max() - pd.Timedelta(days=args.window_days)
-    ]
-    train, validation, holdout = TimeSplit.last_days(
-        frame["datetime_utc"], args.holdout_days, 14
-    ).parts(frame, max(spec.horizons))
-    forecaster = train_forecaster(train, validation, spec)
-    # Baselines look back from each held-out row: computed on the whole frame, as the asset does.
-    baselines = baseline_forecasts(frame, pd.concat([train, validation]), spec)
-    forecasts = {
-        "model": forecaster.predict(holdout),
-        **{k: v.loc[holdout.index] for k, v in baselines.items()},
-    }
-    scores = evaluate(holdout, forecasts, spec)
-    elapsed = time.perf_counter() - started
-
-    rmse = scores.pivot(index="horizon", columns="forecaster", values="rmse")
-    best_baseline = rmse[list(BASELINES)].min(axis=1)
-    episodes = scores.pivot(index="horizon", columns="forecaster", values="rmse_episodes")
     print(
-        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}; window {args.window_days} days, validation "
+        f"{args.validation_days} days"
     )
-    print(
-        f"data: {len(spec.sensors)} pm25 sensors, window {args.window_days} days, holdout from "
-        f"{holdout['datetime_utc'].min()} to {holdout['datetime_utc'].max()}; train {len(train)} rows, "
-        f"validation {len(validation)}, holdout {len(holdout)}; cleaning {report.as_dict()}"
-    )
-    print(
-        f"clean + features + train + evaluate: {elapsed:.1f} s; climatology blend weights "
-        f"{ {h: round(w, 3) for h, w in forecaster.climatology_weights.items()} }"
-    )
-    print(scores_table(scores))
-    print("\nRMSE on episodes (top 10% of held-out targets):")
-    print(episodes.round(3).to_markdown())
-    skill_1h = 1 - rmse.loc[1, "model"] / rmse.loc[1, "persistence"]
-    beats = rmse["model"] < best_baseline
-    print(
-        f"\n1 h RMSE {skill_1h:.1%} below persistence (bar 15%): {'PASS' if skill_1h >= 0.15 else 'FAIL'}"
-    )
-    print(
-        "below the best baseline at every horizon: "
-        + ", ".join(
-            f"{h} h {'PASS' if ok else 'FAIL'} ({rmse.loc[h, 'model']:.3f} vs {best_baseline[h]:.3f})"
-            for h, ok in beats.items()
+    for name in args.sets.split(","):
+        dataset = DATASETS[name]
+        started = time.perf_counter()
+        readings, catalog = readings_of(name, dataset, args.cache)
+        hourly, _ = clean_readings(readings)
+        targets = sorted(hourly.loc[hourly["parameter"] == "pm25", "sensor_id"].unique())
+        spec = FeatureSpec(parameter="pm25").with_sensors(targets)
+        frame = build_features(hourly, spec, timezones_of(catalog))
+        origins = rolling_origins(
+            frame["datetime_utc"], dataset.min_train_days, dataset.step_days, dataset.step_days
         )
-    )
+
+        def fit(history: pd.DataFrame, spec: FeatureSpec) -> object:
+            return fit_forecaster(history, spec, args.validation_days)
+
+        sums = backtest(frame, spec, origins, fit, args.window_days, dataset.step_days)  # type: ignore[arg-type]
+        pooled = pooled_rmse(sums, [])
+        seasons = pooled_rmse(sums, ["season"])["skill_vs_best"].unstack("season")
+        headline = summary(sums, BASELINE_TOLERANCE)
+        promoted = (
+            [gate_passes(frame, spec, o, args.window_days) for o in origins]
+            if not args.no_gate
+            else []
+        )
+        elapsed = time.perf_counter() - started
+
+        print(
+            f"\n## {name}: {len(targets)} pm25 sensors, {headline['origins']} origins "
+            f"{origins[0].date()}..{origins[-1].date()} every {dataset.step_days} days, "
+            f"{elapsed:.0f} s"
+        )
+        table = pooled[
+            ["model", "persistence", "same_hour_yesterday", "climatology", "best_baseline"]
+        ].rename(columns=lambda c: f"RMSE {c}".replace("_", " "))
+        table["skill vs best"] = pooled["skill_vs_best"]
+        table["skill vs persistence"] = pooled["skill_vs_persistence"]
+        print(table.reset_index().to_markdown(index=False, floatfmt=".3f"))
+        print("\nskill vs the best baseline by season (rows scored in that season):")
+        print(seasons.reset_index().to_markdown(index=False, floatfmt=".3f"))
+        beats = (pooled["model"] < pooled["best_baseline"]).all()
+        print(
+            f"\npooled RMSE below the best baseline at every horizon: {'PASS' if beats else 'FAIL'}"
+            f"; 1 h skill vs persistence {pooled.loc[1, 'skill_vs_persistence']:.1%}; origins "
+            f"within {BASELINE_TOLERANCE:.0%} of the best baseline at every horizon: "
+            f"{headline['origins_within_tolerance']:.0%} (bar 90%)"
+        )
+        if promoted:
+            print(
+                f"gate promotes a first trained model at {sum(promoted)}/{len(promoted)} "
+                f"origins ({sum(promoted) / len(promoted):.0%}, bar 90%)"
+            )
 
 
 if __name__ == "__main__":

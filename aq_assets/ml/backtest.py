@@ -36,6 +36,11 @@ def rolling_origins(
     return list(pd.date_range(first, last, freq=f"{step_days}D"))
 
 
+def origins_before(end: pd.Timestamp, count: int, step_days: int) -> list[pd.Timestamp]:
+    """The `count` origins every `step_days` whose test periods tile the days before `end`."""
+    return [end - pd.Timedelta(days=step_days * k) for k in range(count, 0, -1)]
+
+
 def backtest(
     frame: pd.DataFrame,
     spec: FeatureSpec,
@@ -61,11 +66,7 @@ def backtest(
         if history.empty or test.empty:
             continue
         try:
-            import time as _t
-
-            _s = _t.time()
             forecaster = fit(history, spec)
-            print(origin, round(_t.time() - _s, 1), flush=True)
         except ValueError:  # too little to learn from (a long gap): no model at this origin
             continue
         baselines = baseline_forecasts(frame, history, spec)
@@ -115,6 +116,25 @@ def error_sums(
             ).reset_index()
             rows.append(summary.assign(horizon=h, forecaster=name))
     return pd.concat(rows, ignore_index=True)
+
+
+def origins_table(sums: pd.DataFrame) -> str:
+    """Markdown: per origin and horizon, the model's and the best baseline's RMSE and the
+    model's skill over the best baseline, then the pooled figures."""
+    per_origin = pooled_rmse(sums, ["origin"]).reset_index()
+    pooled = pooled_rmse(sums, []).reset_index().assign(origin="pooled")
+    table = pd.concat([per_origin.assign(origin=per_origin["origin"].astype(str)), pooled])
+    return table[
+        [
+            "origin",
+            "horizon",
+            "model",
+            "persistence",
+            "climatology",
+            "best_baseline",
+            "skill_vs_best",
+        ]
+    ].to_markdown(index=False, floatfmt=".3f")
 
 
 def pooled_rmse(sums: pd.DataFrame, by: list[str]) -> pd.DataFrame:

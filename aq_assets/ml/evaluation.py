@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
 from aq_assets.ml.features import FeatureSpec
+from aq_assets.ml.model import Forecaster, TimeSplit, days_at_most_a_quarter, train_forecaster
 
 BASELINES = ("persistence", "same_hour_yesterday", "climatology")
 
@@ -80,18 +83,38 @@ def scores_table(scores: pd.DataFrame) -> str:
     return table.reset_index().to_markdown(index=False, floatfmt=".3f")
 
 
-def judge(
-    before: pd.DataFrame,
-    holdout: pd.DataFrame,
-    context: pd.DataFrame,
+@dataclass
+class Judged:
+    """A candidate trained without the last held-out days, and its scores on them beside the
+    baselines on the same rows."""
+
+    candidate: Forecaster
+    before: pd.DataFrame
+    holdout: pd.DataFrame
+    scores: pd.DataFrame
+
+
+def judge_candidate(
+    frame: pd.DataFrame,
     spec: FeatureSpec,
-    forecasts: dict[str, pd.DataFrame],
-) -> pd.DataFrame:
-    """`evaluate` of `forecasts` (on the held-out rows) beside the baselines on the same rows:
-    climatology from `before` (what was known), the others looking back in `context`."""
-    baselines = baseline_forecasts(context, before, spec)
-    return evaluate(
-        holdout,
-        {**forecasts, **{name: frame.loc[holdout.index] for name, frame in baselines.items()}},
-        spec,
+    holdout_days: int = 14,
+    validation_days: int = 14,
+    max_rounds: int = 3000,
+) -> Judged:
+    """Train on `frame` less its last `holdout_days` (rounds and blend chosen on the
+    `validation_days` before them; each at most a quarter of the days, so short histories
+    still train) and score on the held-out days: persistence and same-hour-yesterday look
+    back in `frame`, climatology is that of the rows before the holdout."""
+    holdout_days = days_at_most_a_quarter(frame, holdout_days)
+    split = TimeSplit.last_days(
+        frame["datetime_utc"], holdout_days, days_at_most_a_quarter(frame, validation_days)
     )
+    train, validation, holdout = split.parts(frame, max(spec.horizons))
+    before = pd.concat([train, validation])
+    candidate = train_forecaster(train, validation, spec, max_rounds=max_rounds)
+    baselines = baseline_forecasts(frame, before, spec)
+    forecasts = {
+        "model": candidate.predict(holdout),
+        **{name: b.loc[holdout.index] for name, b in baselines.items()},
+    }
+    return Judged(candidate, before, holdout, evaluate(holdout, forecasts, spec))

@@ -27,9 +27,11 @@ from aq_assets.ml.features import FeatureSpec, feature_matrix
 FORMAT = 3
 
 # What each horizon's booster forecast is blended with: the current level (persistence), the
-# sensor's mean at the target hour of day (climatology), and that hour's usual share of the
-# last 24 hours' mean (the daily shape at the current level).
-BLEND_COMPONENTS = ("persistence", "climatology", "usual")
+# sensor's mean at the target hour of day (climatology), and the daily shape at the target
+# hour times the mean of the last 24 hours (usual) or of the last week (weekly).
+BLEND_COMPONENTS = ("persistence", "climatology", "usual", "weekly")
+# The feature columns the shape is scaled by, for `usual` and `weekly`.
+RECENT_MEANS = ("mean_24", "mean_168")
 # The baselines a forecaster with no boosters can be (same-hour-yesterday needs a lag the
 # features do not keep at every horizon).
 BASELINE_FORECASTS = ("persistence", "climatology")
@@ -106,7 +108,7 @@ class Forecaster:
             changes=self.changes(matrix),
             sensor_rows=sensor_rows,
             origin_hours=hours,
-            mean_24=frame["mean_24"].to_numpy(dtype="float64"),
+            recent_means=frame[list(RECENT_MEANS)].to_numpy(dtype="float64"),
         )
         return pd.DataFrame(
             {f"h{h}": forecast[:, j] for j, h in enumerate(self.spec.horizons)}, index=frame.index
@@ -246,16 +248,17 @@ class BlendTable:
         level: np.ndarray,
         sensor_rows: np.ndarray,
         origin_hours: np.ndarray,
-        mean_24: np.ndarray,
+        recent_means: np.ndarray,
     ) -> np.ndarray:
-        """rows × horizons × BLEND_COMPONENTS: persistence, climatology and the usual level at
-        each target hour; NaN where a component is unknown."""
+        """rows × horizons × BLEND_COMPONENTS at each target hour, from the rows' level and
+        RECENT_MEANS; NaN where a component is unknown."""
         target_hours = (origin_hours[:, None] + self.horizons[None, :]) % 24
         shape = self.shapes[sensor_rows[:, None], target_hours]
         persistence = np.broadcast_to(level[:, None], shape.shape)
         climatology = shape * self.means[sensor_rows][:, None]
-        usual = shape * mean_24[:, None]
-        return np.stack([persistence, climatology, usual], axis=2)
+        usual = shape * recent_means[:, 0, None]
+        weekly = shape * recent_means[:, 1, None]
+        return np.stack([persistence, climatology, usual, weekly], axis=2)
 
     def forecast(
         self,
@@ -263,7 +266,7 @@ class BlendTable:
         changes: np.ndarray,
         sensor_rows: np.ndarray,
         origin_hours: np.ndarray,
-        mean_24: np.ndarray,
+        recent_means: np.ndarray,
     ) -> np.ndarray:
         """rows × horizons: the booster's forecast (level + change) moved toward each
         component by its weight, `model + Σ w (component − model)`; a component that is
@@ -272,7 +275,7 @@ class BlendTable:
         if not self.weights.any() or not len(level):
             return model
         return blend(
-            model, self.components(level, sensor_rows, origin_hours, mean_24), self.weights
+            model, self.components(level, sensor_rows, origin_hours, recent_means), self.weights
         )
 
 
@@ -327,13 +330,19 @@ def fit_forecaster(
     """The forecaster for the rows of `frame`: the number of rounds of each horizon's booster
     and the blend weights chosen on the last `validation_days` (at most a quarter of the
     days), then everything trained again on all of `frame`, so the newest days are learnt."""
-    end = frame["datetime_utc"].max().floor("D") + pd.Timedelta(days=1)
-    days = (end - frame["datetime_utc"].min()).days
-    validation_days = max(1, min(validation_days, days // 4))
-    split = TimeSplit(end - pd.Timedelta(days=validation_days), end)
+    split = TimeSplit.last_days(
+        frame["datetime_utc"], 0, days_at_most_a_quarter(frame, validation_days)
+    )
     train, validation, _ = split.parts(frame, max(spec.horizons))
     chosen = train_forecaster(train, validation, spec, params, max_rounds, early_stopping_rounds)
     return chosen.refit(frame, params)
+
+
+def days_at_most_a_quarter(frame: pd.DataFrame, days: int) -> int:
+    """`days`, or a quarter of the days `frame` spans if that is less (at least one): a
+    split of a short history still leaves most of it to learn from."""
+    span = frame["datetime_utc"].max().floor("D") - frame["datetime_utc"].min().floor("D")
+    return max(1, min(days, (span.days + 1) // 4))
 
 
 def baseline_forecaster(
@@ -424,7 +433,7 @@ def train_forecaster(
         level,
         table.rows_of(validation["sensor_id"].to_numpy()),
         validation["datetime_utc"].dt.hour.to_numpy(dtype=np.int64),
-        validation["mean_24"].to_numpy(dtype="float64"),
+        validation[list(RECENT_MEANS)].to_numpy(dtype="float64"),
     )
     for j, h in enumerate(spec.horizons):
         weights = fit_blend_weights(

@@ -41,7 +41,7 @@ from aq_assets.ml.cleaning import (
     PlausibleRange,
 )
 from aq_assets.ml.features import _OFFSET, PROFILE_DAYS, FeatureSpec
-from aq_assets.ml.model import Forecaster
+from aq_assets.ml.model import RECENT_MEANS, Forecaster
 
 SECONDS_PER_HOUR = 3600
 _EPOCH = dt.datetime(1970, 1, 1)
@@ -504,7 +504,7 @@ class OnlineForecaster:
         self._table = forecaster.blend_table()
         columns = self.spec.feature_columns
         self.level_index = columns.index("level")
-        self._mean_24 = columns.index("mean_24") if "mean_24" in columns else None
+        self._recent_means = [columns.index(c) for c in RECENT_MEANS]
         self.compiled_error: str | None = None
         self._changes = self._predictor(len(columns))
 
@@ -546,11 +546,10 @@ class OnlineForecaster:
         if n == 0:
             return np.empty((0, len(self.horizons)))
         matrix = np.ascontiguousarray(rows, dtype=np.float32)
-        mean_24 = rows[:, self._mean_24] if self._mean_24 is not None else np.full(n, np.nan)
         return self._table.forecast(
             level=rows[:, self.level_index],
             changes=self._changes(matrix),
             sensor_rows=self._table.rows_of(sensor_ids),
             origin_hours=np.asarray(origins, dtype=np.int64) % 24,
-            mean_24=mean_24,
+            recent_means=rows[:, self._recent_means],
         )

@@ -20,14 +20,14 @@ from dagster import (
 )
 
 from aq_assets.ingest.sources.base import ReadingsSource
-from aq_assets.ml.evaluation import evaluate, judge, scores_table
+from aq_assets.ml.backtest import backtest, origins_before, origins_table, pooled_rmse
+from aq_assets.ml.evaluation import evaluate, judge_candidate, scores_table
 from aq_assets.ml.features import FeatureSpec
 from aq_assets.ml.model import (
     BASELINE_FORECASTS,
     DEFAULT_PARAMS,
-    TimeSplit,
+    Forecaster,
     baseline_forecaster,
-    fit_forecaster,
 )
 from aq_assets.model.gate import GATE, best_baselines, decide, gate_result
 from aq_assets.model.tracking import MLflowTracking
@@ -39,6 +39,7 @@ MODEL_MAX_AGE = datetime.timedelta(days=float(env_value("AQ_MODEL_MAX_AGE_DAYS",
 
 GATE_TAG = "aq.gate"
 TRAINED_UNTIL_TAG = "aq.trained_until"  # the last hour a version learnt from
+KIND_TAG = "aq.kind"  # "trained", or "baseline" for a forecaster without boosters
 
 
 class ForecastModelConfig(Config):
@@ -56,6 +57,10 @@ class ForecastModelConfig(Config):
     refuses equivalent models at random."""
     max_rounds: int = 3000
     """Upper bound on boosting rounds per horizon (early stopping usually ends sooner)."""
+    backtest_origins: int = 2
+    """Fortnights before the held-out days on which the registered model's settings are
+    backtested (trained again on the days before each, scored on it): the table is logged to
+    MLflow. 0 skips it; `benchmarks/forecast_quality.py` backtests a whole dataset."""
 
 
 @asset(
@@ -74,17 +79,15 @@ def forecast_model(
     mlflow_tracking: MLflowTracking,
 ) -> MaterializeResult:
     """An XGBoost forecaster of the next 1-24 hours, registered as a new version of
-    `aq-forecast` in MLflow: trained on every day of the training set (rounds and blend chosen
-    on its last validation days). Before that, a candidate trained without the last held-out
-    days is judged on them against persistence, same-hour-yesterday, hour-of-day climatology
+    `aq-forecast` in MLflow: trained on every day of the training set, with the boosting
+    rounds and blend weights a candidate chose on validation days. That candidate, trained
+    without the last held-out days, is judged on them against persistence, same-hour-yesterday, hour-of-day climatology
     and the current champion. When no champion exists and the candidate is refused, the best
     baseline per horizon is registered instead, so there is always a forecast to serve."""
     import mlflow
     from mlflow.data.pandas_dataset import from_pandas
 
     spec = FeatureSpec.of_training_set(training_set, source.parameter)
-    split = TimeSplit.last_days(training_set["datetime_utc"], config.holdout_days, 0)
-    before, _, holdout = split.parts(training_set, max(spec.horizons))
     fingerprint = content_fingerprint(training_set)
     trained_until = training_set["datetime_utc"].max()
     champion_version = mlflow_tracking.champion_version()
@@ -96,7 +99,9 @@ def forecast_model(
             champion_until = pd.Timestamp(until) if until else None
         except Exception as exc:  # a champion we cannot load is reported, not fatal
             context.log.warning(f"Could not load champion version {champion_version}: {exc}")
-    comparable = champion is not None and set(champion.spec.feature_columns) <= set(holdout.columns)
+    comparable = champion is not None and set(champion.spec.feature_columns) <= set(
+        training_set.columns
+    )
 
     tags = {
         "dagster_run_id": context.run.run_id,
@@ -127,10 +132,10 @@ def forecast_model(
             context="training",
             tags={"built_from_partitions": _training_set_partitions(context)},
         )
-        candidate = fit_forecaster(
-            before, spec, config.validation_days, max_rounds=config.max_rounds
+        judged = judge_candidate(
+            training_set, spec, config.holdout_days, config.validation_days, config.max_rounds
         )
-        scores = judge(before, holdout, training_set, spec, {"model": candidate.predict(holdout)})
+        candidate, holdout, scores = judged.candidate, judged.holdout, judged.scores
         champion_scores = None
         if comparable and champion is not None:
             # The champion is judged only on hours it did not learn from.
@@ -169,12 +174,20 @@ def forecast_model(
             mlflow.log_metric(f"skill_h{h}", row["skill"])
         table = scores_table(scores)
         mlflow.log_text(table, "evaluation.md")
-        mlflow.log_dict(registered.blend_weights, "blend_weights.json")
+        if config.backtest_origins and not registered.is_baseline:
+            backtested = _backtest(candidate, training_set, holdout, config.backtest_origins)
+            if not backtested.empty:
+                mlflow.log_text(origins_table(backtested), "backtest.md")
+                for h, skill in pooled_rmse(backtested, [])["skill_vs_best"].items():
+                    mlflow.log_metric(f"backtest_skill_vs_best_h{h}", float(skill))
+        mlflow.log_dict(
+            {str(h): w for h, w in registered.blend_weights.items()}, "blend_weights.json"
+        )
         version = _log_and_register(mlflow_tracking, registered, holdout, spec)
         version_tags = {
             GATE_TAG: "passed" if decision.passed or note else "failed",
             "aq.gate_reasons": "; ".join(decision.reasons) or "none",
-            "aq.kind": "baseline" if registered.is_baseline else "trained",
+            KIND_TAG: "baseline" if registered.is_baseline else "trained",
             TRAINED_UNTIL_TAG: str(trained_until),
             "training_set_fingerprint": fingerprint,
         }
@@ -222,6 +235,25 @@ def forecast_model(
                 note,
             )
         ],
+    )
+
+
+def _backtest(
+    candidate: Forecaster, training_set: pd.DataFrame, holdout: pd.DataFrame, origins: int
+) -> pd.DataFrame:
+    """The candidate's settings (rounds, blend weights) trained again on the days before each
+    of the fortnights preceding the held-out days and scored on it. The settings were chosen
+    on the last of those days, so this says how stable the model is, not how it generalizes
+    (`benchmarks/forecast_quality.py` does that)."""
+    step = 14
+    end = holdout["datetime_utc"].min().floor("D")
+    return backtest(
+        training_set,
+        candidate.spec,
+        origins_before(end, origins, step),
+        lambda history, _: candidate.refit(history),
+        window_days=10_000,
+        test_days=step,
     )
 
 
@@ -280,6 +312,11 @@ def champion_model(
         decision = f"promoted version {candidate}" + (
             f" (replacing {previous})" if previous else ""
         )
+        if tags.get(KIND_TAG) == "baseline":
+            decision += (
+                ": a BASELINE forecaster (no trained model passed the gate yet: "
+                f"{tags.get('aq.gate_reasons', '')})"
+            )
         champion: int | None = candidate
     else:
         reasons = tags.get("aq.gate_reasons", "no gate result recorded")
@@ -292,6 +329,9 @@ def champion_model(
             "candidate_version": candidate,
             "previous_champion": previous if previous is not None else "none",
             "promoted": champion == candidate and previous != candidate,
+            "champion_kind": mlflow_tracking.version_tags(champion).get(KIND_TAG, "trained")
+            if champion is not None
+            else "none",
             "decision": decision,
         }
     )
