@@ -210,6 +210,7 @@ class BlendTable:
     shapes: np.ndarray
     means: np.ndarray
     weights: np.ndarray
+    used: tuple[int, ...]  # the components some horizon has a weight for
 
     @classmethod
     def of(cls, forecaster: Forecaster) -> BlendTable:
@@ -230,13 +231,21 @@ class BlendTable:
             ],
             dtype=np.float64,
         ).reshape(len(horizons), len(BLEND_COMPONENTS))
-        return cls(np.array(horizons, dtype=np.int64), sensor_row, shapes, means, weights)
+        used = tuple(int(k) for k in np.flatnonzero(weights.any(axis=0)))
+        return cls(np.array(horizons, dtype=np.int64), sensor_row, shapes, means, weights, used)
 
     def rows_of(self, sensor_ids: Any) -> np.ndarray:
         """The table row of each sensor id (None or unknown: the NaN row)."""
         unknown = len(self.sensor_row)
         if not (isinstance(sensor_ids, np.ndarray) and sensor_ids.dtype.kind in "iu"):
-            sensor_ids = np.array([-1 if s is None else int(s) for s in sensor_ids], np.int64)
+            # A request's few sensors: a dict lookup each is cheaper than any array work.
+            return np.array(
+                [
+                    unknown if s is None else self.sensor_row.get(int(s), unknown)
+                    for s in sensor_ids
+                ],
+                dtype=np.int64,
+            )
         if not unknown:
             return np.zeros(len(sensor_ids), dtype=np.int64)
         known = np.fromiter(self.sensor_row, dtype=np.int64, count=unknown)  # sorted
@@ -249,16 +258,22 @@ class BlendTable:
         sensor_rows: np.ndarray,
         origin_hours: np.ndarray,
         recent_means: np.ndarray,
+        which: tuple[int, ...] = tuple(range(len(BLEND_COMPONENTS))),
     ) -> np.ndarray:
-        """rows × horizons × BLEND_COMPONENTS at each target hour, from the rows' level and
-        RECENT_MEANS; NaN where a component is unknown."""
+        """rows × horizons × `which` of BLEND_COMPONENTS at each target hour, from the rows'
+        level and RECENT_MEANS; NaN where a component is unknown."""
         target_hours = (origin_hours[:, None] + self.horizons[None, :]) % 24
         shape = self.shapes[sensor_rows[:, None], target_hours]
-        persistence = np.broadcast_to(level[:, None], shape.shape)
-        climatology = shape * self.means[sensor_rows][:, None]
-        usual = shape * recent_means[:, 0, None]
-        weekly = shape * recent_means[:, 1, None]
-        return np.stack([persistence, climatology, usual, weekly], axis=2)
+        scales = (
+            level,  # persistence: the level itself, not a shape
+            self.means[sensor_rows],  # climatology
+            recent_means[:, 0],  # usual
+            recent_means[:, 1],  # weekly
+        )
+        out = np.empty((*shape.shape, len(which)))
+        for j, k in enumerate(which):
+            out[:, :, j] = scales[k][:, None] if k == 0 else shape * scales[k][:, None]
+        return out
 
     def forecast(
         self,
@@ -272,20 +287,19 @@ class BlendTable:
         component by its weight, `model + Σ w (component − model)`; a component that is
         unknown for a row is left out of that row's blend."""
         model = level[:, None] + changes  # float64 level + float32 change
-        if not self.weights.any() or not len(level):
+        if not self.used or not len(level):
             return model
-        return blend(
-            model, self.components(level, sensor_rows, origin_hours, recent_means), self.weights
-        )
+        components = self.components(level, sensor_rows, origin_hours, recent_means, self.used)
+        return blend(model, components, self.weights[:, self.used])
 
 
 def blend(model: np.ndarray, components: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """`model + Σ_k w[h, k] (components[..., k] − model)` over the components known per row."""
+    gaps = components - model[:, :, None]
+    gaps[np.isnan(gaps)] = 0.0  # an unknown component (or model) moves nothing
     out = model.copy()
-    for k in range(components.shape[2]):
-        if weights[:, k].any():
-            step = weights[None, :, k] * (components[:, :, k] - model)
-            out += np.where(np.isnan(step), 0.0, step)
+    for k in range(components.shape[2]):  # element by element: a row alone or in a batch
+        out += weights[None, :, k] * gaps[:, :, k]  # gives the same bits
     return out
 
 
