@@ -20,7 +20,7 @@ from aq_assets.ml import online
 from aq_assets.ml.cleaning import clean_readings
 from aq_assets.ml.features import FeatureSpec, build_features
 from aq_assets.ml.forecasting import latest_forecasts
-from aq_assets.ml.model import Forecaster, TimeSplit, train_forecaster
+from aq_assets.ml.model import Forecaster, TimeSplit, baseline_forecaster, train_forecaster
 from aq_assets.ml.trees import TreeEnsemble
 
 UG = "µg/m³"
@@ -516,6 +516,27 @@ def test_the_compiled_trees_predict_exactly_what_the_boosters_do(forecaster, sim
     got = model._changes(features)
     for j, h in enumerate(model.horizons):
         np.testing.assert_array_equal(got[:, j], forecaster.boosters[h].inplace_predict(features))
+
+
+def test_a_baseline_forecaster_serves_what_forecaster_predict_does(forecaster, simulated):
+    """A baseline champion (no boosters) goes through the same blend online and in batch."""
+    readings, timezones = simulated
+    hourly, _ = clean_readings(readings)
+    frame = build_features(hourly, forecaster.spec, timezones).sample(300, random_state=2)
+    choice = {h: "climatology" if h >= 12 else "persistence" for h in forecaster.spec.horizons}
+    baseline = baseline_forecaster(frame, forecaster.spec, choice)
+    model = online.OnlineForecaster(baseline)
+
+    got = model.predict(
+        frame[forecaster.spec.feature_columns].to_numpy(dtype="float64"),
+        frame["sensor_id"].tolist(),
+        [epoch_hours(t) for t in frame["datetime_utc"]],
+    )
+
+    assert model.is_baseline
+    np.testing.assert_array_equal(got, baseline.predict(frame).to_numpy())
+    level = frame["level"].to_numpy()
+    np.testing.assert_array_equal(got[:, 0], level)  # 1 h: persistence
 
 
 @pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "xgboost"])

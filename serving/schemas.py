@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import inspect
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from pydantic import BaseModel, ConfigDict, Field
@@ -190,6 +190,10 @@ class ModelInfo(BaseModel):
     alias: str
     version: str
     parameter: str
+    kind: Literal["trained", "baseline"] = Field(
+        description="`baseline`: no trained model has passed the promotion gate yet, so this "
+        "version forecasts persistence or climatology per horizon."
+    )
     horizons: list[int]
     history_hours: int
     covariates: list[str]

@@ -509,6 +509,11 @@ class OnlineForecaster:
         self._changes = self._predictor(len(columns))
 
     @property
+    def is_baseline(self) -> bool:
+        """A baseline forecaster: no trees, its blend alone forecasts."""
+        return self._forecaster.is_baseline
+
+    @property
     def compiled(self) -> bool:
         """Whether the trees run compiled (else through XGBoost, horizon by horizon)."""
         return self.compiled_error is None

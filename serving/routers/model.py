@@ -20,6 +20,7 @@ async def model_info(served: ServedDep) -> ModelInfo:
         alias=service.registry.alias,
         version=model.version,
         parameter=spec.parameter,
+        kind="baseline" if model.forecaster.is_baseline else "trained",
         horizons=list(model.forecaster.horizons),
         history_hours=spec.history_hours,
         covariates=list(spec.covariates),

@@ -52,6 +52,7 @@ def test_model_info_names_the_version_its_scores_and_its_run(session_client, sto
     assert info["name"] == MODEL and info["alias"] == "champion" and info["version"] == "1"
     assert info["horizons"] == [1, 3, 6, 12, 24] and info["parameter"] == "pm25"
     assert info["history_hours"] == store.spec.history_hours
+    assert info["kind"] == "trained"
     assert info["metrics"]["1"] == {
         "rmse": run.data.metrics["rmse_h1"],
         "mae": run.data.metrics["mae_h1"],
