@@ -57,7 +57,7 @@ def backtest(
     pieces = []
     # Climatology is each fit's own (from its history); the other baselines only look back.
     for origin in origins:
-        history = _known_at(
+        history = known_at(
             frame[(times >= origin - pd.Timedelta(days=window_days)) & (times < origin)],
             origin,
             spec,
@@ -82,7 +82,7 @@ def backtest(
     return pd.concat(pieces, ignore_index=True)
 
 
-def _known_at(history: pd.DataFrame, origin: pd.Timestamp, spec: FeatureSpec) -> pd.DataFrame:
+def known_at(history: pd.DataFrame, origin: pd.Timestamp, spec: FeatureSpec) -> pd.DataFrame:
     """`history` with every target that lies at or after `origin` unknown, as it was then."""
     history = history.copy()
     for h in spec.horizons:

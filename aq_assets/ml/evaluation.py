@@ -92,6 +92,8 @@ class Judged:
     before: pd.DataFrame
     holdout: pd.DataFrame
     scores: pd.DataFrame
+    holdout_days: int  # as used: at most a quarter of the days each
+    validation_days: int
 
 
 def judge_candidate(
@@ -106,9 +108,8 @@ def judge_candidate(
     still train) and score on the held-out days: persistence and same-hour-yesterday look
     back in `frame`, climatology is that of the rows before the holdout."""
     holdout_days = days_at_most_a_quarter(frame, holdout_days)
-    split = TimeSplit.last_days(
-        frame["datetime_utc"], holdout_days, days_at_most_a_quarter(frame, validation_days)
-    )
+    validation_days = days_at_most_a_quarter(frame, validation_days)
+    split = TimeSplit.last_days(frame["datetime_utc"], holdout_days, validation_days)
     train, validation, holdout = split.parts(frame, max(spec.horizons))
     before = pd.concat([train, validation])
     candidate = train_forecaster(train, validation, spec, max_rounds=max_rounds)
@@ -117,4 +118,5 @@ def judge_candidate(
         "model": candidate.predict(holdout),
         **{name: b.loc[holdout.index] for name, b in baselines.items()},
     }
-    return Judged(candidate, before, holdout, evaluate(holdout, forecasts, spec))
+    scores = evaluate(holdout, forecasts, spec)
+    return Judged(candidate, before, holdout, scores, holdout_days, validation_days)

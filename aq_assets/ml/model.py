@@ -6,9 +6,11 @@ those it saw and pulls every episode toward the mean, while a model of changes s
 persistence and learns when and how the series departs from it (the morning rise, the
 evening decay, the slide back after an episode).
 
-Far ahead, the best guess drifts from "now" toward "what this hour usually looks like at the
-current level": each horizon's booster is blended with the sensor's daily shape times its last
-24 hours' mean, with one weight per horizon fitted by least squares on the validation days.
+Where the boosters have little to add (far ahead, or with little to learn from), the forecast
+moves toward simpler ones: each horizon's is blended with persistence, the hour-of-day
+climatology and the daily shape at the current day's or week's level, by non-negative weights
+(at most 1 in all) fitted on the validation days. The registered forecaster is trained again on
+every day with the rounds and weights chosen there, so it learns the newest days.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ FORMAT = 3
 # sensor's mean at the target hour of day (climatology), and the daily shape at the target
 # hour times the mean of the last 24 hours (usual) or of the last week (weekly).
 BLEND_COMPONENTS = ("persistence", "climatology", "usual", "weekly")
-# The feature columns the shape is scaled by, for `usual` and `weekly`.
+# The feature columns the shape is scaled by, for `usual` and `weekly` (a spec without one
+# leaves that component out).
 RECENT_MEANS = ("mean_24", "mean_168")
 # The baselines a forecaster with no boosters can be (same-hour-yesterday needs a lag the
 # features do not keep at every horizon).
@@ -108,7 +111,7 @@ class Forecaster:
             changes=self.changes(matrix),
             sensor_rows=sensor_rows,
             origin_hours=hours,
-            recent_means=frame[list(RECENT_MEANS)].to_numpy(dtype="float64"),
+            recent_means=frame.reindex(columns=list(RECENT_MEANS)).to_numpy(dtype="float64"),
         )
         return pd.DataFrame(
             {f"h{h}": forecast[:, j] for j, h in enumerate(self.spec.horizons)}, index=frame.index
@@ -172,13 +175,16 @@ class Forecaster:
                 f"{directory} holds a forecaster of format {state.get('format')}, this code reads "
                 f"format {FORMAT}: retrain (aq train) to register a current version."
             )
+        paths = {h: directory / f"booster_h{h}.ubj" for h in spec.horizons}
+        present = [h for h, path in paths.items() if path.exists()]
+        if present and len(present) < len(paths):  # a baseline forecaster has none
+            missing = sorted(set(paths) - set(present))
+            raise ValueError(f"{directory} lacks the boosters of horizons {missing}: retrain.")
         boosters = {}
-        for h in spec.horizons:
-            path = directory / f"booster_h{h}.ubj"
-            if path.exists():  # a baseline forecaster has none
-                booster = xgb.Booster(model_file=str(path))
-                booster.set_param({"nthread": 1})
-                boosters[h] = booster
+        for h in present:
+            booster = xgb.Booster(model_file=str(paths[h]))
+            booster.set_param({"nthread": 1})
+            boosters[h] = booster
         climatology = pd.Series(
             [v for _, _, v in state["climatology"]],
             index=pd.MultiIndex.from_tuples(
@@ -447,7 +453,7 @@ def train_forecaster(
         level,
         table.rows_of(validation["sensor_id"].to_numpy()),
         validation["datetime_utc"].dt.hour.to_numpy(dtype=np.int64),
-        validation[list(RECENT_MEANS)].to_numpy(dtype="float64"),
+        validation.reindex(columns=list(RECENT_MEANS)).to_numpy(dtype="float64"),
     )
     for j, h in enumerate(spec.horizons):
         weights = fit_blend_weights(

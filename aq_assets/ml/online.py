@@ -6,7 +6,7 @@ this computes exactly that row from the series' arrays.
 Same input, same numbers: the values go through the same cleaning rules as `clean_readings`
 (reimplemented as loops, with its constants), the row holds what `build_features` puts at
 the origin, and the forecast is `Forecaster.predict`'s arithmetic (level + booster change,
-blended with what the target hour usually is: the daily shape times the last day's mean).
+blended by the forecaster's own `BlendTable` with persistence and climatology).
 `aq_assets_tests/test_online_features_vector.py` proves it on random and simulated histories,
 and that a series in a batch gets exactly what it gets alone. Every feature is equal to the
 bit except the rolling means and standard deviations: pandas slides one running sum along
@@ -504,7 +504,7 @@ class OnlineForecaster:
         self._table = forecaster.blend_table()
         columns = self.spec.feature_columns
         self.level_index = columns.index("level")
-        self._recent_means = [columns.index(c) for c in RECENT_MEANS]
+        self._recent_means = [columns.index(c) for c in RECENT_MEANS if c in columns]
         self.compiled_error: str | None = None
         self._changes = self._predictor(len(columns))
 
@@ -556,5 +556,7 @@ class OnlineForecaster:
             changes=self._changes(matrix),
             sensor_rows=self._table.rows_of(sensor_ids),
             origin_hours=np.asarray(origins, dtype=np.int64) % 24,
-            recent_means=rows[:, self._recent_means],
+            recent_means=rows[:, self._recent_means]
+            if len(self._recent_means) == len(RECENT_MEANS)
+            else np.full((n, len(RECENT_MEANS)), np.nan),  # a spec without them: left out
         )

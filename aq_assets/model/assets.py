@@ -25,9 +25,11 @@ from aq_assets.ml.evaluation import evaluate, judge_candidate, scores_table
 from aq_assets.ml.features import FeatureSpec
 from aq_assets.ml.model import (
     BASELINE_FORECASTS,
+    BLEND_COMPONENTS,
     DEFAULT_PARAMS,
     Forecaster,
     baseline_forecaster,
+    fit_forecaster,
 )
 from aq_assets.model.gate import GATE, best_baselines, decide, gate_result
 from aq_assets.model.tracking import MLflowTracking
@@ -48,9 +50,11 @@ class ForecastModelConfig(Config):
     validation_days: int = 14
     """Days before the end of what a fit learns from, used to choose its boosting rounds and
     blend weights."""
-    baseline_tolerance: float = 0.02
+    baseline_tolerance: float = 0.03
     """How much worse than the best baseline (relative RMSE) the candidate may be at a horizon
-    and still pass: about the spread of that ratio between fortnights in the backtests."""
+    and still pass. In the backtests a model better than every baseline pooled is still worse
+    than the best one at some horizon on some fortnights: the 90th percentile of its worst
+    horizon's ratio is 1.03 (benchmarks/README.md)."""
     champion_tolerance: float = 0.05
     """How much worse than the champion (relative RMSE) a new model may be and still pass.
     Retraining on nearly the same data moves a horizon's RMSE by 2-3%, so a tighter bound
@@ -109,19 +113,6 @@ def forecast_model(
         "training_set_fingerprint": fingerprint,
     }
     with mlflow_tracking.start_run(f"forecast_model-{context.run.run_id[:8]}", tags) as run:
-        mlflow.log_params(
-            {
-                "parameter": spec.parameter,
-                "horizons": ",".join(map(str, spec.horizons)),
-                "sensors": len(spec.sensors),
-                "holdout_days": config.holdout_days,
-                "validation_days": config.validation_days,
-                "baseline_tolerance": config.baseline_tolerance,
-                "champion_tolerance": config.champion_tolerance,
-                "target": "change from current level, blended with persistence and climatology",
-                **{f"xgb_{k}": v for k, v in DEFAULT_PARAMS.items()},
-            }
-        )
         mlflow.log_input(
             from_pandas(
                 training_set.head(1000),
@@ -134,6 +125,19 @@ def forecast_model(
         )
         judged = judge_candidate(
             training_set, spec, config.holdout_days, config.validation_days, config.max_rounds
+        )
+        mlflow.log_params(
+            {
+                "parameter": spec.parameter,
+                "horizons": ",".join(map(str, spec.horizons)),
+                "sensors": len(spec.sensors),
+                "holdout_days": judged.holdout_days,
+                "validation_days": judged.validation_days,
+                "baseline_tolerance": config.baseline_tolerance,
+                "champion_tolerance": config.champion_tolerance,
+                "target": "change from current level, blended with " + ", ".join(BLEND_COMPONENTS),
+                **{f"xgb_{k}": v for k, v in DEFAULT_PARAMS.items()},
+            }
         )
         candidate, holdout, scores = judged.candidate, judged.holdout, judged.scores
         champion_scores = None
@@ -149,33 +153,37 @@ def forecast_model(
         decision = decide(
             scores, config.baseline_tolerance, config.champion_tolerance, champion_scores
         )
-        note = ""
+        note, registered_scores = "", scores[scores.forecaster == "model"]
         if decision.passed:
-            registered = candidate.refit(training_set)
-        elif champion_version is None:
-            best = best_baselines(scores, among=BASELINE_FORECASTS)["name"].to_dict()
-            registered = baseline_forecaster(training_set, spec, best)
+            registered = fit_forecaster(
+                training_set, spec, judged.validation_days, max_rounds=config.max_rounds
+            )
+            registered_until = trained_until
+        elif champion is None:  # none, or one this code cannot load: serve the best baseline
+            best = best_baselines(scores, among=BASELINE_FORECASTS)["name"]
+            registered = baseline_forecaster(training_set, spec, best.to_dict())
+            registered_until = trained_until
+            registered_scores = pd.concat(
+                [
+                    scores[(scores.forecaster == name) & (scores.horizon == h)]
+                    for h, name in best.items()
+                ]
+            )
             note = (
-                "No champion yet and the trained model was refused, so a BASELINE forecaster "
-                "is registered and promoted: "
+                "No usable champion and the trained model was refused, so a BASELINE "
+                "forecaster is registered and promoted: "
                 + ", ".join(f"{h} h {name}" for h, name in best.items())
                 + ". The next training that passes the gate replaces it."
             )
             context.log.warning(note)
-        else:
-            registered = candidate  # refused: registered for the record, never promoted
-        for forecaster_name, rows in scores.groupby("forecaster"):
-            suffix = "" if forecaster_name == "model" else f"_{forecaster_name}"
-            for row in rows.itertuples():
-                mlflow.log_metric(f"rmse{suffix}_h{row.horizon}", row.rmse)
-                mlflow.log_metric(f"mae{suffix}_h{row.horizon}", row.mae)
-        model_scores = scores[scores.forecaster == "model"].set_index("horizon")
-        for h, row in model_scores.iterrows():
-            mlflow.log_metric(f"skill_h{h}", row["skill"])
+        else:  # refused: registered for the record, never promoted
+            registered = candidate
+            registered_until = judged.before["datetime_utc"].max()
+        _log_scores(scores, registered_scores)
         table = scores_table(scores)
         mlflow.log_text(table, "evaluation.md")
-        if config.backtest_origins and not registered.is_baseline:
-            backtested = _backtest(candidate, training_set, holdout, config.backtest_origins)
+        if config.backtest_origins and decision.passed:
+            backtested = _backtest(registered, training_set, holdout, config.backtest_origins)
             if not backtested.empty:
                 mlflow.log_text(origins_table(backtested), "backtest.md")
                 for h, skill in pooled_rmse(backtested, [])["skill_vs_best"].items():
@@ -188,7 +196,7 @@ def forecast_model(
             GATE_TAG: "passed" if decision.passed or note else "failed",
             "aq.gate_reasons": "; ".join(decision.reasons) or "none",
             KIND_TAG: "baseline" if registered.is_baseline else "trained",
-            TRAINED_UNTIL_TAG: str(trained_until),
+            TRAINED_UNTIL_TAG: str(registered_until),
             "training_set_fingerprint": fingerprint,
         }
         client = mlflow_tracking.client()
@@ -196,6 +204,7 @@ def forecast_model(
             client.set_model_version_tag(mlflow_tracking.model_name, str(version), key, value)
 
     run_url = mlflow_tracking.run_url(run.info.experiment_id, run.info.run_id)
+    model_scores = registered_scores.set_index("horizon")
     metadata: dict[str, Any] = {
         "model_version": version,
         "model_kind": "baseline" if registered.is_baseline else "trained",
@@ -204,10 +213,12 @@ def forecast_model(
         if run_url
         else f"{mlflow_tracking.uri} (mlflow ui --backend-store-uri ...)",
         "training_set_fingerprint": fingerprint,
-        "trained_until_utc": str(trained_until),
+        "trained_until_utc": str(registered_until),
         "evaluation": MetadataValue.md(table),
         "holdout_rows": len(holdout),
-        "train_rows": len(training_set),
+        "train_rows": len(training_set)
+        if registered_until == trained_until
+        else len(judged.before),
         "best_iterations": MetadataValue.json(
             {str(h): n for h, n in registered.best_iterations.items()}
         ),
@@ -238,20 +249,36 @@ def forecast_model(
     )
 
 
+def _log_scores(scores: pd.DataFrame, registered: pd.DataFrame) -> None:
+    """Held-out RMSE and MAE of every forecaster (`rmse_<name>_h<h>`), and of the registered
+    version (`rmse_h<h>`, `mae_h<h>`, `skill_h<h>`: the candidate's, or for a baseline
+    forecaster the baseline's it forecasts; the service shows these)."""
+    import mlflow
+
+    for row in scores.itertuples():
+        name = "candidate" if row.forecaster == "model" else row.forecaster
+        mlflow.log_metric(f"rmse_{name}_h{row.horizon}", row.rmse)
+        mlflow.log_metric(f"mae_{name}_h{row.horizon}", row.mae)
+    for row in registered.itertuples():
+        mlflow.log_metric(f"rmse_h{row.horizon}", row.rmse)
+        mlflow.log_metric(f"mae_h{row.horizon}", row.mae)
+        mlflow.log_metric(f"skill_h{row.horizon}", row.skill)
+
+
 def _backtest(
-    candidate: Forecaster, training_set: pd.DataFrame, holdout: pd.DataFrame, origins: int
+    registered: Forecaster, training_set: pd.DataFrame, holdout: pd.DataFrame, origins: int
 ) -> pd.DataFrame:
-    """The candidate's settings (rounds, blend weights) trained again on the days before each
+    """The registered settings (rounds, blend weights) trained again on the days before each
     of the fortnights preceding the held-out days and scored on it. The settings were chosen
-    on the last of those days, so this says how stable the model is, not how it generalizes
-    (`benchmarks/forecast_quality.py` does that)."""
+    on later days, so this says how steady the model is across recent weeks, not how it
+    generalizes (`benchmarks/forecast_quality.py` does that)."""
     step = 14
     end = holdout["datetime_utc"].min().floor("D")
     return backtest(
         training_set,
-        candidate.spec,
+        registered.spec,
         origins_before(end, origins, step),
-        lambda history, _: candidate.refit(history),
+        lambda history, _: registered.refit(history),
         window_days=10_000,
         test_days=step,
     )

@@ -19,9 +19,16 @@ GATE = AssetCheckSpec(
         "Blocks promotion unless, at every horizon on the held-out rows, the candidate (a fit "
         "that did not see them) is not worse than the best baseline beyond the baseline "
         "tolerance, and not worse than the current champion beyond the champion tolerance on "
-        "the held-out rows the champion did not train on."
+        "the held-out rows the champion did not train on (where there are enough of them). "
+        "When there is no usable champion and the candidate is refused, a baseline forecaster "
+        "is registered instead and the check passes, saying so in its reasons."
     ),
 )
+
+
+# Fewer held-out rows than this at a horizon that the champion never learnt from (say, after
+# a retrain one day later): the two are not compared there, and the metadata says so.
+MIN_CHAMPION_ROWS = 48
 
 
 @dataclass(frozen=True)
@@ -61,10 +68,11 @@ def decide(
             )
     if champion_scores is not None and not champion_scores.empty:
         rmse = champion_scores.pivot(index="horizon", columns="forecaster", values="rmse")
+        rows = champion_scores.groupby("horizon")["rows"].min()
         for h, row in rmse.iterrows():
-            if pd.notna(row["champion"]) and row["model"] > row["champion"] * (
-                1 + champion_tolerance
-            ):
+            if rows[h] < MIN_CHAMPION_ROWS or pd.isna(row["champion"]):
+                continue
+            if row["model"] > row["champion"] * (1 + champion_tolerance):
                 reasons.append(
                     f"{h} h: RMSE {row['model']:.3f} is worse than the champion's "
                     f"{row['champion']:.3f} beyond the {champion_tolerance:.0%} tolerance"
@@ -101,6 +109,12 @@ def gate_result(
         for row in champion.itertuples():
             metadata[f"rmse_champion_h{row.horizon}"] = float(row.rmse)
         metadata["champion_scored_rows"] = int(champion["rows"].max())
+        metadata["champion_compared_at_horizons"] = (
+            ", ".join(
+                f"{r.horizon} h" for r in champion.itertuples() if r.rows >= MIN_CHAMPION_ROWS
+            )
+            or f"none (fewer than {MIN_CHAMPION_ROWS} unseen rows)"
+        )
     return AssetCheckResult(
         check_name=GATE.name,
         asset_key=FORECAST_MODEL,

@@ -26,8 +26,9 @@ from aq_assets.warehouse import Warehouse
 
 class TrainingSetConfig(Config):
     window_days: int = 365
-    """Days of readings to learn from, ending at the calendar's last day (AQ_END_DATE) or the
-    latest reading stored, whichever is earlier. A year spans every season; 20 sensors × 365
+    """Days of readings to learn from, ending at the end of the calendar's last complete day
+    (yesterday UTC, or the day before AQ_END_DATE) or at the latest reading stored, whichever
+    is earlier. A year spans every season; 20 sensors × 365
     days train in about a minute on one thread (benchmarks/README.md)."""
     horizons: list[int] = [1, 3, 6, 12, 24]  # noqa: RUF012 (pydantic copies defaults)
     """Hours ahead to forecast."""
@@ -63,7 +64,7 @@ def readings_window(
         WITH target AS (
             SELECT DISTINCT location_id FROM ingest.raw_readings WHERE parameter = ?
         ), latest AS (
-            SELECT least(max(datetime_utc), CAST(? AS TIMESTAMP) - INTERVAL 1 MICROSECOND) AS last
+            SELECT max(datetime_utc) AS last
             FROM ingest.raw_readings WHERE parameter = ? AND datetime_utc < ?
         )
         SELECT r.sensor_id, r.location_id, r.parameter, r.units, r.datetime_utc, r.value
@@ -72,7 +73,7 @@ def readings_window(
           AND r.datetime_utc > latest.last - to_hours(CAST(? AS BIGINT))
           AND r.datetime_utc <= latest.last
         """,
-        [parameter, end, parameter, end, hours],
+        [parameter, parameter, end, hours],
     )
 
 
