@@ -93,9 +93,9 @@ def test_a_model_is_tracked_registered_and_promoted_then_a_worse_one_is_refused(
 ):
     tracking: MLflowTracking = resources["mlflow_tracking"]
     assert materialize([sensor_catalog], instance=instance, resources=resources).success
-    # The first model learns up to 2025-04-14 (as if AQ_END_DATE were 2025-04-15), so the
-    # second, on all 50 days, can judge it on the five days it never saw.
-    monkeypatch.setattr("aq_assets.training.assets.last_day", lambda: dt.date(2025, 4, 14))
+    # The first model learns up to 2025-04-09 (as if AQ_END_DATE were 2025-04-10), so the
+    # second, on all 50 days, can judge it on the ten held-out days it never saw.
+    monkeypatch.setattr("aq_assets.training.assets.last_day", lambda: dt.date(2025, 4, 9))
     first = train(instance, resources)
     monkeypatch.undo()
 
@@ -114,8 +114,8 @@ def test_a_model_is_tracked_registered_and_promoted_then_a_worse_one_is_refused(
         gate.passed
         and gate.metadata["rmse_model_h1"].value < gate.metadata["rmse_best_baseline_h1"].value
     )
-    assert data["last_hour_utc"] == "2025-04-14 23:00:00"
-    assert tracking.version_tags(1)["aq.trained_until"] == "2025-04-14 23:00:00"
+    assert data["last_hour_utc"] == "2025-04-09 23:00:00"
+    assert tracking.version_tags(1)["aq.trained_until"] == "2025-04-09 23:00:00"
     assert model["model_kind"] == "trained"
 
     run = tracking.client().get_run(model["mlflow_run_id"])
@@ -143,7 +143,7 @@ def test_a_model_is_tracked_registered_and_promoted_then_a_worse_one_is_refused(
     ]
     assert not gate.passed
     assert gate.metadata["compared_with_champion_version"].value == 1
-    assert gate.metadata["champion_scored_rows"].value <= 5 * 5 * 24  # its unseen days only
+    assert gate.metadata["champion_scored_rows"].value <= 10 * 5 * 24  # its unseen days only
     assert "worse than the champion" in gate.metadata["reasons"].value
     assert "worse than the best baseline" in gate.metadata["reasons"].value
     assert tracking.champion_version() == 1

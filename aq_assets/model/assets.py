@@ -31,7 +31,13 @@ from aq_assets.ml.model import (
     baseline_forecaster,
     fit_forecaster,
 )
-from aq_assets.model.gate import GATE, best_baselines, decide, gate_result
+from aq_assets.model.gate import (
+    GATE,
+    MIN_CHAMPION_DAYS,
+    best_baselines,
+    decide,
+    gate_result,
+)
 from aq_assets.model.tracking import MLflowTracking
 from aq_assets.settings import env_value
 from aq_assets.training.assets import content_fingerprint
@@ -143,13 +149,19 @@ def forecast_model(
         candidate, holdout, scores = judged.candidate, judged.holdout, judged.scores
         champion_scores = None
         if comparable and champion is not None:
-            # The champion is judged only on hours it did not learn from.
+            # The champion is judged only on held-out days it did not learn from, if enough.
             unseen = holdout[holdout["datetime_utc"] > (champion_until or pd.Timestamp.min)]
-            if len(unseen):
+            days = unseen["datetime_utc"].dt.floor("D").nunique()
+            if days >= MIN_CHAMPION_DAYS:
                 champion_scores = evaluate(
                     unseen,
                     {"model": candidate.predict(unseen), "champion": champion.predict(unseen)},
                     spec,
+                )
+            else:
+                context.log.info(
+                    f"Champion version {champion_version} learnt all but {days} held-out days: "
+                    f"not compared (needs {MIN_CHAMPION_DAYS}); the baselines are the bar."
                 )
         decision = decide(
             scores, config.baseline_tolerance, config.champion_tolerance, champion_scores
