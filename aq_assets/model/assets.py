@@ -89,12 +89,14 @@ def forecast_model(
     source: ReadingsSource,
     mlflow_tracking: MLflowTracking,
 ) -> MaterializeResult:
-    """An XGBoost forecaster of the next 1-24 hours, registered as a new version of
-    `aq-forecast` in MLflow: trained on every day of the training set, with the boosting
-    rounds and blend weights a candidate chose on validation days. That candidate, trained
-    without the last held-out days, is judged on them against persistence, same-hour-yesterday, hour-of-day climatology
-    and the current champion. When no champion exists and the candidate is refused, the best
-    baseline per horizon is registered instead, so there is always a forecast to serve."""
+    """An XGBoost forecaster of the next 1-24 hours blended with persistence and
+    climatology, registered as a new version of `aq-forecast` in MLflow: its boosting rounds
+    and blend weights chosen on the last validation days, then trained on every day of the
+    training set. Before that, a candidate trained without the last held-out days is judged on
+    them against persistence, same-hour-yesterday, hour-of-day climatology and the current
+    champion (on the days the champion never saw). When there is no usable champion and the
+    candidate is refused, the best baseline per horizon is registered and promoted instead, so
+    there is always a forecast to serve."""
     import mlflow
     from mlflow.data.pandas_dataset import from_pandas
 
