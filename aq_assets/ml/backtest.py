@@ -13,13 +13,12 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from aq_assets.ml.evaluation import BASELINES, baseline_forecasts
+from aq_assets.ml.evaluation import BASELINES, beside_baselines
 from aq_assets.ml.features import FeatureSpec
 from aq_assets.ml.model import Forecaster
 
 SEASONS = {12: "DJF", 1: "DJF", 2: "DJF", 3: "MAM", 4: "MAM", 5: "MAM"}
 SEASONS |= {6: "JJA", 7: "JJA", 8: "JJA", 9: "SON", 10: "SON", 11: "SON"}
-HORIZON_REPORT = (1, 3, 6, 12, 24)
 
 Fit = Callable[[pd.DataFrame, FeatureSpec], Forecaster]
 
@@ -69,11 +68,9 @@ def backtest(
             forecaster = fit(history, spec)
         except ValueError:  # too little to learn from (a long gap): no model at this origin
             continue
-        baselines = baseline_forecasts(frame, history, spec)
-        forecasts = {
-            "model": forecaster.predict(test),
-            **{name: b.loc[test.index] for name, b in baselines.items()},
-        }
+        forecasts = beside_baselines(
+            {"model": forecaster.predict(test)}, frame, history, test, spec
+        )
         pieces.append(error_sums(test, forecasts, spec).assign(origin=origin))
     if not pieces:
         return pd.DataFrame(
@@ -105,15 +102,14 @@ def error_sums(
             valid &= forecast[f"h{h}"].notna().to_numpy()
         for name, forecast in forecasts.items():
             error = forecast[f"h{h}"].to_numpy(dtype="float64")[valid] - target[valid]
-            by_season = pd.DataFrame({"season": season.to_numpy()[valid], "e": error})
-            grouped = by_season.groupby("season")["e"]
-            summary = pd.DataFrame(
-                {
-                    "n": grouped.size(),
-                    "sse": grouped.apply(lambda e: float(np.sum(e**2))),
-                    "sae": grouped.apply(lambda e: float(np.sum(np.abs(e)))),
-                }
-            ).reset_index()
+            errors = pd.DataFrame(
+                {"season": season.to_numpy()[valid], "se": error**2, "ae": np.abs(error)}
+            )
+            summary = (
+                errors.groupby("season")
+                .agg(n=("se", "size"), sse=("se", "sum"), sae=("ae", "sum"))
+                .reset_index()
+            )
             rows.append(summary.assign(horizon=h, forecaster=name))
     return pd.concat(rows, ignore_index=True)
 

@@ -35,6 +35,20 @@ def baseline_forecasts(
     return {name: pd.DataFrame(cols, index=frame.index) for name, cols in out.items()}
 
 
+def beside_baselines(
+    forecasts: dict[str, pd.DataFrame],
+    context: pd.DataFrame,
+    known: pd.DataFrame,
+    rows: pd.DataFrame,
+    spec: FeatureSpec,
+) -> dict[str, pd.DataFrame]:
+    """`forecasts` for `rows` and every baseline's for the same rows: persistence and
+    same-hour-yesterday looking back in `context` (which holds `rows`), climatology from the
+    rows that were `known`."""
+    baselines = baseline_forecasts(context, known, spec)
+    return {**forecasts, **{name: b.loc[rows.index] for name, b in baselines.items()}}
+
+
 def evaluate(
     frame: pd.DataFrame,
     forecasts: dict[str, pd.DataFrame],
@@ -113,10 +127,8 @@ def judge_candidate(
     train, validation, holdout = split.parts(frame, max(spec.horizons))
     before = pd.concat([train, validation])
     candidate = train_forecaster(train, validation, spec, max_rounds=max_rounds)
-    baselines = baseline_forecasts(frame, before, spec)
-    forecasts = {
-        "model": candidate.predict(holdout),
-        **{name: b.loc[holdout.index] for name, b in baselines.items()},
-    }
+    forecasts = beside_baselines(
+        {"model": candidate.predict(holdout)}, frame, before, holdout, spec
+    )
     scores = evaluate(holdout, forecasts, spec)
     return Judged(candidate, before, holdout, scores, holdout_days, validation_days)

@@ -102,17 +102,10 @@ class Forecaster:
     def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Forecast columns `h{h}` (the level h hours after each row's hour), NaN where the
         row has no current level to start from."""
-        matrix = feature_matrix(frame, self.spec)
         table = self.blend_table()
-        sensor_rows = table.rows_of(frame["sensor_id"].to_numpy())
-        hours = frame["datetime_utc"].dt.hour.to_numpy(dtype=np.int64)
-        forecast = table.forecast(
-            level=frame["level"].to_numpy(dtype="float64"),
-            changes=self.changes(matrix),
-            sensor_rows=sensor_rows,
-            origin_hours=hours,
-            recent_means=frame.reindex(columns=list(RECENT_MEANS)).to_numpy(dtype="float64"),
-        )
+        level, sensor_rows, hours, recent_means = table.inputs(frame)
+        changes = self.changes(feature_matrix(frame, self.spec))
+        forecast = table.forecast(level, changes, sensor_rows, hours, recent_means)
         return pd.DataFrame(
             {f"h{h}": forecast[:, j] for j, h in enumerate(self.spec.horizons)}, index=frame.index
         )
@@ -239,6 +232,16 @@ class BlendTable:
         ).reshape(len(horizons), len(BLEND_COMPONENTS))
         used = tuple(int(k) for k in np.flatnonzero(weights.any(axis=0)))
         return cls(np.array(horizons, dtype=np.int64), sensor_row, shapes, means, weights, used)
+
+    def inputs(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """What the blend reads from feature rows: level, table row of each sensor, origin
+        hour (UTC) and RECENT_MEANS (NaN where the spec has none)."""
+        return (
+            frame["level"].to_numpy(dtype="float64"),
+            self.rows_of(frame["sensor_id"].to_numpy()),
+            frame["datetime_utc"].dt.hour.to_numpy(dtype=np.int64),
+            frame.reindex(columns=list(RECENT_MEANS)).to_numpy(dtype="float64"),
+        )
 
     def rows_of(self, sensor_ids: Any) -> np.ndarray:
         """The table row of each sensor id (None or unknown: the NaN row)."""
@@ -447,14 +450,9 @@ def train_forecaster(
         forecaster.boosters[h] = booster
         forecaster.best_iterations[h] = booster.num_boosted_rounds()
     table = forecaster.blend_table()
-    level = validation["level"].to_numpy(dtype="float64")
+    level, sensor_rows, hours, recent_means = table.inputs(validation)
     model = level[:, None] + forecaster.changes(feature_matrix(validation, spec))
-    components = table.components(
-        level,
-        table.rows_of(validation["sensor_id"].to_numpy()),
-        validation["datetime_utc"].dt.hour.to_numpy(dtype=np.int64),
-        validation.reindex(columns=list(RECENT_MEANS)).to_numpy(dtype="float64"),
-    )
+    components = table.components(level, sensor_rows, hours, recent_means)
     for j, h in enumerate(spec.horizons):
         weights = fit_blend_weights(
             model[:, j], components[:, j, :], validation[f"target_h{h}"].to_numpy(dtype="float64")

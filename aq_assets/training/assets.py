@@ -28,8 +28,8 @@ class TrainingSetConfig(Config):
     window_days: int = 365
     """Days of readings to learn from, ending at the end of the calendar's last complete day
     (yesterday UTC, or the day before AQ_END_DATE) or at the latest reading stored, whichever
-    is earlier. A year spans every season; 20 sensors × 365
-    days train in about a minute on one thread (benchmarks/README.md)."""
+    is earlier. A year spans every season; 20 sensors × 365 days train in about a minute on
+    one thread (benchmarks/README.md)."""
     horizons: list[int] = [1, 3, 6, 12, 24]  # noqa: RUF012 (pydantic copies defaults)
     """Hours ahead to forecast."""
 
@@ -100,9 +100,9 @@ def training_set(
     sensor_catalog: pd.DataFrame,
 ) -> Output[pd.DataFrame]:
     """Hourly rows per sensor of the target parameter (AQ_PARAMETER) over the last
-    `window_days` up to the calendar's last day (AQ_END_DATE): cleaned values (gaps stay gaps), lags, rolling statistics, calendar, the
-    co-located parameters of the same location, sensor identity, and the value 1-24 h later
-    as targets. The fingerprint identifies its exact content in MLflow."""
+    `window_days` up to the calendar's last complete day (AQ_END_DATE): cleaned values (gaps
+    stay gaps), lags, rolling statistics, calendar, the co-located parameters of the same
+    location, sensor identity, and the value 1-24 h later as targets. The fingerprint identifies its exact content in MLflow."""
     spec = FeatureSpec(parameter=source.parameter, horizons=tuple(sorted(config.horizons)))
     calendar_end = pd.Timestamp(last_day() + datetime.timedelta(days=1))
     readings = readings_window(
