@@ -179,3 +179,45 @@ def test_each_failed_check_alerts_once_on_the_local_sqlite_instance(instance, ca
     check_run("2025-06-12", True)
     _, alerts = alert_tick(instance, cursor, caplog)
     assert len(alerts) == 1 and "2025-06-11" in alerts[0]
+
+
+def test_a_new_day_moves_the_snapshot_and_predictions_whatever_days_are_missing(
+    instance, warehouse
+):
+    # The calendar starts in 2025-01 and only the last two days are ingested: thousands of
+    # raw_readings partitions stay missing, as after a fresh `aq up`.
+    from dagster import AssetKey, evaluate_automation_conditions
+
+    from aq_assets.definitions import defs
+    from aq_assets.ingest.assets import raw_readings, sensor_catalog
+    from aq_assets.partitions import last_day
+    from aq_assets.predictions.assets import online_features
+    from aq_assets_tests.conftest import StubSource, resources_for
+
+    resources = resources_for(StubSource(), warehouse)
+    assets = [sensor_catalog, raw_readings, online_features]
+    assert materialize([sensor_catalog], instance=instance, resources=resources).success
+
+    def ingest(day: dt.date) -> None:
+        for sensor in ("1002", "1010", "2002"):
+            assert materialize(
+                assets,
+                selection=[raw_readings],
+                partition_key=f"{day}|{sensor}",
+                instance=instance,
+                resources=resources,
+            ).success
+
+    ingest(last_day() - dt.timedelta(days=1))
+    assert materialize(
+        assets, selection=[online_features], instance=instance, resources=resources
+    ).success
+    settled = evaluate_automation_conditions(defs=defs, instance=instance)
+    settled = evaluate_automation_conditions(defs=defs, instance=instance, cursor=settled.cursor)
+    assert settled.get_num_requested(AssetKey("online_features")) == 0
+
+    ingest(last_day())
+    moved = evaluate_automation_conditions(defs=defs, instance=instance, cursor=settled.cursor)
+    assert moved.get_num_requested(AssetKey("online_features")) == 1
+    # The new day's forecasts follow too (their champion is checked when they run).
+    assert moved.get_num_requested(AssetKey("predictions")) == 1

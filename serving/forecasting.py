@@ -321,7 +321,8 @@ def sensor_answer(model: LoadedModel, snapshot: OnlineSnapshot, sensor_id: int) 
             "parameter": spec.parameter,
             "location_id": sensor.location_id,
             "last_reading_utc": _iso(last),
-            "snapshot_modified_utc": snapshot.modified_at.isoformat().replace("+00:00", "Z"),
+            "snapshot_modified_utc": _utc(snapshot.modified_at),
+            "snapshot_latest_reading_utc": _utc(snapshot.latest_reading_at),
             **result,
         }
     )
@@ -334,6 +335,10 @@ def encode(payload: dict[str, Any]) -> bytes:
 
 def _number(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
+
+
+def _utc(moment: dt.datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
 
 
 @lru_cache(maxsize=8192)

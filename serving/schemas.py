@@ -168,6 +168,9 @@ class SensorForecastResponse(SeriesForecast):
     location_id: int
     last_reading_utc: dt.datetime | None
     snapshot_modified_utc: dt.datetime
+    snapshot_latest_reading_utc: dt.datetime | None = Field(
+        description="The newest hour of any reading in the snapshot: how current it is."
+    )
 
 
 class HorizonMetrics(BaseModel):
@@ -181,6 +184,17 @@ class LoadError(BaseModel):
     version: str | None
     error: str
     at: dt.datetime
+
+
+class SnapshotInfo(BaseModel):
+    path: str
+    modified_utc: dt.datetime = Field(description="When the pipeline last wrote the snapshot.")
+    latest_reading_utc: dt.datetime | None = Field(
+        description="The newest hour with a reading in it: forecasts start from there."
+    )
+    age_hours: float | None = Field(
+        description="Hours from the end of that hour to now: how far behind the data is."
+    )
 
 
 class ModelInfo(BaseModel):
@@ -206,6 +220,10 @@ class ModelInfo(BaseModel):
         None, description="The latest failed load since this version was loaded (it kept serving)."
     )
     checked_at: dt.datetime | None = Field(None, description="Last check of the alias.")
+    snapshot: SnapshotInfo | None = Field(
+        None,
+        description="The online_features snapshot GET forecasts start from; null before one exists.",
+    )
 
 
 class Problem(BaseModel):

@@ -30,6 +30,7 @@ class OnlineSnapshot:
     path: Path
     stamp: tuple[int, int, int]
     modified_at: dt.datetime
+    latest_reading_at: dt.datetime | None  # the newest hour of any reading in it
     rows: int
     history: ReadingsHistory
     timezones: dict[int, str | None]
@@ -70,12 +71,23 @@ class OnlineSnapshot:
                 check_timezone(zone)
             except ValueError as exc:
                 timezone_errors[location] = f"location {location}: {exc}"
+        latest = times.max() if len(times) else None
         return cls(
             path=path,
             stamp=stamp,
             modified_at=dt.datetime.fromtimestamp(stamp[0] / 1e9, dt.UTC),
+            latest_reading_at=None
+            if latest is None or pd.isna(latest)
+            else latest.floor("h").to_pydatetime().replace(tzinfo=dt.UTC),
             rows=len(frame),
             history=history,
             timezones=timezones,
             timezone_errors=timezone_errors,
         )
+
+    def age_hours(self, now: dt.datetime) -> float | None:
+        """Hours from the end of the newest reading hour to `now`: how far behind the
+        pipeline's snapshot is (about 24-48 for a daily ingest of complete days)."""
+        if self.latest_reading_at is None:
+            return None
+        return (now - self.latest_reading_at).total_seconds() / 3600 - 1

@@ -26,6 +26,10 @@ from aq_assets.partitions import DAY, day_partitions
 from aq_assets.warehouse import Warehouse
 
 ONLINE_FEATURES_FILE = "online_features.parquet"
+# Eager, except that it does not wait for every upstream partition: a calendar that starts
+# before the first ingested day, or one sensor-day that failed, must not freeze what follows
+# the newest readings (stock `eager()` waits while any dependency partition is missing).
+FOLLOWS_NEW_READINGS = AutomationCondition.eager().without(~AutomationCondition.any_deps_missing())
 _DAILY_READINGS = AssetDep(
     "raw_readings",
     partition_mapping=MultiToSingleDimensionPartitionMapping(partition_dimension_name=DAY),
@@ -54,9 +58,7 @@ def readings_between(
     ins={"sensor_catalog": AssetIn()},
     metadata={"schema": "predictions", "partition_expr": "forecast_for_utc"},
     # Follows new readings of its day; a new champion does not redo past days.
-    automation_condition=AutomationCondition.eager().ignore(
-        AssetSelection.assets("champion_model")
-    ),
+    automation_condition=FOLLOWS_NEW_READINGS.ignore(AssetSelection.assets("champion_model")),
     pool="duckdb",
     kinds={"duckdb", "xgboost"},
 )
@@ -121,7 +123,7 @@ def daily_predictions(
     group_name="predictions",
     deps=["raw_readings"],
     ins={"sensor_catalog": AssetIn()},
-    automation_condition=AutomationCondition.eager(),
+    automation_condition=FOLLOWS_NEW_READINGS,
     kinds={"parquet"},
 )
 def online_features(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from fastapi import APIRouter
 
 from serving.deps import ServedDep
-from serving.schemas import HorizonMetrics, LoadError, ModelInfo
+from serving.schemas import HorizonMetrics, LoadError, ModelInfo, SnapshotInfo
 
 router = APIRouter(tags=["model"])
 
@@ -15,6 +17,7 @@ async def model_info(served: ServedDep) -> ModelInfo:
     service, model = served.service, served.model
     failure = service.model_failure
     spec = model.spec
+    snapshot = service.snapshot
     return ModelInfo(
         name=model.name,
         alias=service.registry.alias,
@@ -31,4 +34,12 @@ async def model_info(served: ServedDep) -> ModelInfo:
         metrics={str(h): HorizonMetrics(**scores) for h, scores in model.metrics.items()},
         last_load_error=LoadError(**failure.__dict__) if failure else None,
         checked_at=service.checked_at,
+        snapshot=None
+        if snapshot is None
+        else SnapshotInfo(
+            path=str(snapshot.path),
+            modified_utc=snapshot.modified_at,
+            latest_reading_utc=snapshot.latest_reading_at,
+            age_hours=snapshot.age_hours(dt.datetime.now(dt.UTC)),
+        ),
     )

@@ -129,6 +129,8 @@ def test_a_known_sensor_gets_the_batch_paths_forecasts_from_online_features(sess
         assert_close(values_of(answer), expected[sensor])
         last = snapshot.loc[snapshot["sensor_id"] == sensor, "datetime_utc"].max()
         assert pd.Timestamp(answer["last_reading_utc"]).tz_localize(None) == last
+        newest = snapshot["datetime_utc"].max().floor("h")
+        assert pd.Timestamp(answer["snapshot_latest_reading_utc"]).tz_localize(None) == newest
 
 
 def test_nulls_with_a_reason_where_there_is_nothing_to_forecast_from(session_client, store):

@@ -46,6 +46,7 @@ def client_on(own_store: Store):
 
 
 def test_model_info_names_the_version_its_scores_and_its_run(session_client, store):
+    before = pd.Timestamp.now(tz="UTC")
     info = session_client.get("/v1/model", headers=AUTH).json()
 
     run = store.client().get_run(info["run_id"])
@@ -64,6 +65,12 @@ def test_model_info_names_the_version_its_scores_and_its_run(session_client, sto
     )
     assert pd.Timestamp(info["trained_at"]) == pd.Timestamp(run.info.end_time, unit="ms", tz="UTC")
     assert info["last_load_error"] is None
+    # How far behind the snapshot is: from the end of its newest reading hour to now.
+    newest = snapshot_readings(store)["datetime_utc"].max().floor("h").tz_localize("UTC")
+    snapshot = info["snapshot"]
+    assert pd.Timestamp(snapshot["latest_reading_utc"]) == newest
+    expected_age = (before - newest) / pd.Timedelta(hours=1) - 1
+    assert expected_age <= snapshot["age_hours"] < expected_age + 0.1
 
 
 def test_not_ready_until_a_champion_is_loaded(own_store):
