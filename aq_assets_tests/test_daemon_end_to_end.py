@@ -101,10 +101,12 @@ def test_drift_under_the_daemon_moves_the_champion(env):
         _, stable = drift_verdict(instance)
         assert stable is not None and stable.passed, "no drift alarm on stable data"
 
-    # A day later, the daemon runs and the drift day arrives with pm25 doubled.
+    # Two days later, the daemon runs and two days arrive with pm25 doubled: drift must
+    # hold on two consecutive days to fail the check.
+    confirmed_day = DRIFT_DAY + dt.timedelta(days=1)
     drifted = {
         **env,
-        "AQ_END_DATE": str(DRIFT_DAY + dt.timedelta(days=1)),
+        "AQ_END_DATE": str(confirmed_day + dt.timedelta(days=1)),
         "AQ_SIM_DRIFT": f"level_shift@{DRIFT_DAY}",
     }
     daemon = subprocess.Popen(
@@ -122,7 +124,7 @@ def test_drift_under_the_daemon_moves_the_champion(env):
         # Declarative automation acts only on what changes after its first evaluation (what
         # was there before is history, not news): the new readings must land after that tick.
         wait_for("the automation sensor's first tick", lambda: ticked(instance), deadline)
-        run_aq("backfill", "--start", str(DRIFT_DAY), "--end", str(DRIFT_DAY), env=drifted)
+        run_aq("backfill", "--start", str(DRIFT_DAY), "--end", str(confirmed_day), env=drifted)
 
         def failed_check():
             record, evaluation = drift_verdict(instance)
@@ -136,7 +138,7 @@ def test_drift_under_the_daemon_moves_the_champion(env):
             lambda: instance.get_runs(RunsFilter(tags={"aq/trigger": "drift"}), limit=1),
             deadline,
         )[0]
-        assert retrain.tags["aq/drift_day"] == str(DRIFT_DAY)
+        assert retrain.tags["aq/drift_day"] == str(confirmed_day)
         assert retrain.job_name == "train_job"
 
         wait_for("the champion alias to move", lambda: tracking.champion_version() == 2, deadline)

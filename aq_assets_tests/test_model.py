@@ -133,6 +133,13 @@ def test_a_model_is_tracked_registered_and_promoted_then_a_worse_one_is_refused(
     assert "pooled" in backtest_table and "skill_vs_best" in backtest_table
     assert run.inputs.dataset_inputs[0].dataset.digest == data["fingerprint"]
     assert tracking.version_tags(1)["aq.gate"] == "passed"
+    # The version's drift reference: its whole window (40 days of 5 pm25 sensors, fewer than
+    # the sample size), a limit per judged column, its held-out error.
+    reference = tracking.drift_reference(1)
+    assert 40 * 5 * 24 * 0.8 < len(reference.rows) <= 40 * 5 * 24
+    assert {"cv_24", "log_ratio_to_pm10", "log_ratio_to_network"} <= set(reference.thresholds)
+    assert all(limit > 0 for limit in reference.thresholds.values())
+    assert 0 < reference.error == run.data.metrics["drift_reference_error_h1"] < 1
 
     monkeypatch.setattr("aq_assets.ml.evaluation.train_forecaster", train_biased)
     second = train(instance, resources, raise_on_error=False)
@@ -148,6 +155,10 @@ def test_a_model_is_tracked_registered_and_promoted_then_a_worse_one_is_refused(
     assert "worse than the best baseline" in gate.metadata["reasons"].value
     assert tracking.champion_version() == 1
     assert tracking.version_tags(2)["aq.gate"] == "failed"
+    # The refused version keeps its own reference; the champion's is untouched.
+    kept_reference = tracking.drift_reference(1)
+    assert kept_reference.rows.equals(reference.rows)
+    assert kept_reference.thresholds == reference.thresholds
     assert not [
         e
         for e in second.get_asset_materialization_events()

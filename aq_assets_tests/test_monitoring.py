@@ -41,7 +41,7 @@ def test_a_level_shift_fails_the_check_retrains_once_and_then_passes(tmp_path, i
     assert before.check_passed and before.champion_version == 1
     failed = [o for o in after[:2] if not o.check_passed]
     assert failed, "drift must fail the check on its first or second day"
-    assert "ratio_to_pm10" in failed[0].drifted_features
+    assert "log_ratio_to_pm10" in failed[0].drifted_features
     assert scenario.retrains == 1
     assert outcomes[-1].champion_version == 2
     assert all(o.check_passed for o in after if o.day > failed[0].day)

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import ks_2samp
+from scipy.stats import ks_2samp, wasserstein_distance
 
 # Identify Evidently 0.7's per-column results in `Snapshot.dict()`.
 _VALUE_DRIFT_TYPE = "evidently:metric_v2:ValueDrift"
@@ -37,13 +37,24 @@ class DriftThresholds:
     rows, normed Wasserstein distance, threshold 0.1, above that; chi-square, Z or
     Jensen-Shannon for columns with at most 5 distinct values). That fixed 0.1 distance is
     exceeded by sampling noise alone when the current sample is small (for i.i.d. normal data,
-    ~35% of columns at 200 rows, nearly all at 24); "ks" does not have that bias."""
+    ~35% of columns at 200 rows, nearly all at 24); "ks" does not have that bias.
+    `per_column` thresholds (a `DriftReference`'s) replace `column_threshold` where given."""
 
     max_drifted_share: float = 0.5  # fail when the measured share of drifted columns exceeds it
     max_error_ratio: float = 1.5  # fail when current error / reference error exceeds it
     min_rows: int = 24  # fewer rows (or values in a column) than this: not decided
     method: str | None = None  # an Evidently stattest name: "ks", "wasserstein", "psi", ...
     column_threshold: float | None = None  # p-value or distance threshold of that test
+    per_column: dict[str, float] = field(default_factory=dict)
+
+    def threshold_of(self, column: str) -> float | None:
+        return self.per_column.get(column, self.column_threshold)
+
+    def exceeded(self, share_drifted: float, error_ratio: float | None) -> bool:
+        """Whether one day's measurements pass the limits (NaN passes nothing)."""
+        return share_drifted > self.max_drifted_share or (
+            error_ratio is not None and error_ratio > self.max_error_ratio
+        )
 
 
 @dataclass
@@ -87,6 +98,7 @@ class DriftSummary:
             "min_rows": self.thresholds.min_rows,
             "method": self.thresholds.method,
             "column_threshold": self.thresholds.column_threshold,
+            "per_column_thresholds": dict(self.thresholds.per_column),
             "enough_data": self.enough_data,
             "drift_detected": self.drift_detected,
             "reasons": list(self.reasons),
@@ -177,10 +189,15 @@ def drift_summary(
     )
     if error_ratio is not None:
         verb = "above" if error_exceeded else "within"
+        judged = (
+            f"{verb} the limit {thresholds.max_error_ratio:.2f}"
+            if math.isfinite(thresholds.max_error_ratio)
+            else "reported, not judged"
+        )
         reasons.insert(
             1,
             f"error ratio {error_ratio:.2f} (current {current_error:.4g} / reference "
-            f"{reference_error:.4g}), {verb} the limit {thresholds.max_error_ratio:.2f}",
+            f"{reference_error:.4g}), {judged}",
         )
 
     return DriftSummary(
@@ -194,12 +211,90 @@ def drift_summary(
         current_error=_plain(current_error),
         error_ratio=error_ratio,
         enough_data=True,
-        drift_detected=share_exceeded or error_exceeded,
+        drift_detected=thresholds.exceeded(share_drifted, error_ratio),
         reasons=reasons,
         skipped_columns=skipped,
         thresholds=thresholds,
         html_path=str(html_path) if html_path is not None else None,
     )
+
+
+REFERENCE_ROWS = 20_000
+ORDINARY_DAY_QUANTILE = 0.99
+
+
+def relative_error(forecast: pd.Series, actual: pd.Series) -> float | None:
+    """Mean absolute error over the mean actual: comparable across levels and regimes."""
+    known = forecast.notna() & actual.notna()
+    if not known.any() or actual[known].mean() == 0:
+        return None
+    return float((forecast[known] - actual[known]).abs().mean() / actual[known].mean())
+
+
+@dataclass(frozen=True)
+class DriftReference:
+    """What a champion's days are compared with, kept with its model version.
+
+    `rows`: the drift view of the days it learnt from, or an even sample of them (every season
+    the window holds). `thresholds`: per column, the normed Wasserstein distance that
+    `ORDINARY_DAY_QUANTILE` of those days stay below when each is compared with `rows`: how
+    far one ordinary day of this network strays (a day is a narrow slice of a year's weather;
+    one fixed distance for every column and place alarms on most ordinary days).
+    `error`: the relative 1 h error on held-out days."""
+
+    rows: pd.DataFrame
+    thresholds: dict[str, float]
+    error: float | None = None
+
+
+def drift_reference(
+    view: pd.DataFrame,
+    days: pd.Series,
+    error: float | None = None,
+    quantile: float = ORDINARY_DAY_QUANTILE,
+    max_rows: int = REFERENCE_ROWS,
+) -> DriftReference:
+    """The reference of a training window's drift `view` (`days`: each row's day). Columns
+    with fewer than 7 judged days get no threshold (they are not judged). Deterministic."""
+    rows = view if len(view) <= max_rows else view.sample(n=max_rows, random_state=0).sort_index()
+    rows = rows.reset_index(drop=True)
+    distances = day_distances(rows, view, days)
+    thresholds = {
+        column: float(values.quantile(quantile))
+        for column, values in distances.items()
+        if values.count() >= 7
+    }
+    return DriftReference(rows, thresholds, error)
+
+
+def day_distances(
+    reference: pd.DataFrame, view: pd.DataFrame, days: pd.Series, min_values: int = 24
+) -> pd.DataFrame:
+    """`column_distances` of each day of `view` from `reference`, a row per day."""
+    day_of = days.to_numpy()
+    by_day = {
+        day: column_distances(reference, view[day_of == day], list(view.columns), min_values)
+        for day in pd.unique(day_of)
+    }
+    return pd.DataFrame.from_dict(by_day, orient="index", columns=list(view.columns))
+
+
+def column_distances(
+    reference: pd.DataFrame, current: pd.DataFrame, columns: list[str], min_values: int = 24
+) -> dict[str, float]:
+    """Per column, the Wasserstein distance over the reference's standard deviation: the
+    statistic of Evidently's "wasserstein" test, computed by SciPy (a year of days in a
+    second). NaN where either side has fewer than `min_values` finite values."""
+    distances: dict[str, float] = {}
+    for column in columns:
+        ref = reference[column].to_numpy(dtype="float64", na_value=np.nan)
+        cur = current[column].to_numpy(dtype="float64", na_value=np.nan)
+        ref, cur = ref[np.isfinite(ref)], cur[np.isfinite(cur)]
+        if len(ref) < min_values or len(cur) < min_values:
+            distances[column] = math.nan
+            continue
+        distances[column] = float(wasserstein_distance(ref, cur)) / max(float(np.std(ref)), 0.001)
+    return distances
 
 
 def column_verdicts(snapshot: dict[str, Any], columns: list[str]) -> dict[str, dict[str, Any]]:
@@ -286,7 +381,7 @@ def _run_evidently(
     items: list[Any]
     if html_path is None:
         items = [
-            ValueDrift(column=c, method=thresholds.method, threshold=thresholds.column_threshold)
+            ValueDrift(column=c, method=thresholds.method, threshold=thresholds.threshold_of(c))
             for c in columns
         ]
     else:
@@ -295,6 +390,10 @@ def _run_evidently(
                 columns=columns,
                 method=thresholds.method,
                 threshold=thresholds.column_threshold,
+                per_column_threshold={
+                    c: thresholds.per_column[c] for c in columns if c in thresholds.per_column
+                }
+                or None,
                 drift_share=thresholds.max_drifted_share,
             )
         ]

@@ -29,6 +29,7 @@ DEFAULT_COVARIATES = (
     "temperature",
     "relativehumidity",
 )
+WEATHER = ("temperature", "relativehumidity")  # co-located, but not pollutants
 PROFILE_DAYS = (7, 28)
 _OFFSET = re.compile(r"^([+-])(\d{2}):?(\d{2})$")
 
@@ -286,16 +287,25 @@ def _local_times(grid: pd.DataFrame, timezones: dict[int, str]) -> pd.Series:
 
 def drift_view(frame: pd.DataFrame, covariates: tuple[str, ...]) -> pd.DataFrame:
     """Scale-free views of feature rows, the columns drift is judged on: variability and changes
-    relative to the day's level, and the ratio to each co-located parameter. Weather moves every
-    pollutant of a place together, so these hold still through an episode, while a sensor that
-    reads twice as high, gets noisier or sticks changes them at once."""
+    relative to the day's level, and the log ratio to each co-located pollutant and to the
+    other sensors of the network at the same hour. Weather moves every pollutant of a place,
+    and a city's sensors, together, so these hold still through an episode, while a sensor
+    that reads 1.5 times as high, gets noisier or sticks changes them at once. Log ratios
+    (of values + 1) because plain ones explode where the other value nears zero, and a day's
+    few such hours would decide the distance. Rows without a reading are left out."""
+    frame = frame[frame["y"].notna()]
     mean = frame["mean_24"].where(frame["mean_24"].abs() > 1e-9)
     view = {
         "cv_24": frame["std_24"] / mean,
         "relative_change_1": frame["change_1"] / mean,
         "relative_change_24": frame["change_24"] / mean,
     }
+    log_y = np.log1p(frame["y"].clip(lower=0))
     for p in covariates:
-        other = frame[f"{p}_now"]
-        view[f"ratio_to_{p}"] = frame["y"] / other.where(other.abs() > 1e-9)
+        if p not in WEATHER:  # a ratio to a temperature that crosses zero means nothing
+            view[f"log_ratio_to_{p}"] = log_y - np.log1p(frame[f"{p}_now"].clip(lower=0))
+    # The mean of the other sensors' values at the hour (none with fewer than two sensors).
+    by_hour = frame.groupby("datetime_utc")["y"]
+    others = (by_hour.transform("sum") - frame["y"]) / (by_hour.transform("count") - 1)
+    view["log_ratio_to_network"] = log_y - np.log1p(others.clip(lower=0))
     return pd.DataFrame(view, index=frame.index).replace([np.inf, -np.inf], np.nan)

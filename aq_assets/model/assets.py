@@ -22,7 +22,7 @@ from dagster import (
 from aq_assets.ingest.sources.base import ReadingsSource
 from aq_assets.ml.backtest import backtest, origins_before, origins_table, pooled_rmse
 from aq_assets.ml.evaluation import evaluate, judge_candidate, scores_table
-from aq_assets.ml.features import FeatureSpec
+from aq_assets.ml.features import FeatureSpec, drift_view
 from aq_assets.ml.model import (
     BASELINE_FORECASTS,
     BLEND_COMPONENTS,
@@ -99,6 +99,8 @@ def forecast_model(
     there is always a forecast to serve."""
     import mlflow
     from mlflow.data.pandas_dataset import from_pandas
+
+    from aq_assets.ml.drift import drift_reference, relative_error
 
     spec = FeatureSpec.of_training_set(training_set, source.parameter)
     fingerprint = content_fingerprint(training_set)
@@ -207,6 +209,19 @@ def forecast_model(
             {str(h): w for h, w in registered.blend_weights.items()}, "blend_weights.json"
         )
         version = _log_and_register(mlflow_tracking, registered, holdout, spec)
+        # The drift reference belongs to the version: the days it learnt from (a sample
+        # across the whole window, so every season in it), and its error on days it did not
+        # (a trained version's, the candidate's: the same settings without those days).
+        learnt = training_set if registered_until == trained_until else judged.before
+        judged_forecaster = registered if registered.is_baseline else candidate
+        view = drift_view(learnt, spec.covariates)
+        mlflow_tracking.log_drift_reference(
+            drift_reference(
+                view,
+                learnt.loc[view.index, "datetime_utc"].dt.floor("D"),
+                relative_error(judged_forecaster.predict(holdout)["h1"], holdout["target_h1"]),
+            )
+        )
         version_tags = {
             GATE_TAG: "passed" if decision.passed or note else "failed",
             "aq.gate_reasons": "; ".join(decision.reasons) or "none",

@@ -3,19 +3,25 @@ status, and the model registry with its `champion` alias."""
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pandas as pd
 from dagster import ConfigurableResource
 
 if TYPE_CHECKING:
     import mlflow
 
+    from aq_assets.ml.drift import DriftReference
     from aq_assets.ml.model import Forecaster
 
 CHAMPION = "champion"
+DRIFT_REFERENCE = "drift/reference.parquet"
+DRIFT_THRESHOLDS = "drift/thresholds.json"
+DRIFT_REFERENCE_ERROR = "drift_reference_error_h1"
 
 
 class MLflowTracking(ConfigurableResource):
@@ -92,6 +98,45 @@ class MLflowTracking(ConfigurableResource):
         self.client()
         model = mlflow.pyfunc.load_model(f"models:/{self.model_name}/{version}")
         return model.unwrap_python_model().forecaster
+
+    def log_drift_reference(self, reference: DriftReference) -> None:
+        """With the active run (the one that registers a version): the rows, per-column
+        thresholds and held-out error its days will be judged with."""
+        import mlflow
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / Path(DRIFT_REFERENCE).name
+            reference.rows.to_parquet(path, index=False)
+            mlflow.log_artifact(str(path), str(Path(DRIFT_REFERENCE).parent))
+        mlflow.log_dict(reference.thresholds, DRIFT_THRESHOLDS)
+        if reference.error is not None:
+            mlflow.log_metric(DRIFT_REFERENCE_ERROR, reference.error)
+
+    def drift_reference(self, version: int) -> DriftReference:
+        """The drift reference a version was registered with."""
+        import mlflow
+
+        from aq_assets.ml.drift import DriftReference
+
+        client = self.client()
+        run_id = client.get_model_version(self.model_name, str(version)).run_id
+        try:
+            if run_id is None:
+                raise FileNotFoundError("the version has no run")
+            rows = mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=DRIFT_REFERENCE, tracking_uri=self.uri
+            )
+            thresholds = mlflow.artifacts.load_dict(
+                f"{client.get_run(run_id).info.artifact_uri}/{DRIFT_THRESHOLDS}"
+            )
+        except Exception as exc:
+            raise FileNotFoundError(
+                f"Model version {version} has no drift reference ({DRIFT_REFERENCE} in run "
+                f"{run_id}): it was registered before versions kept one. Retrain (aq train) "
+                "so the champion carries its own reference."
+            ) from exc
+        error = client.get_run(run_id).data.metrics.get(DRIFT_REFERENCE_ERROR)
+        return DriftReference(pd.read_parquet(rows), thresholds, error)
 
     def describe(self) -> dict[str, Any]:
         return {"tracking_uri": self.uri, "model_name": self.model_name}
