@@ -21,7 +21,7 @@ from aq_assets.ingest.sources.simulated import SimulatedSource
 from aq_assets.model.assets import champion_model, forecast_model
 from aq_assets.model.tracking import MLflowTracking
 from aq_assets.monitoring.alerts import Alerter
-from aq_assets.monitoring.assets import drift_report
+from aq_assets.monitoring.assets import drift_report, forecast_accuracy
 from aq_assets.monitoring.automation import RetrainPolicy, retrain_on_drift
 from aq_assets.partitions import reading_key, reading_partitions
 from aq_assets.predictions.assets import online_features, predictions
@@ -37,6 +37,7 @@ ASSETS = [
     predictions,
     online_features,
     drift_report,
+    forecast_accuracy,
 ]
 
 
@@ -49,6 +50,8 @@ class DayOutcome:
     drifted_features: str
     retrain_requested: bool
     champion_version: int | None
+    accuracy_passed: bool
+    accuracy: dict[str, float]  # forecast_accuracy's numeric metadata
 
 
 class Scenario:
@@ -111,7 +114,7 @@ class Scenario:
         self.ingest(day, day)
         result = materialize(
             ASSETS,
-            selection=[predictions, drift_report],
+            selection=[predictions, forecast_accuracy, drift_report],
             partition_key=str(day),
             instance=self.instance,
             resources=self.resources,
@@ -122,11 +125,21 @@ class Scenario:
             for e in result.get_asset_check_evaluations()
             if e.check_name == "no_significant_drift"
         )
-        report = next(
+        accuracy_check = next(
             e
+            for e in result.get_asset_check_evaluations()
+            if e.check_name == "champion_beats_baselines"
+        )
+        materialized = {
+            e.asset_key: e.materialization.metadata
             for e in result.get_asset_materialization_events()
-            if e.asset_key == AssetKey("drift_report")
-        ).materialization.metadata
+        }
+        report = materialized[AssetKey("drift_report")]
+        accuracy = {
+            k: float(v.value)
+            for k, v in materialized[AssetKey("forecast_accuracy")].items()
+            if isinstance(v.value, (int, float)) and not isinstance(v.value, bool)
+        }
 
         sensor_resources = {k: self.resources[k] for k in ("alerter", "retrain_policy")}
         with build_sensor_context(
@@ -146,4 +159,6 @@ class Scenario:
             drifted_features=str(report["drifted_features"].value),
             retrain_requested=requested,
             champion_version=self.tracking.champion_version(),
+            accuracy_passed=accuracy_check.passed,
+            accuracy=accuracy,
         )

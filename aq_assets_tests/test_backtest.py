@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from aq_assets.ml.backtest import backtest, origins_table, pooled_rmse, rolling_origins, summary
+from aq_assets.ml.evaluation import loss_differential
 from aq_assets.ml.features import FeatureSpec, build_features
 from aq_assets.ml.model import Forecaster, baseline_forecaster
 
@@ -91,3 +92,36 @@ def test_pooled_rmse_pools_squared_errors_not_rmses():
     assert per_origin["origins"] == 2
     assert per_origin["origins_within_tolerance"] == 1.0  # a: 2 vs 4, b: 2 vs 2
     assert "pooled" in origins_table(sums)
+
+
+def daily_scores(champion_rmse: list[float], persistence_rmse: float = 4.0) -> pd.DataFrame:
+    """forecast_accuracy's rows for one horizon: the champion, persistence, climatology."""
+    days = pd.date_range("2025-06-01", periods=len(champion_rmse), freq="D")
+    rows = []
+    for day, rmse in zip(days, champion_rmse, strict=True):
+        for name, value in (
+            ("champion", rmse),
+            ("persistence", persistence_rmse),
+            ("climatology", 9.0),
+        ):
+            rows.append({"day": day, "horizon": 1, "forecaster": name, "rmse": value, "rows": 100})
+    return pd.DataFrame(rows)
+
+
+def test_a_champion_worse_than_persistence_day_after_day_is_worse_with_evidence():
+    rng = np.random.default_rng(0)
+    verdict = loss_differential(daily_scores(list(4.6 + rng.normal(0, 0.2, 10)))).iloc[0]
+    assert verdict["best_baseline"] == "persistence" and verdict["days"] == 10
+    assert verdict["worse"] and verdict["p_value"] < 0.01 and verdict["skill_vs_best"] < -0.1
+
+
+@pytest.mark.parametrize(
+    "champion",
+    [
+        [3.5] * 9 + [12.0],  # one terrible day among good ones: weather, not evidence
+        [4.6, 4.8, 4.5, 4.7, 4.9, 4.6],  # consistently worse, but fewer days than min_days
+        [3.6, 3.5, 3.7, 3.4, 3.6, 3.5, 3.8, 3.6],  # better
+    ],
+)
+def test_no_evidence_is_not_worse(champion):
+    assert not loss_differential(daily_scores(champion), min_days=7).iloc[0]["worse"]

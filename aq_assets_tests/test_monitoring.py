@@ -39,6 +39,10 @@ def test_a_level_shift_fails_the_check_retrains_once_and_then_passes(tmp_path, i
 
     before, *after = outcomes
     assert before.check_passed and before.champion_version == 1
+    # Served forecasts scored against what happened, beside the baselines on the same rows.
+    assert before.accuracy_passed
+    assert before.accuracy["rmse_champion_h1"] < before.accuracy["rmse_persistence_h1"]
+    assert before.accuracy["rmse_best_baseline_h24"] <= before.accuracy["rmse_persistence_h24"]
     failed = [o for o in after[:2] if not o.check_passed]
     assert failed, "drift must fail the check on its first or second day"
     assert "log_ratio_to_pm10" in failed[0].drifted_features
@@ -81,6 +85,33 @@ def test_the_sensor_requests_one_run_per_failed_evaluation_with_a_stable_run_key
     assert first.run_requests[0].run_key == again.run_requests[0].run_key
     assert first.run_requests[0].tags["aq/drift_day"] == "2025-06-10"
     assert not tick(instance, first.cursor).run_requests  # nothing new since
+
+
+@asset(name="forecast_accuracy", partitions_def=day_partitions, config_schema={"lost": bool})
+def _forecast_accuracy_stub(context) -> MaterializeResult:
+    return MaterializeResult(
+        metadata={"accuracy_lost": context.op_execution_context.op_config["lost"]}
+    )
+
+
+def test_sustained_accuracy_loss_also_asks_for_one_retraining(instance):
+    def accuracy_event(day: str, lost: bool) -> None:
+        run_config = {"ops": {"forecast_accuracy": {"config": {"lost": lost}}}}
+        assert materialize(
+            [_forecast_accuracy_stub], partition_key=day, instance=instance, run_config=run_config
+        ).success
+
+    accuracy_event("2025-06-09", False)
+    drift_event(instance, "2025-06-09", False)
+    quiet = tick(instance, None)
+    assert not quiet.run_requests
+
+    accuracy_event("2025-06-10", True)
+    asked = tick(instance, quiet.cursor)
+    (request,) = asked.run_requests
+    assert request.tags["aq/trigger"] == "accuracy" and request.tags["aq/drift_day"] == "2025-06-10"
+    assert request.run_key.startswith("accuracy-")
+    assert not tick(instance, asked.cursor).run_requests
 
 
 def test_the_cooldown_holds_back_a_second_retraining(instance):

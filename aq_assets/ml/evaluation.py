@@ -132,3 +132,71 @@ def judge_candidate(
     )
     scores = evaluate(holdout, forecasts, spec)
     return Judged(candidate, before, holdout, scores, holdout_days, validation_days)
+
+
+def scores_of_day(
+    rows: pd.DataFrame,
+    forecasts: pd.DataFrame,
+    known: pd.DataFrame,
+    spec: FeatureSpec,
+    day_start: pd.Timestamp,
+) -> pd.DataFrame:
+    """`evaluate` of `forecasts` (`h{h}` columns, indexed like the origin rows of `rows` they
+    were made at) on the targets that fall on the day starting `day_start`, beside every
+    baseline on the same rows: persistence and same-hour-yesterday looking back in `rows`,
+    climatology the hourly means of `known`."""
+    day_end = day_start + pd.Timedelta(days=1)
+    scoped = rows.loc[forecasts.index].copy()
+    for h in spec.horizons:
+        target_at = scoped["datetime_utc"] + pd.Timedelta(hours=h)
+        on_day = (target_at >= day_start) & (target_at < day_end)
+        scoped[f"target_h{h}"] = scoped[f"target_h{h}"].where(on_day)
+    named = beside_baselines({"champion": forecasts}, rows, known, scoped, spec)
+    return evaluate(scoped, named, spec).drop(columns="skill")
+
+
+def loss_differential(
+    daily: pd.DataFrame, model: str = "champion", min_days: int = 7, alpha: float = 0.05
+) -> pd.DataFrame:
+    """Per horizon, is `model` worse than the best baseline with evidence over days? A
+    Diebold-Mariano test on daily squared-error differentials: `daily` holds a row per
+    (day, horizon, forecaster) with `rmse` and `rows`; the best baseline is the one with the
+    lowest RMSE pooled over the days; the differential's variance is Newey-West with one
+    lag (a bad day tends to follow a bad day). `worse` needs `min_days` days, a positive mean
+    differential and a one-sided p-value below `alpha`."""
+    from scipy.stats import t as student_t
+
+    daily = daily.astype({"rmse": "float64", "rows": "int64"})
+    daily = daily.assign(sse=daily["rmse"] ** 2 * daily["rows"])
+    out = []
+    for h, by_horizon in daily[daily["rows"] > 0].groupby("horizon"):
+        pooled = by_horizon.groupby("forecaster")[["sse", "rows"]].sum()
+        rmse = np.sqrt(pooled["sse"] / pooled["rows"])
+        baselines = rmse.drop(model, errors="ignore").reindex(list(BASELINES)).dropna()
+        if model not in rmse or baselines.empty:
+            continue
+        best = str(baselines.idxmin())
+        mse = by_horizon.pivot(index="day", columns="forecaster", values="rmse") ** 2
+        differential = (mse[model] - mse[best]).dropna().to_numpy()
+        days = len(differential)
+        mean = float(differential.mean()) if days else np.nan
+        p_value = np.nan
+        if days >= 2:
+            centred = differential - mean
+            variance = np.mean(centred**2) + 2 * 0.5 * np.mean(centred[1:] * centred[:-1])
+            stderr = np.sqrt(max(variance, 1e-12) / days)
+            p_value = float(student_t.sf(mean / stderr, df=days - 1))
+        out.append(
+            {
+                "horizon": int(h),
+                "best_baseline": best,
+                "days": days,
+                "rmse_model": float(rmse[model]),
+                "rmse_best_baseline": float(baselines[best]),
+                "skill_vs_best": float(1 - rmse[model] / baselines[best]),
+                "mean_mse_differential": mean,
+                "p_value": p_value,
+                "worse": bool(days >= min_days and mean > 0 and p_value < alpha),
+            }
+        )
+    return pd.DataFrame(out)

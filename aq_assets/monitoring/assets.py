@@ -206,3 +206,153 @@ def drift_report(
             "reasons": MetadataValue.md("\n".join(f"- {r}" for r in reasons)),
         },
     )
+
+
+FORECAST_ACCURACY = AssetKey("forecast_accuracy")
+CHAMPION_BEATS_BASELINES = AssetCheckSpec(
+    "champion_beats_baselines",
+    asset=FORECAST_ACCURACY,
+    blocking=False,
+    description=(
+        "Fails when, over the champion's recent days, its forecasts are worse than the best "
+        "baseline at some horizon with evidence (a Diebold-Mariano test on the daily "
+        "squared-error differential), not on one bad day. A failure triggers one retraining."
+    ),
+)
+
+
+class AccuracyConfig(Config):
+    window_days: int = 14
+    """The days (served by the same champion) the check weighs."""
+    min_days: int = 7
+    """Fewer days than this: not enough evidence, the check passes."""
+    alpha: float = 0.05
+    """One-sided significance of "worse than the best baseline"."""
+    climatology_days: int = 28
+    """The days before the day whose hourly means are the climatology baseline."""
+
+
+@asset(
+    group_name="monitoring",
+    partitions_def=day_partitions,
+    deps=[
+        AssetDep(
+            "raw_readings",
+            partition_mapping=MultiToSingleDimensionPartitionMapping(partition_dimension_name=DAY),
+        )
+    ],
+    ins={"predictions": AssetIn(), "sensor_catalog": AssetIn()},
+    metadata={"schema": "monitoring", "partition_expr": "day"},
+    check_specs=[CHAMPION_BEATS_BASELINES],
+    automation_condition=FOLLOWS_NEW_READINGS,
+    pool="duckdb",
+    kinds={"duckdb"},
+)
+def forecast_accuracy(
+    context: AssetExecutionContext,
+    config: AccuracyConfig,
+    warehouse: Warehouse,
+    mlflow_tracking: MLflowTracking,
+    predictions: pd.DataFrame,
+    sensor_catalog: pd.DataFrame,
+):
+    """The day's served forecasts (`predictions`) against what happened, per horizon, beside
+    persistence, same-hour-yesterday and hour-of-day climatology on the same rows: RMSE and
+    MAE of each, stored in monitoring.forecast_accuracy, and, over the last `window_days`
+    served by the same champion, its skill over the best baseline and whether it is worse
+    with evidence. Numeric metadata, so the UI plots each horizon over days."""
+    from aq_assets.ml.evaluation import loss_differential, scores_of_day
+
+    day_start = pd.Timestamp(context.partition_key)
+    day_end = day_start + pd.Timedelta(days=1)
+    versions = predictions["model_version"].dropna().unique()
+    if len(versions) == 0:
+        raise ValueError(
+            f"No predictions for {context.partition_key}: materialize predictions for it first."
+        )
+    version = int(versions.max())
+    forecaster = mlflow_tracking.load_forecaster(version)
+    spec = forecaster.spec
+    start = day_start - pd.Timedelta(days=config.climatology_days)
+    history = pd.Timedelta(hours=spec.history_hours)
+    readings = readings_between(warehouse, spec.parameter, start - history, day_end)
+    rows = feature_rows(
+        forecaster, readings, timezones_of(sensor_catalog), until=day_end - pd.Timedelta(hours=1)
+    )
+    origins = rows[rows["datetime_utc"] >= day_start - pd.Timedelta(hours=max(spec.horizons))]
+    served = served_forecasts(predictions, origins, spec.horizons)
+    known = rows[rows["datetime_utc"] < day_start]
+    scores = scores_of_day(origins, served, known, spec, day_start)
+    today = scores.assign(day=day_start, model_version=version)
+
+    window = today
+    if warehouse.table_exists("monitoring", "forecast_accuracy"):
+        earlier = warehouse.query(
+            "SELECT * FROM monitoring.forecast_accuracy WHERE model_version = ? "
+            "AND day >= ? AND day < ?",
+            [
+                version,
+                (day_start - pd.Timedelta(days=config.window_days - 1)).to_pydatetime(),
+                day_start.to_pydatetime(),
+            ],
+        )
+        window = pd.concat([earlier[today.columns], today], ignore_index=True)
+    verdict = loss_differential(window, "champion", config.min_days, config.alpha)
+    lost = bool(verdict["worse"].any()) if len(verdict) else False
+
+    metadata: dict[str, Any] = {"model_version": version, "accuracy_lost": lost}
+    day_rmse = today.pivot(index="horizon", columns="forecaster", values="rmse")
+    for h, row in day_rmse.iterrows():
+        metadata[f"rmse_champion_h{h}"] = float(row["champion"])
+        metadata[f"rmse_persistence_h{h}"] = float(row["persistence"])
+        metadata[f"rmse_best_baseline_h{h}"] = float(row.drop("champion").min())
+    for row in verdict.itertuples():
+        metadata[f"window_skill_vs_best_h{row.horizon}"] = row.skill_vs_best
+    yield Output(
+        today[
+            [
+                "day",
+                "horizon",
+                "forecaster",
+                "rows",
+                "rmse",
+                "mae",
+                "rmse_episodes",
+                "model_version",
+            ]
+        ],
+        metadata=metadata,
+    )
+    worse = verdict[verdict["worse"]] if len(verdict) else verdict
+    yield AssetCheckResult(
+        check_name=CHAMPION_BEATS_BASELINES.name,
+        asset_key=FORECAST_ACCURACY,
+        passed=not lost,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={
+            "days": int(verdict["days"].max()) if len(verdict) else 0,
+            "min_days": config.min_days,
+            "worse_at_horizons": ", ".join(str(h) for h in worse["horizon"]) or "none",
+            "verdict": MetadataValue.md(verdict.to_markdown(index=False, floatfmt=".4g"))
+            if len(verdict)
+            else "no scored rows",
+        },
+    )
+
+
+def served_forecasts(
+    predictions: pd.DataFrame, origins: pd.DataFrame, horizons: tuple[int, ...]
+) -> pd.DataFrame:
+    """The served forecasts as `h{h}` columns of the origin rows they were made from."""
+    keys = pd.MultiIndex.from_arrays([origins["sensor_id"], origins["datetime_utc"]])
+    columns = {}
+    for h in horizons:
+        at = predictions[predictions["horizon"] == h]
+        made = pd.Series(
+            at["forecast"].to_numpy(),
+            index=pd.MultiIndex.from_arrays(
+                [at["sensor_id"], at["forecast_for_utc"] - pd.Timedelta(hours=h)]
+            ),
+        )
+        columns[f"h{h}"] = made.reindex(keys).to_numpy()
+    return pd.DataFrame(columns, index=origins.index)

@@ -38,59 +38,70 @@ class RetrainPolicy(ConfigurableResource):
     """After a drift retrain, further drift waits this long before another (AQ_RETRAIN_COOLDOWN_HOURS)."""
 
 
+# What asks for a retraining: a materialization whose metadata flag is true.
+RETRAIN_TRIGGERS = {"drift_report": "drift_detected", "forecast_accuracy": "accuracy_lost"}
+_TRIGGER_NAMES = {"drift_report": "drift", "forecast_accuracy": "accuracy"}
+
+
 @sensor(
     job=train_job,
     minimum_interval_seconds=30,
     default_status=DefaultSensorStatus.RUNNING,
-    description="Requests training_set → forecast_model → champion_model once per failed drift evaluation.",
+    description="Requests training_set → forecast_model → champion_model once per confirmed "
+    "drift (drift_report) or accuracy loss against the baselines (forecast_accuracy).",
 )
 def retrain_on_drift(
     context: SensorEvaluationContext, retrain_policy: RetrainPolicy, alerter: Alerter
 ):
-    # A plain sensor over drift_report materializations rather than @asset_sensor, which sees
-    # only the newest event per tick: a backfill of several days must not hide a failed one.
-    result = context.instance.fetch_materializations(
-        AssetKey("drift_report"), limit=200, cursor=context.cursor, ascending=True
-    )
-    failed = [r for r in result.records if _drift_detected(r)]
+    # A plain sensor over materializations rather than @asset_sensor, which sees only the
+    # newest event per tick: a backfill of several days must not hide a failed one.
+    cursors = json.loads(context.cursor) if context.cursor else {}
+    failed = []
+    for asset, flag in RETRAIN_TRIGGERS.items():
+        result = context.instance.fetch_materializations(
+            AssetKey(asset), limit=200, cursor=cursors.get(asset), ascending=True
+        )
+        cursors[asset] = result.cursor
+        failed += [(r.storage_id, asset, r) for r in result.records if _flagged(r, flag)]
+    cursor = json.dumps(cursors)
     if not failed:
         return SensorResult(
-            skip_reason=SkipReason("No failed drift evaluation since the last tick."),
-            cursor=result.cursor,
+            skip_reason=SkipReason("No confirmed drift or accuracy loss since the last tick."),
+            cursor=cursor,
         )
-    newest = failed[-1]
-    day = newest.partition_key
+    _, asset, newest = max(failed, key=lambda f: f[0])
+    trigger, day = _TRIGGER_NAMES[asset], newest.partition_key
     if context.instance.get_runs(RunsFilter(job_name=train_job.name, statuses=_ACTIVE), limit=1):
         return SensorResult(
-            skip_reason=SkipReason(f"Drift on {day}, but a retraining is already running."),
-            cursor=result.cursor,
+            skip_reason=SkipReason(f"{trigger} on {day}, but a retraining is already running."),
+            cursor=cursor,
         )
     since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=retrain_policy.cooldown_hours)
-    recent = context.instance.get_runs(
-        RunsFilter(tags={DRIFT_TRIGGER_TAG: "drift"}, created_after=since), limit=1
-    )
-    if recent:
-        return SensorResult(
-            skip_reason=SkipReason(
-                f"Drift on {day}, within the {retrain_policy.cooldown_hours} h cooldown after run {recent[0].run_id}."
-            ),
-            cursor=result.cursor,
+    for name in _TRIGGER_NAMES.values():
+        recent = context.instance.get_runs(
+            RunsFilter(tags={DRIFT_TRIGGER_TAG: name}, created_after=since), limit=1
         )
-    alerter.send(f"aq: drift detected on {day}; retraining (run key drift-{newest.storage_id}).")
+        if recent:
+            return SensorResult(
+                skip_reason=SkipReason(
+                    f"{trigger} on {day}, within the {retrain_policy.cooldown_hours} h cooldown "
+                    f"after run {recent[0].run_id}."
+                ),
+                cursor=cursor,
+            )
+    run_key = f"{trigger}-{newest.storage_id}"
+    alerter.send(f"aq: {trigger} on {day} ({asset}); retraining (run key {run_key}).")
     return SensorResult(
         run_requests=[
-            RunRequest(
-                run_key=f"drift-{newest.storage_id}",
-                tags={DRIFT_TRIGGER_TAG: "drift", "aq/drift_day": str(day)},
-            )
+            RunRequest(run_key=run_key, tags={DRIFT_TRIGGER_TAG: trigger, "aq/drift_day": str(day)})
         ],
-        cursor=result.cursor,
+        cursor=cursor,
     )
 
 
-def _drift_detected(record) -> bool:
+def _flagged(record, flag: str) -> bool:
     materialization = record.asset_materialization
-    value = materialization.metadata.get("drift_detected") if materialization else None
+    value = materialization.metadata.get(flag) if materialization else None
     return bool(value.value) if value is not None else False
 
 
