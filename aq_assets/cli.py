@@ -230,7 +230,7 @@ def score(instance: DagsterInstance, defs: Definitions, day: dt.date) -> None:
 
     job = defs.resolve_implicit_global_asset_job_def()
     for keys, partition in (
-        (["predictions", "drift_report"], str(day)),
+        (["predictions", "forecast_accuracy", "drift_report"], str(day)),
         (["online_features"], None),
     ):
         result = job.execute_in_process(
@@ -248,6 +248,12 @@ def score(instance: DagsterInstance, defs: Definitions, day: dt.date) -> None:
             if "share_drifted" in metadata:
                 share = metadata["share_drifted"].value
                 print(f"drift_report {day}: share of drifted features {share:.2f}")
+            if "rmse_champion_h1" in metadata:
+                champion = metadata["rmse_champion_h1"].value
+                best = metadata["rmse_best_baseline_h1"].value
+                print(
+                    f"forecast_accuracy {day}: 1 h RMSE {champion:.2f} (best baseline {best:.2f})"
+                )
     print(f"predictions for {day} and the online_features snapshot are written.")
 
 

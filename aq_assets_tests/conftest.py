@@ -7,6 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from dagster import DagsterInstance, instance_for_test
@@ -70,7 +71,8 @@ def resources_for(source: ReadingsSource, warehouse: Warehouse) -> dict:
 
 
 class StubSource(ReadingsSource):
-    """A source whose answers a test chooses: `good`, `broken` (raises for one sensor),
+    """A source whose answers a test chooses: `good` (pm25 alternates `value` and `value` +
+    0.5 by the hour), `stuck` (pm25 is `value` all day), `broken` (raises for one sensor),
     `messy` (out-of-day rows, duplicates, an implausible value, a malformed row)."""
 
     mode: str = "good"
@@ -98,6 +100,8 @@ class StubSource(ReadingsSource):
         if self.mode == "broken" and sensor.sensor_id == 2002:
             raise SourceError(f"sensor {sensor.sensor_id} is unreachable")
         value = self.value if sensor.parameter == "pm25" else 0.03
+        if sensor.parameter == "pm25" and self.mode != "stuck":
+            value = value + 0.5 * (np.arange(24) % 2)
         frame = pd.DataFrame(
             {
                 "sensor_id": sensor.sensor_id,

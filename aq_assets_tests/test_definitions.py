@@ -20,6 +20,7 @@ def test_assets_have_bare_keys_partitions_and_checks():
         "predictions",
         "online_features",
         "drift_report",
+        "forecast_accuracy",
     }
     raw = graph.get(AssetKey("raw_readings"))
     assert isinstance(raw.partitions_def, MultiPartitionsDefinition)
@@ -32,6 +33,7 @@ def test_assets_have_bare_keys_partitions_and_checks():
         "no_duplicate_readings",
         "timestamps_inside_partition",
         "hourly_coverage",
+        "no_stuck_sensor",
         "no_malformed_rows",
     }
     assert {j.name for j in defs.jobs} >= {"ingest_job", "catalog_job", "train_job"}

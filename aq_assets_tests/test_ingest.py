@@ -65,7 +65,7 @@ def test_a_partition_is_stored_in_utc_and_replaced_on_rerun(instance, warehouse)
 
     rows = stored_rows(warehouse)
     first = rows[rows.sensor_id == 1002]
-    assert len(first) == 24 and set(first.value) == {12.0}
+    assert len(first) == 24 and set(first.value) == {12.0, 12.5}
     assert first.datetime_utc.min() == pd.Timestamp(
         DAY
     ) and first.datetime_utc.max() == pd.Timestamp(f"{DAY} 23:00")
@@ -97,7 +97,7 @@ def test_a_failed_fetch_keeps_the_stored_partition(instance, warehouse):
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert "sensor 2002 is unreachable" in str(failure.event_specific_data.error)
-    assert set(stored_rows(warehouse).value) == {10.0}
+    assert set(stored_rows(warehouse).value) == {10.0, 10.5}
 
 
 def test_checks_pass_on_good_data(instance, warehouse):
@@ -125,6 +125,18 @@ def test_checks_fail_on_messy_data_and_stray_rows_are_not_stored(instance, wareh
     assert results["schema_matches"].passed
     rows = stored_rows(warehouse)
     assert len(rows) == 25 and rows.datetime_utc.min() == pd.Timestamp(DAY)
+
+
+def test_a_stuck_sensor_is_flagged_and_its_hours_counted_as_quarantined(instance, warehouse):
+    discover(instance, warehouse)
+    result = ingest(instance, warehouse, f"{DAY}|1002", StubSource(mode="stuck"))
+
+    stuck = check_results(result)["no_stuck_sensor"]
+    assert not stuck.passed and stuck.severity.value == "WARN"
+    assert stuck.metadata["stuck_sensor_days"].value == 1
+    assert stuck.metadata["quarantined_hours"].value == 24
+    assert stuck.metadata["stuck"].value == f"{DAY}|1002: 24 h"
+    assert check_results(ingest(instance, warehouse, f"{DAY}|1002"))["no_stuck_sensor"].passed
 
 
 def readings_frame(**overrides) -> pd.DataFrame:

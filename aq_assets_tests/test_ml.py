@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aq_assets.ml.cleaning import clean_readings
+from aq_assets.ml.cleaning import clean_readings, stuck_hours, without_stuck
 from aq_assets.ml.evaluation import BASELINES, baseline_forecasts, evaluate
 from aq_assets.ml.features import PROFILE_DAYS, FeatureSpec, build_features
 from aq_assets.ml.model import (
@@ -641,3 +641,36 @@ def test_gate_passes_a_model_worse_than_the_champion_within_tolerance():
     decision = gate(model, champion)
 
     assert decision.passed, decision.reasons
+
+
+def test_stuck_runs_of_the_target_are_quarantined_floors_gaps_and_covariates_are_not():
+    hours = pd.date_range("2025-01-01", periods=14, freq="h")
+    one_gap = hours.delete(6)  # 13 hours of 7.0 with a missing hour: two runs of 6 and 7
+
+    def sensor(sensor_id, parameter, times, values):
+        return pd.DataFrame(
+            {
+                "sensor_id": sensor_id,
+                "location_id": 1,
+                "parameter": parameter,
+                "datetime_utc": times,
+                "value": values,
+            }
+        )
+
+    hourly = pd.concat(
+        [
+            sensor(1, "pm25", hours, [3.0, 4.0] + [5.0] * 12),  # stuck for 12 hours
+            sensor(2, "pm25", hours, [0.0] * 14),  # a floor: clean air
+            sensor(3, "pm25", one_gap, [7.0] * 13),
+            sensor(4, "co", hours, [0.1] * 14),  # a covariate at its resolution
+        ],
+        ignore_index=True,
+    )
+
+    stuck = stuck_hours(hourly)
+    assert stuck[hourly["sensor_id"] == 1].tolist() == [False, False] + [True] * 12
+    assert not stuck[hourly["sensor_id"].isin([2, 3])].any()
+    kept, quarantined = without_stuck(hourly, "pm25")
+    assert quarantined == 12 and len(kept) == len(hourly) - 12
+    assert (kept["sensor_id"] == 4).sum() == 14

@@ -126,4 +126,5 @@ def raw_readings(
     yield checks.hourly_coverage(
         readings, [(s.sensor_id, pd.Timestamp(day)) for s, day in sensor_days]
     )
+    yield checks.no_stuck_sensor(readings, source.parameter)
     yield checks.no_malformed_rows(collected.rejected)

@@ -11,7 +11,7 @@ import pandas as pd
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetKey
 
 from aq_assets.ingest.sources.base import READING_COLUMNS
-from aq_assets.ml.cleaning import plausible_bounds
+from aq_assets.ml.cleaning import STUCK_HOURS, clean_readings, plausible_bounds, stuck_hours
 
 RAW_READINGS = AssetKey("raw_readings")
 
@@ -50,6 +50,15 @@ CHECK_SPECS = [
         "hourly_coverage",
         asset=RAW_READINGS,
         description=(f"Each sensor-day has at least {MIN_COVERAGE:.0%} of its 24 hours."),
+    ),
+    AssetCheckSpec(
+        "no_stuck_sensor",
+        asset=RAW_READINGS,
+        description=(
+            f"No sensor of the target parameter repeats one non-zero value for {STUCK_HOURS} "
+            "hours or more. Such hours are quarantined: not learnt from, not scored, not "
+            "judged for drift (a data-quality event, not a reason to retrain)."
+        ),
     ),
     AssetCheckSpec(
         "no_malformed_rows",
@@ -169,6 +178,29 @@ def hourly_coverage(
             "lowest": ", ".join(
                 f"{day.date()}|{sensor}: {share:.0%}"
                 for (sensor, day), share in below.nsmallest(5).items()
+            )
+            or "none",
+        },
+    )
+
+
+def no_stuck_sensor(readings: pd.DataFrame, parameter: str) -> AssetCheckResult:
+    """Sensor-days of `parameter` with a stuck run, from the run's cleaned hours."""
+    hourly, _ = clean_readings(readings[readings["parameter"] == parameter])
+    stuck = hourly[stuck_hours(hourly)]
+    days = stuck.groupby(["sensor_id", stuck["datetime_utc"].dt.floor("D")]).size()
+    return AssetCheckResult(
+        check_name="no_stuck_sensor",
+        asset_key=RAW_READINGS,
+        passed=days.empty,
+        severity=AssetCheckSeverity.WARN,
+        metadata={
+            "threshold_hours": STUCK_HOURS,
+            "stuck_sensor_days": len(days),
+            "quarantined_hours": len(stuck),
+            "stuck": ", ".join(
+                f"{day.date()}|{sensor}: {hours} h"
+                for (sensor, day), hours in days.head(10).items()
             )
             or "none",
         },

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from aq_assets.ml.cleaning import clean_readings
+from aq_assets.ml.cleaning import clean_readings, without_stuck
 from aq_assets.ml.features import build_features
 from aq_assets.ml.model import Forecaster
 
@@ -17,10 +17,15 @@ def feature_rows(
     readings: pd.DataFrame,
     timezones: dict[int, str] | None = None,
     until: pd.Timestamp | None = None,
+    quarantine: bool = False,
 ) -> pd.DataFrame:
     """Cleaned, feature-engineered rows (one per sensor-hour) for the forecaster's spec, from
-    raw readings with columns sensor_id, location_id, parameter, units, datetime_utc, value."""
+    raw readings with columns sensor_id, location_id, parameter, units, datetime_utc, value.
+    With `quarantine`, stuck hours of the target are gaps (for scoring and drift; forecasts
+    are made from what the sensor reports)."""
     hourly, _ = clean_readings(readings)
+    if quarantine:
+        hourly, _ = without_stuck(hourly, forecaster.spec.parameter)
     return build_features(hourly, forecaster.spec, timezones, until=until)
 
 

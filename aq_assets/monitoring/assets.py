@@ -109,7 +109,9 @@ def drift_report(
     history = pd.Timedelta(hours=spec.history_hours)
     readings = readings_between(warehouse, spec.parameter, first - history, day_end)
     timezones = timezones_of(sensor_catalog)
-    rows = feature_rows(forecaster, readings, timezones, until=day_end - pd.Timedelta(hours=1))
+    rows = feature_rows(
+        forecaster, readings, timezones, until=day_end - pd.Timedelta(hours=1), quarantine=True
+    )
     rows = rows[rows["datetime_utc"] >= first]
     views = {
         day: drift_view(day_rows, spec.covariates)
@@ -277,7 +279,11 @@ def forecast_accuracy(
     history = pd.Timedelta(hours=spec.history_hours)
     readings = readings_between(warehouse, spec.parameter, start - history, day_end)
     rows = feature_rows(
-        forecaster, readings, timezones_of(sensor_catalog), until=day_end - pd.Timedelta(hours=1)
+        forecaster,
+        readings,
+        timezones_of(sensor_catalog),
+        until=day_end - pd.Timedelta(hours=1),
+        quarantine=True,
     )
     origins = rows[rows["datetime_utc"] >= day_start - pd.Timedelta(hours=max(spec.horizons))]
     served = served_forecasts(predictions, origins, spec.horizons)

@@ -18,7 +18,7 @@ from dagster import (
 
 from aq_assets.ingest.catalog import timezones_of
 from aq_assets.ingest.sources.base import ReadingsSource
-from aq_assets.ml.cleaning import clean_readings
+from aq_assets.ml.cleaning import clean_readings, without_stuck
 from aq_assets.ml.features import FeatureSpec, build_features
 from aq_assets.partitions import last_day
 from aq_assets.warehouse import Warehouse
@@ -115,6 +115,7 @@ def training_set(
             "and AQ_END_DATE."
         )
     hourly, report = clean_readings(readings)
+    hourly, quarantined = without_stuck(hourly, spec.parameter)
     target_sensors = sorted(hourly.loc[hourly["parameter"] == spec.parameter, "sensor_id"].unique())
     spec = spec.with_sensors(target_sensors)
     timezones = timezones_of(sensor_catalog)
@@ -138,5 +139,6 @@ def training_set(
             "built_from_partitions": partitions,
             "feature_spec": MetadataValue.json(json.loads(spec.to_json())),
             "cleaning": MetadataValue.json(report.as_dict()),
+            "quarantined_stuck_hours": quarantined,
         },
     )
