@@ -3,6 +3,7 @@ status, and the model registry with its `champion` alias."""
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,6 +45,9 @@ class MLflowTracking(ConfigurableResource):
 
     def client(self) -> mlflow.MlflowClient:
         import mlflow
+
+        # A progress bar per artifact (each model load, each drift reference) fills run logs.
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
         mlflow.set_tracking_uri(self.uri)
         return mlflow.MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
