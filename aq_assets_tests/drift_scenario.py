@@ -17,6 +17,7 @@ from dagster import AssetKey, DagsterInstance, build_sensor_context, materialize
 from aq_assets.ingest.assets import raw_readings, sensor_catalog
 from aq_assets.ingest.catalog import sensors_by_id
 from aq_assets.ingest.readings import collect_readings
+from aq_assets.ingest.sources.base import ReadingsSource
 from aq_assets.ingest.sources.simulated import SimulatedSource
 from aq_assets.model.assets import champion_model, forecast_model
 from aq_assets.model.tracking import MLflowTracking
@@ -56,9 +57,14 @@ class DayOutcome:
 
 class Scenario:
     def __init__(
-        self, home: Path, drift: str, instance: DagsterInstance, max_rounds: int = 300
+        self,
+        home: Path,
+        drift: str,
+        instance: DagsterInstance,
+        max_rounds: int = 300,
+        source: ReadingsSource | None = None,
     ) -> None:
-        self.source = SimulatedSource(drift=drift)
+        self.source = source or SimulatedSource(drift=drift)
         self.warehouse = Warehouse(aq_home=str(home))
         self.tracking = MLflowTracking(aq_home=str(home))
         self.instance = instance
@@ -110,7 +116,9 @@ class Scenario:
         )
         return result.success
 
-    def day(self, day: dt.date) -> DayOutcome:
+    def day(self, day: dt.date, retrain: bool = True) -> DayOutcome:
+        """The day's readings arrive, are forecast, scored and judged; with `retrain`, the
+        sensor ticks and the training it asks for runs (without, the champion is frozen)."""
         self.ingest(day, day)
         result = materialize(
             ASSETS,
@@ -141,16 +149,18 @@ class Scenario:
             if isinstance(v.value, (int, float)) and not isinstance(v.value, bool)
         }
 
-        sensor_resources = {k: self.resources[k] for k in ("alerter", "retrain_policy")}
-        with build_sensor_context(
-            instance=self.instance, cursor=self.cursor, resources=sensor_resources
-        ) as context:
-            tick = retrain_on_drift(context)
-        self.cursor = tick.cursor
-        requested = bool(tick.run_requests)
-        for request in tick.run_requests:
-            self.retrains += 1
-            self.train(tags=dict(request.tags))
+        requested = False
+        if retrain:
+            sensor_resources = {k: self.resources[k] for k in ("alerter", "retrain_policy")}
+            with build_sensor_context(
+                instance=self.instance, cursor=self.cursor, resources=sensor_resources
+            ) as context:
+                tick = retrain_on_drift(context)
+            self.cursor = tick.cursor
+            requested = bool(tick.run_requests)
+            for request in tick.run_requests:
+                self.retrains += 1
+                self.train(tags=dict(request.tags))
         return DayOutcome(
             day=day,
             check_passed=check.passed,
