@@ -6,7 +6,7 @@ from typing import Any
 
 from aq_assets.ingest.resources import build_source
 from aq_assets.model.tracking import MLflowTracking
-from aq_assets.monitoring.alerts import Alerter
+from aq_assets.monitoring.alerts import Alerter, ServiceLinks
 from aq_assets.monitoring.automation import RetrainPolicy
 from aq_assets.settings import env_or_default, env_value
 from aq_assets.warehouse import Warehouse, WarehouseIOManager
@@ -23,6 +23,9 @@ def build_resources() -> dict[str, Any]:
         "io_manager": WarehouseIOManager(warehouse=warehouse),
         "source": build_source(),
         "alerter": Alerter(webhook_url=env_or_default("AQ_ALERT_WEBHOOK_URL", "")),
+        "service_links": ServiceLinks(
+            service_url=env_or_default("AQ_SERVICE_URL", "http://127.0.0.1:8000")
+        ),
         "retrain_policy": RetrainPolicy(
             cooldown_hours=float(env_value("AQ_RETRAIN_COOLDOWN_HOURS", "12"))
         ),

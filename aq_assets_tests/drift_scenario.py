@@ -21,7 +21,7 @@ from aq_assets.ingest.sources.base import ReadingsSource
 from aq_assets.ingest.sources.simulated import SimulatedSource
 from aq_assets.model.assets import champion_model, forecast_model
 from aq_assets.model.tracking import MLflowTracking
-from aq_assets.monitoring.alerts import Alerter
+from aq_assets.monitoring.alerts import Alerter, ServiceLinks
 from aq_assets.monitoring.assets import drift_report, forecast_accuracy
 from aq_assets.monitoring.automation import RetrainPolicy, retrain_on_drift
 from aq_assets.partitions import reading_key, reading_partitions
@@ -53,6 +53,7 @@ class DayOutcome:
     champion_version: int | None
     accuracy_passed: bool
     accuracy: dict[str, float]  # forecast_accuracy's numeric metadata
+    report_url: str  # where the UI links for the day's HTML report
 
 
 class Scenario:
@@ -75,6 +76,7 @@ class Scenario:
             "io_manager": WarehouseIOManager(warehouse=self.warehouse),
             "mlflow_tracking": self.tracking,
             "alerter": Alerter(),
+            "service_links": ServiceLinks(),
             "retrain_policy": RetrainPolicy(cooldown_hours=0.0),
         }
         self.cursor: str | None = None
@@ -171,4 +173,5 @@ class Scenario:
             champion_version=self.tracking.champion_version(),
             accuracy_passed=accuracy_check.passed,
             accuracy=accuracy,
+            report_url=str(report["report_url"].value),
         )

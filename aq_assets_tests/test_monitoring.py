@@ -41,6 +41,7 @@ def test_a_level_shift_fails_the_check_retrains_once_and_then_passes(tmp_path, i
     assert before.check_passed and before.champion_version == 1
     # Served forecasts scored against what happened, beside the baselines on the same rows.
     assert before.accuracy_passed
+    assert before.report_url == f"http://127.0.0.1:8000/v1/reports/drift/{before.day}"
     assert before.accuracy["rmse_champion_h1"] < before.accuracy["rmse_persistence_h1"]
     assert before.accuracy["rmse_best_baseline_h24"] <= before.accuracy["rmse_persistence_h24"]
     failed = [o for o in after[:2] if not o.check_passed]

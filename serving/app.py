@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from serving.errors import ApiError
 from serving.forecasting import compile_kernels
 from serving.metrics import MetricsMiddleware, ServiceMetrics
-from serving.routers import forecast, health, model
+from serving.routers import forecast, health, model, reports
 from serving.schemas import forecast_request_schemas
 from serving.settings import Settings, get_settings
 from serving.state import ServingState
@@ -77,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(ApiError, _input_error)
     app.include_router(forecast.router)  # its routes depend on the token (deps.ServedDep)
     app.include_router(model.router)
+    app.include_router(reports.router)
     app.include_router(health.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -41,15 +41,9 @@ class Served:
     model: LoadedModel
 
 
-async def authorized(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> Served:
-    """The service and its model, once the bearer token checks out (constant-time
-    comparison): 401 otherwise; 503 while no model is loaded. A service started open
-    (AQ_API_OPEN=true) takes any request. One dependency, not a chain: FastAPI's cost is
-    per node, on every request."""
-    service = service_of(request)
+def _check_token(service: ServingState, credentials: HTTPAuthorizationCredentials | None) -> None:
+    """401 unless the bearer token matches (constant-time comparison); a service started
+    open (AQ_API_OPEN=true) takes any request."""
     expected = service.settings.token()
     if expected is not None:
         given = credentials.credentials.encode() if credentials is not None else b""
@@ -59,6 +53,27 @@ async def authorized(
                 "Missing or wrong bearer token: send 'Authorization: Bearer <AQ_API_TOKEN>'.",
                 headers={"WWW-Authenticate": "Bearer"},
             )
+
+
+async def token_checked(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> ServingState:
+    """The service, once the bearer token checks out, model or not (reports, files)."""
+    service = service_of(request)
+    _check_token(service, credentials)
+    return service
+
+
+async def authorized(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Served:
+    """The service and its model, once the bearer token checks out: 401 otherwise; 503
+    while no model is loaded. One dependency, not a chain: FastAPI's cost is per node, on
+    every request."""
+    service = service_of(request)
+    _check_token(service, credentials)
     model = service.model
     if model is None:
         raise HTTPException(
@@ -69,3 +84,4 @@ async def authorized(
 
 ServiceDep = Annotated[ServingState, Depends(get_service)]
 ServedDep = Annotated[Served, Depends(authorized)]
+TokenCheckedDep = Annotated[ServingState, Depends(token_checked)]

@@ -1,4 +1,5 @@
-"""Alerts: a Slack-compatible webhook when AQ_ALERT_WEBHOOK_URL is set, a clear log line otherwise."""
+"""Alerts: a Slack-compatible webhook when AQ_ALERT_WEBHOOK_URL is set, a clear log line
+otherwise; and where the pages an alert or the UI points to are served."""
 
 from __future__ import annotations
 
@@ -27,3 +28,13 @@ class Alerter(ConfigurableResource):
             log.error("ALERT (webhook %s failed: %s) %s", self.webhook_url, exc, text)
             return False
         return True
+
+
+class ServiceLinks(ConfigurableResource):
+    """The forecast service's base URL (AQ_SERVICE_URL), so assets can link to the pages it
+    serves, e.g. a day's drift report, and the Dagster UI opens them in one click."""
+
+    service_url: str = "http://127.0.0.1:8000"
+
+    def drift_report(self, day: str) -> str:
+        return f"{self.service_url.rstrip('/')}/v1/reports/drift/{day}"

@@ -25,6 +25,7 @@ from aq_assets.ingest.catalog import timezones_of
 from aq_assets.ml.features import drift_view
 from aq_assets.ml.forecasting import feature_rows
 from aq_assets.model.tracking import MLflowTracking
+from aq_assets.monitoring.alerts import ServiceLinks
 from aq_assets.partitions import DAY, day_partitions
 from aq_assets.predictions.assets import FOLLOWS_NEW_READINGS, readings_between
 from aq_assets.warehouse import Warehouse
@@ -82,6 +83,7 @@ def drift_report(
     config: DriftConfig,
     warehouse: Warehouse,
     mlflow_tracking: MLflowTracking,
+    service_links: ServiceLinks,
     predictions: pd.DataFrame,
     sensor_catalog: pd.DataFrame,
 ):
@@ -175,6 +177,7 @@ def drift_report(
         "drift_detected": bool(confirmed),
         "model_version": version,
         "report": MetadataValue.path(str(report_path)),
+        "report_url": MetadataValue.url(service_links.drift_report(context.partition_key)),
     }
     yield Output(row, metadata=metadata)
     reasons = list(summary.reasons) or ["no drift"]

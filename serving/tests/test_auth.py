@@ -34,7 +34,7 @@ def v1_requests(store) -> list[tuple[str, str, dict | None]]:
 
 @pytest.mark.parametrize("headers", WRONG)
 def test_v1_refuses_a_missing_or_wrong_token_with_401(session_client, store, headers):
-    for method, path, body in v1_requests(store):
+    for method, path, body in [*v1_requests(store), ("GET", "/v1/reports/drift/2025-06-10", None)]:
         response = session_client.request(method, path, headers=headers, json=body)
 
         assert response.status_code == 401, (method, path, response.text)
@@ -106,6 +106,7 @@ def test_the_openapi_document_describes_bodies_answers_and_the_token(session_cli
         "/v1/forecast",
         "/v1/sensors/{sensor_id}/forecast",
         "/v1/model",
+        "/v1/reports/drift/{day}",
         "/livez",
         "/readyz",
         "/metrics",
@@ -121,3 +122,8 @@ def test_the_openapi_document_describes_bodies_answers_and_the_token(session_cli
     assert post["security"] == [{"AQ_API_TOKEN": []}]
     assert document["components"]["securitySchemes"]["AQ_API_TOKEN"]["scheme"] == "bearer"
     assert "security" not in document["paths"]["/readyz"]["get"]
+    report = document["paths"]["/v1/reports/drift/{day}"]["get"]
+    assert (
+        report["security"] == [{"AQ_API_TOKEN": []}]
+        and "text/html" in report["responses"]["200"]["content"]
+    )
