@@ -10,13 +10,11 @@ from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
-    AssetDep,
     AssetExecutionContext,
     AssetIn,
     AssetKey,
     Config,
     MetadataValue,
-    MultiToSingleDimensionPartitionMapping,
     Output,
     asset,
 )
@@ -26,8 +24,8 @@ from aq_assets.ml.features import drift_view
 from aq_assets.ml.forecasting import feature_rows
 from aq_assets.model.tracking import MLflowTracking
 from aq_assets.monitoring.alerts import ServiceLinks
-from aq_assets.partitions import DAY, day_partitions
-from aq_assets.predictions.assets import FOLLOWS_NEW_READINGS, readings_between
+from aq_assets.partitions import day_partitions
+from aq_assets.predictions.assets import DAILY_READINGS, FOLLOWS_NEW_READINGS, readings_between
 from aq_assets.warehouse import Warehouse
 
 DRIFT_REPORT = AssetKey("drift_report")
@@ -63,12 +61,7 @@ class DriftConfig(Config):
 @asset(
     group_name="monitoring",
     partitions_def=day_partitions,
-    deps=[
-        AssetDep(
-            "raw_readings",
-            partition_mapping=MultiToSingleDimensionPartitionMapping(partition_dimension_name=DAY),
-        )
-    ],
+    deps=[DAILY_READINGS],
     ins={"predictions": AssetIn(), "sensor_catalog": AssetIn()},
     metadata={"schema": "monitoring", "partition_expr": "day"},
     check_specs=[NO_SIGNIFICANT_DRIFT],
@@ -240,12 +233,7 @@ class AccuracyConfig(Config):
 @asset(
     group_name="monitoring",
     partitions_def=day_partitions,
-    deps=[
-        AssetDep(
-            "raw_readings",
-            partition_mapping=MultiToSingleDimensionPartitionMapping(partition_dimension_name=DAY),
-        )
-    ],
+    deps=[DAILY_READINGS],
     ins={"predictions": AssetIn(), "sensor_catalog": AssetIn()},
     metadata={"schema": "monitoring", "partition_expr": "day"},
     check_specs=[CHAMPION_BEATS_BASELINES],

@@ -30,7 +30,7 @@ ONLINE_FEATURES_FILE = "online_features.parquet"
 # before the first ingested day, or one sensor-day that failed, must not freeze what follows
 # the newest readings (stock `eager()` waits while any dependency partition is missing).
 FOLLOWS_NEW_READINGS = AutomationCondition.eager().without(~AutomationCondition.any_deps_missing())
-_DAILY_READINGS = AssetDep(
+DAILY_READINGS = AssetDep(
     "raw_readings",
     partition_mapping=MultiToSingleDimensionPartitionMapping(partition_dimension_name=DAY),
 )
@@ -54,7 +54,7 @@ def readings_between(
 @asset(
     group_name="predictions",
     partitions_def=day_partitions,
-    deps=[_DAILY_READINGS, "champion_model"],
+    deps=[DAILY_READINGS, "champion_model"],
     ins={"sensor_catalog": AssetIn()},
     metadata={"schema": "predictions", "partition_expr": "forecast_for_utc"},
     # Follows new readings of its day; a new champion does not redo past days.
