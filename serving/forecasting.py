@@ -68,14 +68,23 @@ def read_request(body: bytes) -> ForecastRequest:
         error.field = _with_covariate_names(error.field, body)
         raise error from None
     except msgspec.DecodeError as exc:
-        raise ApiError(422, "body", _invalid_json(str(exc), body), "json_invalid") from None
+        raise _json_error(exc, body) from None
+
+
+def _json_error(exc: msgspec.DecodeError, body: bytes) -> ApiError:
+    return ApiError(422, "body", _invalid_json(str(exc), body), "json_invalid")
 
 
 def _with_covariate_names(field: str, body: bytes) -> str:
     """msgspec says `covariates[...]` for a value of the dict: name the one that fails."""
     if "[...]" not in field:
         return field
-    node: Any = msgspec.json.decode(body)
+    try:
+        node: Any = msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        # The covariates are skipped as raw JSON, which lets NaN and Infinity through the
+        # first read; whole-document JSON errors come first.
+        raise _json_error(exc, body) from None
     out: list[str] = []
     for name, index in re.findall(r"([^.\[\]]+)|\[(\d+|\.\.\.)\]", field):
         if index == "...":

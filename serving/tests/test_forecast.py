@@ -272,9 +272,20 @@ def test_a_malformed_body_is_422(session_client, body, field):
     assert field in fields(response)
 
 
-def test_nan_is_refused_with_what_to_send_instead(session_client):
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"series": [{"timestamps": [0], "values": [NaN]}]}',
+        # Covariates are first read as raw JSON; a bad one beside it must not hide the NaN.
+        b'{"series": [{"timestamps": [0], "values": [1],'
+        b' "covariates": {"a": null, "b": {"timestamps": [0], "values": [NaN]}}}]}',
+        b'{"series": [{"timestamps": [0], "values": [1],'
+        b' "covariates": {"b": {"timestamps": [0], "values": [NaN]}}}]}',
+    ],
+    ids=["values", "beside-an-invalid-covariate", "covariate"],
+)
+def test_nan_is_refused_with_what_to_send_instead(session_client, body):
     """Python's json.dumps writes NaN, which is not JSON: the answer says to send null."""
-    body = b'{"series": [{"timestamps": [0], "values": [NaN]}]}'
     response = session_client.post(
         "/v1/forecast", content=body, headers={**AUTH, "Content-Type": "application/json"}
     )
