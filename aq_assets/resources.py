@@ -9,18 +9,16 @@ from aq_assets.model.tracking import MLflowTracking
 from aq_assets.monitoring.alerts import Alerter, ServiceLinks
 from aq_assets.monitoring.automation import RetrainPolicy
 from aq_assets.settings import env_or_default, env_value
-from aq_assets.warehouse import Warehouse, WarehouseIOManager
+from aq_assets.warehouse import warehouse_resources
 
 
 def build_resources() -> dict[str, Any]:
     aq_home = env_or_default("AQ_HOME", ".aq")
-    warehouse = Warehouse(aq_home=aq_home)
     return {
         "mlflow_tracking": MLflowTracking(
             tracking_uri=env_or_default("MLFLOW_TRACKING_URI", ""), aq_home=aq_home
         ),
-        "warehouse": warehouse,
-        "io_manager": WarehouseIOManager(warehouse=warehouse),
+        **warehouse_resources(aq_home),
         "source": build_source(),
         "alerter": Alerter(webhook_url=env_or_default("AQ_ALERT_WEBHOOK_URL", "")),
         "service_links": ServiceLinks(

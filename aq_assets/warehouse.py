@@ -1,19 +1,19 @@
 """The DuckDB warehouse: one file under `AQ_HOME`, written one partition set at a time.
 
-`Warehouse` opens connections (waiting out another process's lock, within a bound).
-`WarehouseIOManager` stores asset outputs in `<schema>.<asset name>`: a partitioned write
-deletes exactly the rows of the partitions being written and inserts the new rows in ONE
-transaction, so a failed write leaves the old rows and a re-run never duplicates.
-
-We do not use `DuckDBPandasIOManager`: in Dagster 1.13 it cannot resolve a dynamic partition
-dimension (it lists partition keys without the instance), and it deletes then inserts without
-a transaction around the pair.
+`Warehouse` is dagster-duckdb's `DuckDBResource` (its connection config and its backoff while
+another process holds the file's lock), with read-only connections and table helpers.
+`WarehouseIOManager` is dagster-duckdb-pandas' `DuckDBPandasIOManager` for the unpartitioned
+and day-partitioned assets, with the slice's delete and the insert in ONE transaction, columns
+matched by name and whole-table outputs replaced with their new columns.
+`ReadingsIOManager` stores `raw_readings` (day x dynamic sensor), which the stock manager
+cannot: in Dagster 1.13 it lists a dynamic dimension's keys without the instance, and a run
+over several days of several sensors is more than the one key range its table slice holds
+(aq_assets_tests/test_warehouse.py shows both failures).
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -22,16 +22,25 @@ import duckdb
 import pandas as pd
 from dagster import (
     ConfigurableIOManager,
-    ConfigurableResource,
+    EnvVar,
     InputContext,
+    MetadataValue,
     MultiPartitionKey,
     MultiPartitionsDefinition,
     OutputContext,
     PartitionsDefinition,
+    TableColumn,
+    TableSchema,
     TimeWindowPartitionsDefinition,
 )
+from dagster._core.storage.db_io_manager import DbIOManager, DbTypeHandler, TableSlice
+from dagster_duckdb import DuckDBResource
+from dagster_duckdb.io_manager import DuckDbClient
+from dagster_duckdb_pandas import DuckDBPandasIOManager, DuckDBPandasTypeHandler
+from pydantic import Field
 
 WAREHOUSE_FILE = "warehouse.duckdb"  # never named after a schema: DuckDB would find it ambiguous
+_DUCKDB_MAGIC = (8, b"DUCK")  # where every DuckDB file says what it is
 
 _DUCKDB_TYPES = {"datetime64": "TIMESTAMP", "int": "BIGINT", "float": "DOUBLE", "bool": "BOOLEAN"}
 
@@ -40,56 +49,47 @@ class WarehouseError(RuntimeError):
     """A write or read the warehouse refused; the message says which table and why."""
 
 
-class Warehouse(ConfigurableResource):
-    """The DuckDB file under `AQ_HOME` (default `.aq/`)."""
+class Warehouse(DuckDBResource):
+    """The DuckDB file `database` (default `warehouse.duckdb`) under `aq_home` (`AQ_HOME`)."""
 
     aq_home: str = ".aq"
-    lock_timeout_s: float = 120.0
+    database: str = Field(default=WAREHOUSE_FILE, description="The DuckDB file, under aq_home.")
 
     @property
     def path(self) -> Path:
-        return Path(self.aq_home).expanduser().resolve() / WAREHOUSE_FILE
+        return Path(self.aq_home).expanduser().resolve() / self.database
 
     @contextmanager
-    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection, retried while another process holds the file's lock."""
+    def get_connection(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """DuckDBResource's connection to the file under `aq_home` (its `connection_config`,
+        its backoff while another process holds the lock), closed even when the block raises."""
         if read_only and not self.path.exists():
             raise WarehouseError(
                 f"No warehouse at {self.path}: materialize `sensor_catalog` and `raw_readings` "
                 "first, or point AQ_HOME at an existing one."
             )
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + self.lock_timeout_s
-        delay = 0.05
-        while True:
+        _prepare(self.path)
+        config = dict(self.connection_config)
+        if read_only:
+            config["access_mode"] = "READ_ONLY"
+        with DuckDBResource(
+            database=str(self.path), connection_config=config
+        ).get_connection() as con:
             try:
-                con = duckdb.connect(str(self.path), read_only=read_only)
-                break
-            except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower() or time.monotonic() + delay > deadline:
-                    raise
-                time.sleep(delay)  # another process writes; writes are short
-                delay = min(delay * 2, 2.0)
-        try:
-            yield con
-        finally:
-            con.close()
+                yield con
+            finally:
+                con.close()  # upstream closes only after a block that did not raise
 
     def query(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
         """Rows of a read-only query, as a DataFrame."""
-        with self.connect(read_only=True) as con:
+        with self.get_connection(read_only=True) as con:
             return con.execute(sql, params or []).df()
 
     def table_exists(self, schema: str, table: str) -> bool:
         if not self.path.exists():
             return False
-        with self.connect(read_only=True) as con:
-            found = con.execute(
-                "SELECT count(*) FROM information_schema.tables "
-                "WHERE table_schema = ? AND table_name = ?",
-                [schema, table],
-            ).fetchone()
-        return bool(found and found[0])
+        with self.get_connection(read_only=True) as con:
+            return _exists(con, schema, table)
 
     def replace(
         self,
@@ -109,7 +109,7 @@ class Warehouse(ConfigurableResource):
         them.
         """
         qualified = f'"{schema}"."{table}"'
-        with self.connect() as con:
+        with self.get_connection() as con:
             con.register("aq_frame", frame)
             try:
                 con.begin()
@@ -149,7 +149,7 @@ class Warehouse(ConfigurableResource):
             raise WarehouseError(
                 f"Table {schema}.{table} does not exist in {self.path}: materialize `{table}` first."
             )
-        with self.connect(read_only=True) as con:
+        with self.get_connection(read_only=True) as con:
             if partitions is None:
                 return con.execute(f'SELECT * FROM "{schema}"."{table}"').df()
             con.register("aq_partitions", partitions)
@@ -250,12 +250,140 @@ def _naive_utc(ts: Any) -> pd.Timestamp:
     return stamp.tz_convert("UTC").tz_localize(None) if stamp.tzinfo else stamp
 
 
-class WarehouseIOManager(ConfigurableIOManager):
-    """Stores DataFrame outputs in the warehouse as `<metadata schema>.<asset name>`.
+def _prepare(path: Path) -> None:
+    """Make the file's folder, and fail at once on a file that is not DuckDB's: upstream's
+    backoff retries any failed open for ~100 s, as if the file were locked."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.is_file() or path.stat().st_size < 12:
+        return
+    offset, magic = _DUCKDB_MAGIC
+    with path.open("rb") as file:
+        file.seek(offset)
+        if file.read(len(magic)) != magic:
+            raise WarehouseError(
+                f"{path} is not a DuckDB database (damaged, or another file at that path). "
+                "Move it away and re-run the ingest, or point AQ_HOME elsewhere."
+            )
 
-    Asset metadata: `schema` (required) and, for partitioned assets, `partition_expr`: the
-    column each partition dimension selects (a dict by dimension name for multi-partitions).
-    """
+
+class WarehouseIOManager(DuckDBPandasIOManager):
+    """DataFrame outputs as `<metadata schema>.<asset name>` in the warehouse, through
+    dagster-duckdb-pandas: the unpartitioned and day-partitioned assets. Asset metadata:
+    `schema` and, when partitioned, `partition_expr`. Configured like `Warehouse`."""
+
+    aq_home: str = ".aq"
+    database: str = Field(default=WAREHOUSE_FILE, description="The DuckDB file, under aq_home.")
+
+    @staticmethod
+    def type_handlers() -> Sequence[DbTypeHandler]:
+        return [_WarehouseTypeHandler()]
+
+    def create_io_manager(self, context: Any) -> DbIOManager:
+        return DbIOManager(
+            db_client=_TransactionalDuckDbClient(),
+            database=self.database,
+            schema=self.schema_,
+            type_handlers=self.type_handlers(),
+            default_load_type=self.default_load_type(),
+            io_manager_name="DuckDBIOManager",
+        )
+
+
+class _TransactionalDuckDbClient(DuckDbClient):
+    """Upstream deletes the slice and inserts the output as two commits, so a failed insert
+    loses the old rows: here they are one transaction. A whole-table output is dropped and
+    created again, so its columns may change (the training set's follow the sensors)."""
+
+    @staticmethod
+    @contextmanager
+    def connect(context: Any, table_slice: TableSlice) -> Iterator[duckdb.DuckDBPyConnection]:
+        config = context.resource_config
+        warehouse = Warehouse(
+            aq_home=config["aq_home"],
+            database=config["database"],
+            connection_config=config["connection_config"],
+        )
+        with warehouse.get_connection() as con:
+            con.begin()
+            try:
+                yield con
+            except BaseException:
+                con.rollback()
+                con.close()
+                raise
+            con.commit()
+
+    @staticmethod
+    def delete_table_slice(
+        context: OutputContext, table_slice: TableSlice, connection: duckdb.DuckDBPyConnection
+    ) -> None:
+        qualified = f'"{table_slice.schema}"."{table_slice.table}"'
+        if not table_slice.partition_dimensions:
+            connection.execute(f"DROP TABLE IF EXISTS {qualified}")
+        elif _exists(connection, table_slice.schema, table_slice.table):
+            # Upstream swallows the missing-table error, which would abort the transaction.
+            DuckDbClient.delete_table_slice(context, table_slice, connection)
+
+
+class _WarehouseTypeHandler(DuckDBPandasTypeHandler):
+    """Upstream inserts columns by position and creates no table for an empty output; here
+    columns go by name, a new column is a clear error, and an empty output still makes its
+    (empty) table, so readers find it."""
+
+    def handle_output(
+        self,
+        context: OutputContext,
+        table_slice: TableSlice,
+        obj: pd.DataFrame,
+        connection: duckdb.DuckDBPyConnection,
+    ) -> None:
+        if not isinstance(obj, pd.DataFrame):
+            raise WarehouseError(
+                f"{context.asset_key.to_user_string()} returned {type(obj).__name__}; "
+                "the warehouse stores pandas DataFrames."
+            )
+        qualified = f'"{table_slice.schema}"."{table_slice.table}"'
+        connection.complete()  # DuckDB 2 registers nothing while upstream's DELETE result is open
+        connection.register("aq_frame", obj)
+        connection.execute(f"CREATE TABLE IF NOT EXISTS {qualified} ({_column_ddl(obj)})")
+        _insert_by_name(connection, qualified, obj)
+        context.add_output_metadata(
+            {
+                "table": f"{table_slice.schema}.{table_slice.table}",
+                "dataframe_columns": MetadataValue.table_schema(
+                    TableSchema(
+                        columns=[
+                            TableColumn(name=str(name), type=str(dtype))
+                            for name, dtype in obj.dtypes.items()
+                        ]
+                    )
+                ),
+            }
+        )
+
+    def load_input(
+        self, context: InputContext, table_slice: TableSlice, connection: duckdb.DuckDBPyConnection
+    ) -> pd.DataFrame:
+        if not _exists(connection, table_slice.schema, table_slice.table):
+            raise WarehouseError(
+                f"Table {table_slice.schema}.{table_slice.table} does not exist: materialize "
+                f"`{table_slice.table}` first."
+            )
+        return super().load_input(context, table_slice, connection)
+
+
+def _exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    found = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+        [schema, table],
+    ).fetchone()
+    return bool(found and found[0])
+
+
+class ReadingsIOManager(ConfigurableIOManager):
+    """`raw_readings`: any rectangle of days x sensors (a dynamic dimension) replaced in one
+    transaction, through `Warehouse.replace`. Asset metadata: `schema` and `partition_expr`,
+    a column per dimension."""
 
     warehouse: Warehouse
 
@@ -266,15 +394,13 @@ class WarehouseIOManager(ConfigurableIOManager):
                 "the warehouse stores pandas DataFrames."
             )
         schema, table, metadata = _table_of(context.definition_metadata, context)
-        if context.has_asset_partitions:
-            keys = list(context.asset_partition_keys)
-            rows, mapping = partition_rows(
-                context.asset_partitions_def, keys, metadata.get("partition_expr", {})
-            )
-            self.warehouse.replace(schema, table, obj, rows, mapping)
-        else:
-            self.warehouse.replace(schema, table, obj)
-        context.add_output_metadata({"table": f"{schema}.{table}", "rows_written": len(obj)})
+        rows, mapping = partition_rows(
+            context.asset_partitions_def,
+            list(context.asset_partition_keys),
+            metadata.get("partition_expr", {}),
+        )
+        self.warehouse.replace(schema, table, obj, rows, mapping)
+        context.add_output_metadata({"table": f"{schema}.{table}"})
 
     def load_input(self, context: InputContext) -> pd.DataFrame:
         upstream = context.upstream_output
@@ -302,3 +428,14 @@ def _table_of(
             "the warehouse needs it to name the table."
         )
     return str(schema), context.asset_key.path[-1], metadata
+
+
+def warehouse_resources(aq_home: str | EnvVar) -> dict[str, Any]:
+    """The warehouse under `aq_home` and the IO managers that write into it, by the keys the
+    assets use."""
+    warehouse = Warehouse(aq_home=aq_home)
+    return {
+        "warehouse": warehouse,
+        "io_manager": WarehouseIOManager(aq_home=aq_home),
+        "readings_io_manager": ReadingsIOManager(warehouse=warehouse),
+    }

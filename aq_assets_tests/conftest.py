@@ -21,7 +21,7 @@ from aq_assets.ingest.sources.base import (
     SourceError,
     typed_frame,
 )
-from aq_assets.warehouse import Warehouse, WarehouseIOManager
+from aq_assets.warehouse import Warehouse, warehouse_resources
 
 # Set before any test module imports the code location, whose resources read AQ_HOME through
 # EnvVar: no test may fall back to `.aq/` in the working directory.
@@ -65,8 +65,7 @@ def warehouse(tmp_path) -> Warehouse:
 def resources_for(source: ReadingsSource, warehouse: Warehouse) -> dict:
     return {
         "source": source,
-        "warehouse": warehouse,
-        "io_manager": WarehouseIOManager(warehouse=warehouse),
+        **warehouse_resources(warehouse.aq_home),
     }
 
 

@@ -27,7 +27,7 @@ from aq_assets.monitoring.automation import RetrainPolicy, retrain_on_drift
 from aq_assets.partitions import reading_key, reading_partitions
 from aq_assets.predictions.assets import online_features, predictions
 from aq_assets.training.assets import training_set
-from aq_assets.warehouse import Warehouse, WarehouseIOManager, partition_rows
+from aq_assets.warehouse import Warehouse, partition_rows, warehouse_resources
 
 ASSETS = [
     sensor_catalog,
@@ -72,8 +72,7 @@ class Scenario:
         self.run_config = {"ops": {"forecast_model": {"config": {"max_rounds": max_rounds}}}}
         self.resources = {
             "source": self.source,
-            "warehouse": self.warehouse,
-            "io_manager": WarehouseIOManager(warehouse=self.warehouse),
+            **warehouse_resources(self.warehouse.aq_home),
             "mlflow_tracking": self.tracking,
             "alerter": Alerter(),
             "service_links": ServiceLinks(),

@@ -17,7 +17,7 @@ from aq_assets.model.assets import champion_model, forecast_model
 from aq_assets.model.tracking import MLflowTracking
 from aq_assets.partitions import reading_partitions
 from aq_assets.training.assets import training_set
-from aq_assets.warehouse import Warehouse, WarehouseIOManager, partition_rows
+from aq_assets.warehouse import Warehouse, partition_rows, warehouse_resources
 
 DAYS = 50
 FAST = {"max_rounds": 300}
@@ -52,8 +52,7 @@ def resources(readings_home, tmp_path):
     warehouse = Warehouse(aq_home=str(readings_home))
     return {
         "source": SimulatedSource(),
-        "warehouse": warehouse,
-        "io_manager": WarehouseIOManager(warehouse=warehouse),
+        **warehouse_resources(warehouse.aq_home),
         "mlflow_tracking": MLflowTracking(aq_home=str(tmp_path / "mlflow-home")),
     }
 

@@ -1,4 +1,7 @@
-"""The partition writer: idempotent, atomic, and usable with a dynamic partition dimension."""
+"""The warehouse: dagster-duckdb's resource and pandas IO manager where they serve, aq's partition
+writer where they cannot; idempotent and atomic either way. The `upstream` tests show what the
+stock parts do where aq differs: when one of them fails, Dagster has fixed it and aq's
+replacement can go."""
 
 import duckdb
 import pandas as pd
@@ -9,11 +12,20 @@ from dagster import (
     DailyPartitionsDefinition,
     DynamicPartitionsDefinition,
     MultiPartitionsDefinition,
+    StaticPartitionsDefinition,
     asset,
     materialize,
 )
+from dagster_duckdb import DuckDBResource
+from dagster_duckdb_pandas import DuckDBPandasIOManager
 
-from aq_assets.warehouse import Warehouse, WarehouseError, WarehouseIOManager, partition_rows
+from aq_assets.warehouse import (
+    Warehouse,
+    WarehouseError,
+    WarehouseIOManager,
+    partition_rows,
+    warehouse_resources,
+)
 
 DAYS = DailyPartitionsDefinition(start_date="2025-01-01", end_date="2025-01-10", timezone="UTC")
 SENSORS = DynamicPartitionsDefinition(name="sensor")
@@ -108,7 +120,11 @@ def test_reading_a_missing_table_names_it(warehouse):
 
 
 def test_the_io_manager_round_trips_a_dynamic_multi_partitioned_asset(tmp_path):
-    @asset(partitions_def=READINGS, metadata={"schema": "ingest", "partition_expr": EXPR})
+    @asset(
+        partitions_def=READINGS,
+        metadata={"schema": "ingest", "partition_expr": EXPR},
+        io_manager_key="readings_io_manager",
+    )
     def readings(context) -> pd.DataFrame:
         frames = []
         for key in context.partition_keys:
@@ -120,7 +136,7 @@ def test_the_io_manager_round_trips_a_dynamic_multi_partitioned_asset(tmp_path):
     def summary(readings: pd.DataFrame) -> pd.DataFrame:
         return readings.groupby("sensor_id", as_index=False)["value"].count()
 
-    resources = {"io_manager": WarehouseIOManager(warehouse=Warehouse(aq_home=str(tmp_path)))}
+    resources = warehouse_resources(str(tmp_path))
     instance = DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("sensor", ["11", "12"])
     for _ in range(2):
@@ -139,3 +155,183 @@ def test_the_io_manager_round_trips_a_dynamic_multi_partitioned_asset(tmp_path):
         Warehouse(aq_home=str(tmp_path)).query("SELECT count(*) AS n FROM training.summary").n[0]
         == 2
     )
+
+
+def test_the_warehouse_is_a_duckdb_resource_and_refuses_a_foreign_file_at_once(warehouse):
+    assert isinstance(warehouse, DuckDBResource)
+    warehouse.replace("ingest", "other", pd.DataFrame({"a": [1]}))
+    with warehouse.get_connection() as con:
+        assert con.execute("SELECT 41 + 1").fetchone() == (42,)
+    with (
+        warehouse.get_connection(read_only=True) as con,
+        pytest.raises(duckdb.Error, match="read-only"),
+    ):
+        con.execute("CREATE TABLE t (a INT)")
+
+    warehouse.path.write_bytes(b"not a database, but long enough")
+    # upstream's backoff alone would retry this open for ~100 s
+    with (
+        pytest.raises(WarehouseError, match=r"is not a DuckDB database.*Move it away"),
+        warehouse.get_connection(),
+    ):
+        pass
+
+
+def opened(database: str) -> duckdb.DuckDBPyConnection:
+    """A connection as dagster-duckdb opens one: after a failed write upstream leaves its
+    connection open, and DuckDB refuses a second one to the file with other settings."""
+    return duckdb.connect(database, config={"custom_user_agent": "dagster"})
+
+
+DAILY = DailyPartitionsDefinition(start_date="2025-01-01", end_date="2025-01-10")
+
+
+def daily_asset(frame_of: dict[str, pd.DataFrame]):
+    """A day-partitioned asset whose output per day the test sets in `frame_of`."""
+
+    @asset(partitions_def=DAILY, metadata={"schema": "monitoring", "partition_expr": "day"})
+    def scores(context) -> pd.DataFrame:
+        return frame_of[context.partition_key]
+
+    return scores
+
+
+def day_scores(day: str, score: float) -> pd.DataFrame:
+    return pd.DataFrame({"day": [pd.Timestamp(day)] * 3, "score": [score] * 3})
+
+
+@pytest.mark.parametrize("io_manager", ["aq", "upstream"])
+def test_a_failing_daily_write_keeps_the_old_rows_only_in_a_transaction(tmp_path, io_manager):
+    """Upstream deletes the day's rows and then inserts, as two commits: a failed insert
+    loses the day. aq's client wraps both in one transaction."""
+    database = str(tmp_path / "w.duckdb")
+    manager = (
+        WarehouseIOManager(database=database)
+        if io_manager == "aq"
+        else DuckDBPandasIOManager(database=database)
+    )
+    bad = day_scores("2025-01-02", 1.0).astype({"score": "object"})
+    bad.loc[1, "score"] = "not a number"
+    frames = {"2025-01-02": day_scores("2025-01-02", 1.0)}
+    scores = daily_asset(frames)
+    resources = {"io_manager": manager}
+    assert materialize([scores], partition_key="2025-01-02", resources=resources).success
+
+    frames["2025-01-02"] = bad
+    assert not materialize(
+        [scores], partition_key="2025-01-02", resources=resources, raise_on_error=False
+    ).success
+
+    with opened(database) as con:
+        kept = con.execute("SELECT count(*) FROM monitoring.scores").fetchone()
+    assert kept == ((3,) if io_manager == "aq" else (0,))
+
+
+def test_daily_writes_replace_their_day_and_an_empty_day_still_makes_the_table(tmp_path):
+    database = str(tmp_path / "w.duckdb")
+    frames = {
+        "2025-01-02": day_scores("2025-01-02", 1.0).iloc[0:0],
+        "2025-01-03": day_scores("2025-01-03", 2.0),
+    }
+    scores = daily_asset(frames)
+    resources = {"io_manager": WarehouseIOManager(database=database)}
+
+    assert materialize([scores], partition_key="2025-01-02", resources=resources).success
+    with opened(database) as con:  # upstream creates no table here
+        assert con.execute("SELECT count(*) FROM monitoring.scores").fetchone() == (0,)
+    for _ in range(2):
+        assert materialize([scores], partition_key="2025-01-03", resources=resources).success
+    frames["2025-01-02"] = day_scores("2025-01-02", 5.0)[["score", "day"]]  # by name
+    assert materialize([scores], partition_key="2025-01-02", resources=resources).success
+
+    with opened(database) as con:
+        rows = con.execute("SELECT day, score FROM monitoring.scores ORDER BY day").df()
+    assert rows.groupby("day").score.agg(list).to_dict() == {
+        pd.Timestamp("2025-01-02"): [5.0] * 3,
+        pd.Timestamp("2025-01-03"): [2.0] * 3,
+    }
+
+
+@pytest.mark.parametrize("io_manager", ["aq", "upstream"])
+def test_a_whole_table_output_may_change_its_columns(tmp_path, io_manager):
+    """The training set's columns follow the sensors and parameters stored. Upstream keeps the
+    table and deletes its rows, so a new column cannot be written."""
+    database = str(tmp_path / "w.duckdb")
+    manager = (
+        WarehouseIOManager(database=database)
+        if io_manager == "aq"
+        else DuckDBPandasIOManager(database=database)
+    )
+    columns = ["a"]
+
+    @asset(metadata={"schema": "training"})
+    def table() -> pd.DataFrame:
+        return pd.DataFrame({name: [1.0, 2.0] for name in columns})
+
+    assert materialize([table], resources={"io_manager": manager}).success
+    columns.append("b")
+    result = materialize([table], resources={"io_manager": manager}, raise_on_error=False)
+
+    assert result.success == (io_manager == "aq")
+    if result.success:
+        with opened(database) as con:
+            stored = con.execute("SELECT * FROM training.table").df()
+        assert list(stored.columns) == ["a", "b"] and len(stored) == 2
+
+
+def test_upstream_cannot_write_a_dynamic_sensor_dimension(tmp_path):
+    @asset(partitions_def=READINGS, metadata={"schema": "ingest", "partition_expr": EXPR})
+    def readings(context) -> pd.DataFrame:
+        day, sensor = context.partition_key.split("|")
+        return day_rows(day, int(sensor))
+
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("sensor", ["11"])
+    result = materialize(
+        [readings],
+        partition_key="2025-01-02|11",
+        instance=instance,
+        resources={"io_manager": DuckDBPandasIOManager(database=str(tmp_path / "w.duckdb"))},
+        raise_on_error=False,
+    )
+
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.is_step_failure]
+    assert "instance is not available to load partitions" in str(failure.event_specific_data)
+
+
+def test_upstream_cannot_write_several_days_of_several_sensors_in_one_run(tmp_path):
+    """An `aq backfill` run writes a rectangle of days x sensors: more than one key range."""
+    sensors = StaticPartitionsDefinition(["11", "12"])
+    rectangle = MultiPartitionsDefinition({"day": DAYS, "sensor": sensors})
+
+    def readings_on(io_manager_key: str):
+        @asset(
+            name=f"readings_{io_manager_key}",
+            partitions_def=rectangle,
+            metadata={"schema": "ingest", "partition_expr": EXPR},
+            io_manager_key=io_manager_key,
+        )
+        def readings(context) -> pd.DataFrame:
+            return pd.concat(
+                day_rows(key.keys_by_dimension["day"], int(key.keys_by_dimension["sensor"]))
+                for key in context.partition_keys
+            )
+
+        return readings
+
+    warehouse = Warehouse(aq_home=str(tmp_path))
+    resources = {
+        **warehouse_resources(warehouse.aq_home),
+        "upstream": DuckDBPandasIOManager(database=str(warehouse.path)),
+    }
+    tags = {
+        "dagster/asset_partition_range_start": "2025-01-02|11",
+        "dagster/asset_partition_range_end": "2025-01-03|12",
+    }
+    for key, succeeds in [("upstream", False), ("readings_io_manager", True)]:
+        result = materialize(
+            [readings_on(key)], resources=resources, tags=tags, raise_on_error=False
+        )
+        assert result.success == succeeds
+    assert len(warehouse.read("ingest", "readings_readings_io_manager")) == 4 * 24

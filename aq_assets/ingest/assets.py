@@ -73,6 +73,7 @@ def sensor_catalog(
     group_name="ingest",
     partitions_def=reading_partitions,
     metadata={"schema": "ingest", "partition_expr": {"day": "datetime_utc", "sensor": "sensor_id"}},
+    io_manager_key="readings_io_manager",
     check_specs=checks.CHECK_SPECS,
     backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=MAX_PARTITIONS_PER_RUN),
     pool="duckdb",

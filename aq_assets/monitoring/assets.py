@@ -1,7 +1,6 @@
 """`drift_report`: each day's features and errors against the model's training reference."""
 
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -116,11 +115,7 @@ def drift_report(
     hour_ahead = predictions[predictions["horizon"] == 1]
     current_error = relative_error(hour_ahead["forecast"], hour_ahead["actual"])
 
-    report_path = (
-        Path(warehouse.aq_home).expanduser().resolve()
-        / "reports"
-        / f"drift-{context.partition_key}.html"
-    )
+    report_path = warehouse.path.parent / "reports" / f"drift-{context.partition_key}.html"
     report_path.parent.mkdir(parents=True, exist_ok=True)
     thresholds = DriftThresholds(
         max_drifted_share=config.max_drifted_share,
