@@ -122,7 +122,7 @@ def load_definitions() -> Definitions:
 
 def discover(instance: DagsterInstance, defs: Definitions) -> int:
     """Materialize `sensor_catalog`; returns the number of registered sensors."""
-    result = defs.get_job_def("catalog_job").execute_in_process(
+    result = defs.resolve_job_def("catalog_job").execute_in_process(
         instance=instance, run_config=QUIET_LOGS, raise_on_error=False
     )
     if not result.success:
@@ -168,7 +168,7 @@ def backfill(
         registered,
         max_partitions or MAX_PARTITIONS_PER_RUN,
     )
-    job = defs.get_job_def("ingest_job")
+    job = defs.resolve_job_def("ingest_job")
     total = sum(c.partitions for c in chunks)
     done = rows = 0
     started = time.monotonic()
@@ -196,7 +196,7 @@ def train(instance: DagsterInstance, defs: Definitions) -> bool:
     """Run `train_job`; a model refused by the gate is reported, not an error of `aq`.
     Returns whether a champion holds the alias afterwards."""
     has_champion = False
-    result = defs.get_job_def("train_job").execute_in_process(
+    result = defs.resolve_job_def("train_job").execute_in_process(
         instance=instance, run_config=QUIET_LOGS, raise_on_error=False
     )
     for event in result.get_asset_materialization_events():

@@ -195,11 +195,12 @@ def test_compose_accepts_the_topology_and_publishes_only_ui_mlflow_and_api(tmp_p
         for name, spec in services.items()
         for host, port in map(published_port, spec.get("ports", []))
     }
-    # The UI and MLflow have no login: only this machine reaches them unless told otherwise.
+    # The UI and MLflow have no login, the API speaks plain HTTP: only this machine reaches
+    # them unless told otherwise.
     assert published == {
         3000: ("webserver", "127.0.0.1"),
         5000: ("mlflow", "127.0.0.1"),
-        8000: ("service", "0.0.0.0"),
+        8000: ("service", "127.0.0.1"),
     }
     for name, spec in services.items():
         assert spec.get("healthcheck", {}).get("test"), f"{name} has no health check"

@@ -4,9 +4,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 # The production-topology test checks docker-compose.yml with Debian's docker-compose and runs
-# against the local PostgreSQL; install the CLI where we may (root on Debian), else it fails and says so.
-if ! command -v docker-compose >/dev/null && ! docker compose version >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null
+# against the local PostgreSQL; the docs tests render pages in Debian's headless Chromium.
+# Install what is missing where we may (root on Debian), else those tests fail and say so.
+missing=()
+if ! command -v docker-compose >/dev/null && ! docker compose version >/dev/null 2>&1; then
+  missing+=(docker-compose)
+fi
+command -v chromium >/dev/null || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=passive PYTHONWARNINGS=ignore::DeprecationWarning
 .venv/bin/ruff check .

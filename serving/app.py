@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -65,7 +66,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     await poller
             gc.unfreeze()  # what is frozen is never freed, and extension modules say so at exit
 
-    app = FastAPI(
+    # /docs and /redoc from assets in the fastapi-offline package, not a CDN: they work offline.
+    app = FastAPIOffline(
         title="aq forecast service", version="1", description=DESCRIPTION, lifespan=lifespan
     )
     if settings is not None:

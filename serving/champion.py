@@ -49,8 +49,17 @@ class Registry:
         self.alias = alias
 
     def client(self) -> MlflowClient:
+        """A client of the store, which must exist: MLflow would create an empty sqlite
+        store where none is, and the service would wait on it forever."""
         from mlflow import MlflowClient
 
+        local = self.tracking_uri.removeprefix("sqlite:///")
+        if local != self.tracking_uri and not Path(local).is_file():
+            raise FileNotFoundError(
+                f"No MLflow store at {local}. Point AQ_HOME at the pipeline's home (the folder "
+                "holding mlflow.db) or set MLFLOW_TRACKING_URI, or train a model first "
+                "(aq train)."
+            )
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
 
     def champion_version(self) -> str | None:

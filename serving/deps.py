@@ -76,8 +76,11 @@ async def authorized(
     _check_token(service, credentials)
     model = service.model
     if model is None:
+        failure = service.model_failure
         raise HTTPException(
-            503, f"No model loaded yet: waiting for {service.waiting_for or 'a loadable champion'}."
+            503,
+            f"No model loaded yet: waiting for {service.waiting_for or 'a loadable champion'}."
+            + (f" Last load error: {failure.error}" if failure else ""),
         )
     return Served(service, model)
 

@@ -69,6 +69,17 @@ def read_request(body: bytes) -> ForecastRequest:
         raise error from None
     except msgspec.DecodeError as exc:
         raise _json_error(exc, body) from None
+    except RecursionError:  # msgspec's depth limit, e.g. `{"a":` a thousand times
+        raise _too_deep() from None
+
+
+def _too_deep() -> ApiError:
+    return ApiError(
+        422,
+        "body",
+        "Invalid JSON: nested too deeply; a forecast request is at most four levels deep",
+        "json_invalid",
+    )
 
 
 def _json_error(exc: msgspec.DecodeError, body: bytes) -> ApiError:
@@ -85,6 +96,8 @@ def _with_covariate_names(field: str, body: bytes) -> str:
         # The covariates are skipped as raw JSON, which lets NaN and Infinity through the
         # first read; whole-document JSON errors come first.
         raise _json_error(exc, body) from None
+    except RecursionError:
+        raise _too_deep() from None
     out: list[str] = []
     for name, index in re.findall(r"([^.\[\]]+)|\[(\d+|\.\.\.)\]", field):
         if index == "...":

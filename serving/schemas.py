@@ -224,6 +224,9 @@ class ModelInfo(BaseModel):
         None,
         description="The online_features snapshot GET forecasts start from; null before one exists.",
     )
+    snapshot_error: LoadError | None = Field(
+        None, description="The latest failed load of the snapshot, if the file changed since."
+    )
 
 
 class Problem(BaseModel):

@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+MIN_TOKEN_CHARS = 16
+
 
 class Settings(BaseSettings):
     """Every field is an environment variable (its alias); tests pass them by field name."""
@@ -56,10 +58,18 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _token_or_open(self) -> Settings:
         token = self.api_token.get_secret_value() if self.api_token else ""
-        if not self.api_open and not token:
+        if self.api_open:
+            return self
+        if not token.strip():
             raise ValueError(
                 "Set AQ_API_TOKEN to the bearer token clients must send, or AQ_API_OPEN=true "
                 "to serve without one (local use only)."
+            )
+        if token != token.strip() or len(token) < MIN_TOKEN_CHARS:
+            raise ValueError(
+                f"AQ_API_TOKEN must be at least {MIN_TOKEN_CHARS} characters, without spaces "
+                "around it (one that is easy to guess protects nothing). Make one with: "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
             )
         return self
 

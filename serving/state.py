@@ -74,6 +74,8 @@ class ServingState:
             version = registry.champion_version()
         except Exception as exc:
             self._model_failed("alias", None, exc)
+            if self.model is None:
+                self.waiting_for = "a readable model registry (see last_load_error)"
             return
         if version is None:
             self.waiting_for = f"a '{registry.alias}' alias on registered model '{registry.name}'"
@@ -105,6 +107,21 @@ class ServingState:
                 version,
                 loaded.forecaster.compiled_error,
             )
+
+    def problems(self) -> dict[str, LoadFailure]:
+        """The last failed loads still unresolved, by what failed to load."""
+        return {
+            name: failure
+            for name, failure in (
+                ("last_load_error", self.model_failure),
+                ("snapshot_error", self.snapshot_failure),
+            )
+            if failure is not None
+        }
+
+    def snapshot_unreadable(self) -> bool:
+        """A snapshot file is there but none could ever be read: sensor forecasts fail."""
+        return self.snapshot is None and self.snapshot_failure is not None
 
     def _model_failed(self, what: str, version: str | None, exc: Exception) -> None:
         self.model_failure = LoadFailure(

@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from serving.deps import ServiceDep
+from serving.state import LoadFailure
 
 router = APIRouter(tags=["operations"])
 
@@ -17,15 +18,41 @@ async def live() -> dict[str, str]:
     return {"status": "alive"}
 
 
-@router.get("/readyz", responses={503: {"description": "No model loaded yet."}})
+@router.get(
+    "/readyz",
+    responses={503: {"description": "No model loaded yet, or the snapshot cannot be read."}},
+)
 async def ready(service: ServiceDep) -> JSONResponse:
-    """Ready once a model is loaded (it stays ready through failed reloads)."""
+    """Ready once a model is loaded (it stays ready through failed reloads) unless the
+    online_features snapshot exists but cannot be read. Says why it is not ready, with the
+    last load errors."""
     model = service.model
+    problems = {name: _as_json(failure) for name, failure in service.problems().items()}
     if model is None:
         return JSONResponse(
-            {"status": "not ready", "waiting_for": service.waiting_for}, status_code=503
+            {"status": "not ready", "waiting_for": service.waiting_for, **problems},
+            status_code=503,
         )
-    return JSONResponse({"status": "ready", "model_version": model.version})
+    if service.snapshot_unreadable():
+        return JSONResponse(
+            {
+                "status": "not ready",
+                "waiting_for": "a readable online_features snapshot (see snapshot_error)",
+                "model_version": model.version,
+                **problems,
+            },
+            status_code=503,
+        )
+    return JSONResponse({"status": "ready", "model_version": model.version, **problems})
+
+
+def _as_json(failure: LoadFailure) -> dict[str, str | None]:
+    return {
+        "what": failure.what,
+        "version": failure.version,
+        "error": failure.error,
+        "at": failure.at.isoformat(),
+    }
 
 
 @router.get("/metrics", response_class=Response)

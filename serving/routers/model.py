@@ -15,7 +15,7 @@ router = APIRouter(tags=["model"])
 @router.get("/v1/model", response_model=ModelInfo)
 async def model_info(served: ServedDep) -> ModelInfo:
     service, model = served.service, served.model
-    failure = service.model_failure
+    failure, snapshot_failure = service.model_failure, service.snapshot_failure
     spec = model.spec
     snapshot = service.snapshot
     return ModelInfo(
@@ -42,4 +42,5 @@ async def model_info(served: ServedDep) -> ModelInfo:
             latest_reading_utc=snapshot.latest_reading_at,
             age_hours=snapshot.age_hours(dt.datetime.now(dt.UTC)),
         ),
+        snapshot_error=LoadError(**snapshot_failure.__dict__) if snapshot_failure else None,
     )

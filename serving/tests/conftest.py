@@ -31,7 +31,7 @@ from serving.app import create_app  # noqa: E402
 from serving.settings import Settings  # noqa: E402
 
 MODEL = "aq-forecast"
-TOKEN = "test-token-3f9a"
+TOKEN = "test-token-3f9a-serving"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 DAYS = 32
 FIRST_DAY = dt.date(2025, 3, 1)

@@ -70,10 +70,19 @@ def test_settings_refuse_neither_a_token_nor_open_mode(monkeypatch):
         Settings()
 
 
+@pytest.mark.parametrize("token", ["", "   ", "short-token", " padded-token-0123456789 "])
+def test_a_blank_short_or_padded_token_refuses_to_start(monkeypatch, token):
+    monkeypatch.setenv("AQ_API_TOKEN", token)
+    monkeypatch.delenv("AQ_API_OPEN", raising=False)
+
+    with pytest.raises(ValidationError, match=r"AQ_API_TOKEN"):
+        Settings()
+
+
 def test_settings_come_from_the_environment_once(monkeypatch, tmp_path):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("AQ_HOME", str(tmp_path))
-    monkeypatch.setenv("AQ_API_TOKEN", "from-env")
+    monkeypatch.setenv("AQ_API_TOKEN", "from-env-0123456789")
     monkeypatch.setenv("AQ_API_MAX_SERIES", "7")
     get_settings.cache_clear()
     try:
@@ -81,7 +90,7 @@ def test_settings_come_from_the_environment_once(monkeypatch, tmp_path):
 
         assert get_settings() is settings
         assert settings.max_series == 7
-        assert settings.token() == b"from-env"
+        assert settings.token() == b"from-env-0123456789"
         # The pipeline's store, exactly as MLflowTracking.uri computes it.
         assert settings.tracking_uri == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
         assert settings.online_features_path == tmp_path.resolve() / "online_features.parquet"
@@ -91,11 +100,13 @@ def test_settings_come_from_the_environment_once(monkeypatch, tmp_path):
 
 def test_tests_can_replace_the_settings_by_dependency_override(store):
     app = create_app()
-    app.dependency_overrides[get_settings] = lambda: settings_for(store.home, api_token="other")
+    app.dependency_overrides[get_settings] = lambda: settings_for(
+        store.home, api_token="other-token-0123456789"
+    )
 
     with TestClient(app) as client:
         assert client.get("/v1/model", headers=AUTH).status_code == 401
-        ok = client.get("/v1/model", headers={"Authorization": "Bearer other"})
+        ok = client.get("/v1/model", headers={"Authorization": "Bearer other-token-0123456789"})
         assert ok.status_code == 200
 
 

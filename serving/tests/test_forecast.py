@@ -261,6 +261,21 @@ def test_bad_input_is_422_naming_the_field(session_client, store, spoil, field):
         pytest.param(b'{"series": []}', "series", id="no-series"),
         pytest.param(b"{}", "series", id="no-body-fields"),
         pytest.param(b"[1, 2]", "body", id="not-an-object"),
+        pytest.param(b"[" * 1000 + b"]" * 1000, "body", id="nested-arrays"),
+        pytest.param(
+            b'{"series": [{"timestamps": [0], "values": [1], "covariates": '
+            + b'{"a":' * 1000
+            + b"1"
+            + b"}" * 1001
+            + b"]}",
+            "body",
+            id="nested-inside-covariates",
+        ),
+        pytest.param(
+            b'{"series": [{"timestamps": [0], "values": ' + b"[" * 1000 + b"]" * 1000 + b"}]}",
+            "body",
+            id="nested-inside-values",
+        ),
     ],
 )
 def test_a_malformed_body_is_422(session_client, body, field):

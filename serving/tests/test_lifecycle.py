@@ -251,3 +251,43 @@ def test_a_location_with_an_unreadable_time_zone_fails_alone(client_on, own_stor
 
     assert broken.status_code == 503 and "Mars/Olympus" in broken.text
     assert fine.status_code == 200
+
+
+def test_a_mistyped_home_is_named_and_no_empty_store_is_made(tmp_path):
+    home = tmp_path / "no-such-home"
+
+    with TestClient(create_app(settings_for(home))) as api:
+        ready = api.get("/readyz")
+        model = api.get("/v1/model", headers=AUTH)
+
+    assert ready.status_code == 503
+    error = ready.json()["last_load_error"]["error"]
+    assert f"No MLflow store at {home / 'mlflow.db'}" in error and "AQ_HOME" in error
+    assert model.status_code == 503 and "Last load error: FileNotFoundError" in model.text
+    assert not home.exists()  # MLflow alone would have made an empty store there
+
+
+def test_a_corrupt_store_says_why_over_http(own_store):
+    (own_store.home / "mlflow.db").write_bytes(b"not a database" * 100)
+
+    with TestClient(create_app(settings_for(own_store.home))) as api:
+        ready = api.get("/readyz")
+        model = api.get("/v1/model", headers=AUTH)
+
+    assert ready.status_code == 503 and ready.json()["last_load_error"]["what"] == "alias"
+    assert "registry" in ready.json()["waiting_for"]
+    assert model.status_code == 503 and "Last load error" in model.text
+
+
+def test_an_unreadable_snapshot_makes_the_service_not_ready_and_says_why(own_store):
+    path = own_store.home / "online_features.parquet"
+    path.write_bytes(b"PAR1 but not parquet")
+
+    with TestClient(create_app(settings_for(own_store.home))) as api:
+        ready = api.get("/readyz")
+        info = api.get("/v1/model", headers=AUTH).json()
+
+    assert ready.status_code == 503
+    assert ready.json()["snapshot_error"]["what"] == "online_features"
+    assert "snapshot" in ready.json()["waiting_for"]
+    assert info["snapshot"] is None and info["snapshot_error"]["what"] == "online_features"
