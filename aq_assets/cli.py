@@ -3,7 +3,9 @@
     aq up                       discover sensors, ingest the last 60 days, train and promote a
                                 forecaster, open the Dagster UI
     aq backfill --days 30       ingest the last 30 days for every sensor, in a few large runs
-    aq train                    training_set -> forecast_model -> champion_model
+    aq train                    training_set -> forecast_model -> champion_model; exits 3
+                                when the promotion gate refused the new model (not an error:
+                                the champion is unchanged), 1 when training failed
     aq backfill --start 2025-01-01 --end 2025-12-31 --sensors 9001002,9002002
 
 Runs are real Dagster runs in the instance under DAGSTER_HOME (default `$AQ_HOME/dagster`),
@@ -28,6 +30,10 @@ if TYPE_CHECKING:
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# Training reports its outcome itself: a refusal by the gate is logged by Dagster as a failed
+# step with a traceback, which is not what happened.
+SILENT_LOGS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+GATE_REFUSED = 3  # exit code of `aq train` when the gate kept the old champion
 
 
 @dataclass(frozen=True)
@@ -192,13 +198,19 @@ def backfill(
     return run_ids
 
 
-def train(instance: DagsterInstance, defs: Definitions) -> bool:
-    """Run `train_job`; a model refused by the gate is reported, not an error of `aq`.
-    Returns whether a champion holds the alias afterwards."""
+@dataclass(frozen=True)
+class TrainingReport:
+    """What a training run did, in the words `aq train` prints."""
+
+    lines: list[str]
+    has_champion: bool
+    refused: bool  # the gate refused the new model; the champion, if any, is unchanged
+    failure: str | None  # the cause, when the run failed for another reason
+
+
+def training_report(result: Any) -> TrainingReport:
+    lines: list[str] = []
     has_champion = False
-    result = defs.resolve_job_def("train_job").execute_in_process(
-        instance=instance, run_config=QUIET_LOGS, raise_on_error=False
-    )
     for event in result.get_asset_materialization_events():
         metadata = event.materialization.metadata
         if "model_version" in metadata:
@@ -207,19 +219,29 @@ def train(instance: DagsterInstance, defs: Definitions) -> bool:
                 for k, v in metadata.items()
                 if k.startswith("skill_h")
             )
-            print(
+            lines.append(
                 f"forecast_model: version {metadata['model_version'].value}; skill over persistence {skills}"
             )
         if "decision" in metadata:
-            print(f"champion_model: {metadata['decision'].value}")
+            lines.append(f"champion_model: {metadata['decision'].value}")
             has_champion = metadata["champion_version"].value != "none"
-    for check in result.get_asset_check_evaluations():
-        if not check.passed:
-            print(f"{check.check_name} failed: {check.metadata['reasons'].value}")
-    if not result.success and not result.get_asset_check_evaluations():
-        failure = _first_failure(result)
-        raise SystemExit(f"aq: training failed (run {result.run_id}).\n{failure}")
-    return has_champion
+    failed_checks = [c for c in result.get_asset_check_evaluations() if not c.passed]
+    lines += [f"{c.check_name} failed: {c.metadata['reasons'].value}" for c in failed_checks]
+    failure = None if result.success or failed_checks else _first_failure(result)
+    return TrainingReport(lines, has_champion, bool(failed_checks), failure)
+
+
+def train(instance: DagsterInstance, defs: Definitions) -> TrainingReport:
+    """Run `train_job` and print what happened; a model refused by the gate is reported, not
+    an error of `aq`."""
+    result = defs.resolve_job_def("train_job").execute_in_process(
+        instance=instance, run_config=SILENT_LOGS, raise_on_error=False
+    )
+    report = training_report(result)
+    print("\n".join(report.lines))
+    if report.failure is not None:
+        raise SystemExit(f"aq: training failed (run {result.run_id}).\n{report.failure}")
+    return report
 
 
 def score(instance: DagsterInstance, defs: Definitions, day: dt.date) -> None:
@@ -258,8 +280,18 @@ def score(instance: DagsterInstance, defs: Definitions, day: dt.date) -> None:
 
 
 def _first_failure(result: Any) -> str:
-    """The message of a run result's first failure event, or ""."""
-    return next((e.message for e in result.all_events if e.is_failure), "")
+    """The cause of a run result's first failed step: the `Failure` it raised (its
+    description) or the innermost error, not Dagster's "Execution of step ... failed"."""
+    event = next((e for e in result.all_events if e.is_step_failure), None)
+    if event is None:
+        return next((e.message for e in result.all_events if e.is_failure), "")
+    data = event.step_failure_data
+    if data.user_failure_data is not None and data.user_failure_data.description:
+        return str(data.user_failure_data.description)
+    error = data.error
+    while error is not None and error.cause is not None:
+        error = error.cause
+    return error.message.strip() if error is not None else event.message or ""
 
 
 def _rows_written(result: Any) -> int:
@@ -340,7 +372,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "discover":
         discover(instance, defs)
     elif args.command == "train":
-        train(instance, defs)
+        if train(instance, defs).refused:
+            raise SystemExit(GATE_REFUSED)
     elif args.command == "backfill":
         first, last = _day_range(args)
         sensors = (
@@ -355,7 +388,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         yesterday = last_day()
         backfill(instance, defs, yesterday - dt.timedelta(days=args.days - 1), yesterday)
-        if not args.no_train and train(instance, defs):
+        if not args.no_train and train(instance, defs).has_champion:
             score(instance, defs, yesterday)
         if not args.no_ui:
             command = [

@@ -23,6 +23,7 @@ from aq_assets.ingest.sources.base import (
     READING_COLUMNS,
     Sensor,
     SourceError,
+    SourceUnreachable,
 )
 
 MIRROR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "openaq-archive"
@@ -485,10 +486,21 @@ def test_https_gives_up_after_retries_with_a_clear_error(monkeypatch):
         raise httpx.ReadTimeout("timed out", request=request)
 
     source = https_source(f"{NEZA}", httpx.MockTransport(timeout))
-    with pytest.raises(SourceError, match=r"failed 3 times \(ReadTimeout") as error:
+    with pytest.raises(
+        SourceUnreachable, match=r"unreachable at .* since .*\(ReadTimeout"
+    ) as error:
         source.fetch_day(NEZA_PM25, dt.date(2021, 1, 5))
     assert "location-8000-20210105.csv.gz" in str(error.value)
     assert len(calls) == 3
+
+
+def test_https_5xx_after_retries_is_an_error_not_unreachable(monkeypatch):
+    monkeypatch.setattr(archive, "_RETRY_DELAYS", (0.0, 0.0))
+    source = https_source(f"{NEZA}", httpx.MockTransport(lambda r: httpx.Response(503)))
+
+    with pytest.raises(SourceError, match=r"failed 3 times \(HTTP 503") as error:
+        source.fetch_day(NEZA_PM25, dt.date(2021, 1, 5))
+    assert not isinstance(error.value, SourceUnreachable)
 
 
 def test_https_forbidden_is_missing_data_and_other_4xx_is_an_error():

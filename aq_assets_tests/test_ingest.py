@@ -1,12 +1,16 @@
 """sensor_catalog and raw_readings, materialized in-process against a real DuckDB file."""
 
+import datetime as dt
+
 import pandas as pd
 import pytest
-from dagster import materialize
+from dagster import Definitions, materialize
 
+from aq_assets.cli import backfill
 from aq_assets.ingest import checks
 from aq_assets.ingest.assets import raw_readings, sensor_catalog
 from aq_assets.ingest.catalog import merge_catalog
+from aq_assets.ingest.jobs import ingest_job
 from aq_assets_tests.conftest import StubSource, check_results, resources_for
 
 DAY = "2025-03-02"
@@ -182,3 +186,26 @@ def test_coverage_counts_sensor_days_with_no_rows_at_all():
     assert result.metadata["sensor_days_below_threshold"].value == 1
     assert result.metadata["min_coverage"].value == 0.0
     assert result.metadata["threshold"].value == checks.MIN_COVERAGE
+
+
+def test_a_failed_backfill_ends_with_its_cause(instance, warehouse):
+    """`aq backfill`'s last line is the source's cause and fix, not "Execution of step
+    ... failed", and sensor-days failing for one reason are one line."""
+    source = StubSource(mode="broken")
+    discover(instance, warehouse, source)
+    defs = Definitions(
+        assets=[sensor_catalog, raw_readings],
+        jobs=[ingest_job],
+        resources=resources_for(source, warehouse),
+    )
+
+    first = dt.date.fromisoformat(DAY)
+    last = first + dt.timedelta(days=2)
+    with pytest.raises(SystemExit) as exit_:
+        backfill(instance, defs, first, last)
+
+    message = str(exit_.value.code)
+    assert "3 of 9 sensor-day(s) could not be fetched" in message
+    assert message.splitlines()[-1] == (
+        f"- 3, {first}|2002 .. {last}|2002: sensor 2002 is unreachable"
+    )

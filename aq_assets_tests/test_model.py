@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from dagster import AssetKey, materialize
 
+from aq_assets.cli import training_report
 from aq_assets.ingest.assets import raw_readings, sensor_catalog
 from aq_assets.ingest.readings import collect_readings
 from aq_assets.ingest.sources.simulated import SimulatedSource
@@ -152,6 +153,13 @@ def test_a_model_is_tracked_registered_and_promoted_then_a_worse_one_is_refused(
     assert gate.metadata["champion_scored_rows"].value <= 10 * 5 * 24  # its unseen days only
     assert "worse than the champion" in gate.metadata["reasons"].value
     assert "worse than the best baseline" in gate.metadata["reasons"].value
+    # What `aq train` prints: the gate's reasons last, a refusal (exit code 3), not a failure.
+    report = training_report(second)
+    assert report.refused and report.failure is None
+    assert report.lines[-1].startswith("beats_baselines_and_champion failed: ")
+    assert "worse than the champion" in report.lines[-1]
+    promoted = training_report(first)
+    assert promoted.has_champion and not promoted.refused and promoted.failure is None
     assert tracking.champion_version() == 1
     assert tracking.version_tags(2)["aq.gate"] == "failed"
     # The refused version keeps its own reference; the champion's is untouched.

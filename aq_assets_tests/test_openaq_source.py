@@ -19,7 +19,14 @@ import pandas as pd
 import pytest
 from dagster import asset, materialize
 
-from aq_assets.ingest.sources.base import CATALOG_COLUMNS, READING_COLUMNS, Sensor, SourceError
+from aq_assets.ingest.readings import collect_readings
+from aq_assets.ingest.sources.base import (
+    CATALOG_COLUMNS,
+    READING_COLUMNS,
+    Sensor,
+    SourceError,
+    SourceUnreachable,
+)
 from aq_assets.ingest.sources.openaq import OpenAQSource, SharedRateLimiter
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "openaq-v3"
@@ -544,6 +551,32 @@ def test_network_errors_are_retried(make_source, fake_time) -> None:
 
     assert fake_time.sleeps == [1.0, 2.0]
     assert len(replay.requests) == 3 and len(day.readings) == 2
+
+
+def refused(request: httpx.Request) -> httpx.Response:
+    raise httpx.ConnectError("[Errno 111] Connection refused")
+
+
+def test_a_host_that_never_answers_is_unreachable_after_three_tries(make_source, fake_time):
+    replay = Replay(refused)
+
+    with pytest.raises(SourceUnreachable, match=r"OpenAQ unreachable at .* since .* UTC"):
+        make_source(replay).fetch_day(PM25, DAY)
+
+    assert len(replay.requests) == 3 and fake_time.sleeps == [1.0, 2.0]
+
+
+def test_once_unreachable_the_rest_of_a_run_fails_at_once(make_source, fake_time):
+    """A 30-day backfill of 8 sensors asks three times, not 240 sensor-days x max_wait_s."""
+    replay = Replay(refused)
+    sensors = [Sensor(3920 + i, 2178, "pm25", "µg/m³") for i in range(8)]
+    sensor_days = [(s, DAY + dt.timedelta(days=d)) for d in range(30) for s in sensors]
+
+    collected = collect_readings(make_source(replay), sensor_days, pd.Timestamp("2025-01-01"))
+
+    assert len(replay.requests) == 3 and sum(fake_time.sleeps) == 3.0
+    assert len(collected.failures) == 240 and collected.readings.empty
+    assert all("unreachable" in message for message in collected.failures.values())
 
 
 def test_persistent_5xx_gives_up_with_a_clear_error_within_the_budget(

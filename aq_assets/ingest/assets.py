@@ -14,7 +14,7 @@ from dagster import (
 
 from aq_assets.ingest import checks
 from aq_assets.ingest.catalog import merge_catalog, sensors_by_id
-from aq_assets.ingest.readings import collect_readings
+from aq_assets.ingest.readings import collect_readings, failure_summary
 from aq_assets.ingest.sources.base import ReadingsSource
 from aq_assets.partitions import SENSOR, reading_partitions, split_reading_key
 from aq_assets.warehouse import Warehouse
@@ -98,12 +98,8 @@ def raw_readings(
     collected = collect_readings(source, sensor_days, now, progress)
     if collected.failures:
         # Nothing is written: every partition of this run keeps what it had.
-        listed = "\n".join(f"- {k}: {msg}" for k, msg in list(collected.failures.items())[:20])
         raise Failure(
-            description=(
-                f"{len(collected.failures)} of {len(sensor_days)} sensor-day(s) could not be "
-                f"fetched from {source.name}; no partition of this run was changed.\n{listed}"
-            ),
+            description=failure_summary(collected.failures, len(sensor_days), source.name),
             metadata={"failed_partitions": len(collected.failures)},
         )
     readings = collected.readings

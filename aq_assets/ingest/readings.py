@@ -13,6 +13,7 @@ from aq_assets.ingest.sources.base import (
     ReadingsSource,
     Sensor,
     SourceError,
+    SourceUnreachable,
     typed_frame,
 )
 
@@ -29,6 +30,24 @@ class CollectedReadings:
     failures: dict[str, str] = field(default_factory=dict)
 
 
+def failure_summary(failures: dict[str, str], total: int, source: str) -> str:
+    """Why a run stored nothing: sensor-days that failed for the same reason are one line, and
+    the causes (each naming its fix) come last, where a terminal leaves them in view."""
+    keys_by_cause: dict[str, list[str]] = {}
+    for key, cause in failures.items():
+        keys_by_cause.setdefault(cause, []).append(key)
+    lines = [
+        f"{len(failures)} of {total} sensor-day(s) could not be fetched from {source}; no "
+        "partition of this run was changed. Causes, by sensor-day (day|sensor):"
+    ]
+    for cause, keys in list(keys_by_cause.items())[:10]:
+        which = keys[0] if len(keys) == 1 else f"{len(keys)}, {keys[0]} .. {keys[-1]}"
+        lines.append(f"- {which}: {cause}")
+    if len(keys_by_cause) > 10:
+        lines.insert(1, f"(the first 10 of {len(keys_by_cause)} different causes)")
+    return "\n".join(lines)
+
+
 def collect_readings(
     source: ReadingsSource,
     sensor_days: list[tuple[Sensor, dt.date]],
@@ -38,13 +57,17 @@ def collect_readings(
     """Fetch every (sensor, day). Rows the source put outside their UTC day are set aside
     (storing them would break the partition's replace-on-rerun); a partition the source
     cannot answer is recorded in `failures` and the others are still fetched, so one error
-    message can name them all."""
+    message can name them all; once the source is unreachable, the rest fail at once."""
     frames: list[pd.DataFrame] = []
     rejected: list[str] = []
     failures: dict[str, str] = {}
     for done, (sensor, day) in enumerate(sensor_days, start=1):
         try:
             fetched = source.fetch_day(sensor, day)
+        except SourceUnreachable as exc:
+            for later_sensor, later_day in sensor_days[done - 1 :]:
+                failures[f"{later_day}|{later_sensor.sensor_id}"] = str(exc)
+            break
         except SourceError as exc:
             failures[f"{day}|{sensor.sensor_id}"] = str(exc)
             continue

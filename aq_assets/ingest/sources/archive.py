@@ -36,6 +36,7 @@ from aq_assets.ingest.sources.base import (
     ReadingsSource,
     Sensor,
     SourceError,
+    SourceUnreachable,
     typed_frame,
     utc_day_bounds,
 )
@@ -502,6 +503,7 @@ def _http_request(
     client = _http_client(transport)
     delays = _RETRY_DELAYS
     problem = ""
+    since: dt.datetime | None = None  # the first network error of the current streak
     for attempt in range(len(delays) + 1):
         try:
             with client.stream("GET", url, params=params) as response:
@@ -511,12 +513,20 @@ def _http_request(
                 body = response.content if consumed else b"".join(response.iter_raw())
         except httpx.TransportError as exc:
             problem = f"{type(exc).__name__}: {exc or 'no detail'}"
+            since = since or dt.datetime.now(dt.UTC)
         else:
             if response.status_code < 500 and response.status_code != 429:
                 return response.status_code, body
             problem = f"HTTP {response.status_code}"
+            since = None
         if attempt < len(delays):
             time.sleep(delays[attempt])
+    if since is not None:
+        raise SourceUnreachable(
+            f"The OpenAQ archive is unreachable at {url} since {since:%Y-%m-%d %H:%M:%S} UTC "
+            f"({problem}, {len(delays) + 1} tries). Stored data is untouched; check the "
+            "network or AQ_ARCHIVE_ROOT, then re-run."
+        )
     raise SourceError(
         f"GET {url} failed {len(delays) + 1} times ({problem}); the archive may be down "
         "or unreachable, retry the run later."

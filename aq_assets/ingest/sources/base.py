@@ -88,6 +88,11 @@ class SourceError(RuntimeError):
     """A source could not answer; the message names the cause and the fix."""
 
 
+class SourceUnreachable(SourceError):
+    """The source's host does not answer at all: the rest of the run fails at once with this
+    message, rather than each sensor-day waiting out its own retries."""
+
+
 class ReadingsSource(ConfigurableResource, ABC):
     """Where readings come from. Chosen by `AQ_SOURCE`; see `aq_assets/ingest/resources.py`."""
 

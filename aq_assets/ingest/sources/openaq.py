@@ -40,6 +40,7 @@ from aq_assets.ingest.sources.base import (
     ReadingsSource,
     Sensor,
     SourceError,
+    SourceUnreachable,
     typed_frame,
     utc_day_bounds,
 )
@@ -49,6 +50,9 @@ PAGE_LIMIT = 1000  # the API's maximum page size
 BACKOFF_BASE_S = 1.0
 BACKOFF_CAP_S = 60.0
 MINUTE_S = 60.0
+# Network errors in a row (no HTTP answer at all) after which OpenAQ counts as unreachable:
+# the run then fails at once instead of every sensor-day retrying for max_wait_s.
+UNREACHABLE_AFTER = 3
 HOUR_S = 3600.0
 
 # OpenAQ parameter ids by name, only where the list is complete (one id per unit the API
@@ -439,6 +443,8 @@ class OpenAQSource(ReadingsSource):
         endpoint = f"GET {path}"
         started = hooks.clock()
         failures = 0
+        unanswered_since: float | None = None  # the first network error of the current streak
+        unanswered = 0
         last = "none yet"
 
         def wait(seconds: float, why: str) -> None:
@@ -459,9 +465,19 @@ class OpenAQSource(ReadingsSource):
                 response = client.get(path, params=params)
             except httpx.TransportError as exc:  # timeouts, refused and dropped connections
                 last = f"{type(exc).__name__}: {exc}"
+                unanswered += 1
+                unanswered_since = unanswered_since or hooks.clock()
+                if unanswered >= UNREACHABLE_AFTER:
+                    since = dt.datetime.fromtimestamp(unanswered_since, dt.UTC)
+                    raise SourceUnreachable(
+                        f"OpenAQ unreachable at {self._api_root()} since {since:%Y-%m-%d %H:%M:%S}"
+                        f" UTC ({unanswered} tries of {endpoint}, last: {last}). Stored data "
+                        "is untouched; check the network or OPENAQ_BASE_URL, then re-run."
+                    ) from exc
                 wait(_backoff(failures, hooks.jitter()), "a network error")
                 failures += 1
                 continue
+            unanswered, unanswered_since = 0, None
             status = response.status_code
             self._note_rate_headers(response, limiter)
             if status == 200:
