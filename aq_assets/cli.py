@@ -98,6 +98,34 @@ def plan_chunks(
     return chunks
 
 
+def plan_missing(
+    first_day: dt.date,
+    last_day: dt.date,
+    selected: Sequence[str],
+    registered: Sequence[str],
+    materialized: set[str],
+    max_partitions: int,
+) -> list[RunChunk]:
+    """Runs for the sensor-days of the range not materialized yet (e.g. those a partly
+    failed run left): each stretch of consecutive missing days, for the sensors missing
+    exactly that stretch, planned as `plan_chunks` plans a range."""
+    days = [first_day + dt.timedelta(days=i) for i in range((last_day - first_day).days + 1)]
+    sensors_by_stretch: dict[tuple[dt.date, dt.date], list[str]] = {}
+    for sensor in selected:
+        missing = [day for day in days if f"{day}|{sensor}" not in materialized]
+        while missing:
+            end = 0
+            while end + 1 < len(missing) and missing[end + 1] - missing[end] == dt.timedelta(1):
+                end += 1
+            sensors_by_stretch.setdefault((missing[0], missing[end]), []).append(sensor)
+            missing = missing[end + 1 :]
+    return [
+        chunk
+        for (first, last), sensors in sorted(sensors_by_stretch.items())
+        for chunk in plan_chunks(first, last, sensors, registered, max_partitions)
+    ]
+
+
 def dagster_home() -> Path:
     """DAGSTER_HOME, defaulting to `$AQ_HOME/dagster`, with the project's local dagster.yaml."""
     home = Path(
@@ -148,8 +176,10 @@ def backfill(
     sensors: Sequence[str] | None = None,
     max_partitions: int | None = None,
     out: Any = None,
+    only_missing: bool = False,
 ) -> list[str]:
-    """Ingest days × sensors in few large runs, with a progress line; returns the run ids."""
+    """Ingest days × sensors in few large runs, with a progress line; returns the run ids.
+    `only_missing`: just the sensor-days not materialized yet."""
     from aq_assets import partitions
     from aq_assets.ingest.assets import MAX_PARTITIONS_PER_RUN
 
@@ -167,13 +197,16 @@ def backfill(
     registered = instance.get_dynamic_partitions("sensor")
     if not registered:
         raise SystemExit("aq: no sensors registered yet; run `aq discover` first.")
-    chunks = plan_chunks(
-        first_day,
-        last_day,
-        sensors or registered,
-        registered,
-        max_partitions or MAX_PARTITIONS_PER_RUN,
-    )
+    limit = max_partitions or MAX_PARTITIONS_PER_RUN
+    chunks = plan_chunks(first_day, last_day, sensors or registered, registered, limit)
+    if only_missing:
+        from dagster import AssetKey
+
+        stored = instance.get_materialized_partitions(AssetKey("raw_readings"))
+        chunks = plan_missing(first_day, last_day, sensors or registered, registered, stored, limit)
+        if not chunks:
+            print(f"aq: every sensor-day of {first_day}..{last_day} is stored already.")
+            return []
     job = defs.resolve_job_def("ingest_job")
     total = sum(c.partitions for c in chunks)
     done = rows = 0
@@ -189,7 +222,8 @@ def backfill(
             failure = _first_failure(result)
             raise SystemExit(
                 f"aq: run {index}/{len(chunks)} ({result.run_id}) for {chunk.first_day}..{chunk.last_day} "
-                f"× {len(chunk.sensors)} sensor(s) failed; earlier runs are kept.\n{failure}"
+                f"× {len(chunk.sensors)} sensor(s) failed; earlier runs are kept. The same command "
+                f"with --missing retries only what is not stored.\n{failure}"
             )
         done += chunk.partitions
         rows += _rows_written(result)
@@ -361,6 +395,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     bf.add_argument("--end", type=_date, help="last UTC day (default yesterday)")
     bf.add_argument("--sensors", default="all", help="comma-separated sensor ids, or all (default)")
     bf.add_argument("--max-partitions-per-run", type=int, default=None, help="sensor-days per run")
+    bf.add_argument(
+        "--missing",
+        action="store_true",
+        help="only the sensor-days of the range not stored yet (what a failed run left)",
+    )
     args = parser.parse_args(argv)
 
     # One absolute AQ_HOME for this process and the UI it may start, wherever they run from.
@@ -381,7 +420,15 @@ def main(argv: Sequence[str] | None = None) -> None:
             if args.sensors == "all"
             else [s.strip() for s in args.sensors.split(",") if s.strip()]
         )
-        backfill(instance, defs, first, last, sensors, args.max_partitions_per_run)
+        backfill(
+            instance,
+            defs,
+            first,
+            last,
+            sensors,
+            args.max_partitions_per_run,
+            only_missing=args.missing,
+        )
     elif args.command == "up":
         discover(instance, defs)
         from aq_assets.partitions import last_day

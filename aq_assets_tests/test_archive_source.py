@@ -259,7 +259,6 @@ def test_missing_days_are_empty_not_errors():
         (gzip.compress(HEADER.encode() + b"\n8000,1,x,2021")[:-9], "gzip"),
         (gzip.compress(b"\x00\xff\xfe garbage \x80\x81\n"), "columns|CSV"),
         (gzip.compress(b"location_id,sensors_id,value\n7570,7570002,3\n"), "lacks columns"),
-        (gzip.compress(b""), "empty"),
     ],
 )
 def test_corrupt_file_fails_its_partition_only(tmp_path, content, reason):
@@ -279,6 +278,44 @@ def test_corrupt_file_fails_its_partition_only(tmp_path, content, reason):
     assert len(got) > 0
     # Discovery skips the corrupt file instead of losing the whole catalog.
     assert TORONTO_PM25.sensor_id in set(source.list_sensors()["sensor_id"])
+
+
+@pytest.mark.parametrize(
+    "content",
+    [gzip.compress(b""), gzip.compress(HEADER.encode() + b"\n")],
+    ids=["empty", "header-only"],
+)
+def test_an_empty_or_header_only_file_is_no_data_for_its_own_day_only(tmp_path, content):
+    """Its day keeps what the previous local day's file holds of it (Toronto is UTC-4), and
+    a corrupt file on the other side, read only because this one gives no offset, fails its
+    own day, not this one."""
+    root = copy_location(tmp_path, TORONTO)
+    day = dt.date(2025, 9, 15)
+    file_path(root, TORONTO, day).write_bytes(content)
+    file_path(root, TORONTO, day + dt.timedelta(days=1)).write_bytes(b"this is not gzip at all")
+
+    got = local_source(f"{TORONTO}", root=root).fetch_day(TORONTO_PM25, day).readings
+
+    full = local_source(f"{TORONTO}").fetch_day(TORONTO_PM25, day).readings
+    assert 0 < len(got) < len(full)
+    assert set(got["datetime_utc"]) == set(full["datetime_utc"][full["datetime_utc"].dt.hour < 4])
+
+
+def test_a_line_with_an_extra_field_is_a_rejected_row_not_a_spoiled_file(tmp_path):
+    root = copy_location(tmp_path, NEZA)
+    day = dt.date(2021, 1, 5)
+    path = file_path(root, NEZA, day)
+    lines = gzip.decompress(path.read_bytes()).decode().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.split(",")[1] == str(NEZA_PM25.sensor_id))
+    lines[at] += ",an extra field"
+    path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+
+    got = local_source(f"{NEZA}", root=root).fetch_day(NEZA_PM25, day)
+
+    full = local_source(f"{NEZA}").fetch_day(NEZA_PM25, day)
+    assert len(got.readings) == len(full.readings) - 1
+    (rejected,) = [line for line in got.rejected if "an extra field" in line]
+    assert f"line {at + 1}:" in rejected and "10 fields, the header has 9" in rejected
 
 
 def test_malformed_rows_are_rejected_with_a_reason_and_sentinels_are_kept(tmp_path):

@@ -10,7 +10,7 @@ import duckdb
 import pytest
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter
 
-from aq_assets.cli import main, plan_chunks
+from aq_assets.cli import main, plan_chunks, plan_missing
 
 DAY = dt.date(2025, 6, 1)
 SENSORS = [f"{loc}{p:03d}" for loc in range(9001, 9006) for p in (1, 2, 7, 10)]
@@ -33,6 +33,22 @@ def test_scattered_sensors_are_grouped_into_contiguous_ranges():
     )
     assert [c.sensors for c in chunks] == [("9001001", "9001002"), ("9003002",)]
     assert [c.partitions for c in chunks] == [20, 10]
+
+
+def test_missing_sensor_days_are_planned_as_stretches_shared_by_sensors():
+    days = [DAY + dt.timedelta(days=d) for d in range(5)]
+    stored = {f"{day}|{sensor}" for day in days for sensor in SENSORS[:4]}
+    stored -= {f"{days[0]}|9001002", f"{days[3]}|9001002", f"{days[4]}|9001002"}
+    stored -= {f"{days[2]}|{sensor}" for sensor in ("9001001", "9001007", "9001010")}
+
+    chunks = plan_missing(days[0], days[-1], SENSORS[:4], SENSORS, stored, 2000)
+
+    assert [(c.first_day.day, c.last_day.day, c.sensors) for c in chunks] == [
+        (1, 1, ("9001002",)),
+        (3, 3, ("9001001",)),
+        (3, 3, ("9001007", "9001010")),  # consecutive sensors, one run
+        (4, 5, ("9001002",)),
+    ]
 
 
 def test_an_unknown_sensor_names_itself():

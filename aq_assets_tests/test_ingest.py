@@ -188,24 +188,41 @@ def test_coverage_counts_sensor_days_with_no_rows_at_all():
     assert result.metadata["threshold"].value == checks.MIN_COVERAGE
 
 
-def test_a_failed_backfill_ends_with_its_cause(instance, warehouse):
-    """`aq backfill`'s last line is the source's cause and fix, not "Execution of step
-    ... failed", and sensor-days failing for one reason are one line."""
-    source = StubSource(mode="broken")
-    discover(instance, warehouse, source)
-    defs = Definitions(
-        assets=[sensor_catalog, raw_readings],
-        jobs=[ingest_job],
-        resources=resources_for(source, warehouse),
-    )
+def test_a_partly_failed_backfill_stores_the_rest_and_ends_with_the_cause(instance, warehouse):
+    """The sensor-days that read fine are stored and shown materialized; the failed ones keep
+    what they had and show failed. `aq backfill`'s last line is the source's cause and fix,
+    not "Execution of step ... failed", and sensor-days failing for one reason are one line."""
 
+    def definitions(source):
+        return Definitions(
+            assets=[sensor_catalog, raw_readings],
+            jobs=[ingest_job],
+            resources=resources_for(source, warehouse),
+        )
+
+    discover(instance, warehouse)
     first = dt.date.fromisoformat(DAY)
     last = first + dt.timedelta(days=2)
     with pytest.raises(SystemExit) as exit_:
-        backfill(instance, defs, first, last)
+        backfill(instance, definitions(StubSource(mode="broken")), first, last)
 
     message = str(exit_.value.code)
     assert "3 of 9 sensor-day(s) could not be fetched" in message
+    assert "the other 6 were stored" in message
     assert message.splitlines()[-1] == (
         f"- 3, {first}|2002 .. {last}|2002: sensor 2002 is unreachable"
     )
+    stored = stored_rows(warehouse)
+    assert set(stored.sensor_id) == {1002, 1010} and len(stored) == 6 * 24
+    materialized = instance.get_materialized_partitions(raw_readings.key)
+    assert len(materialized) == 6 and not any(key.endswith("|2002") for key in materialized)
+
+    # Once the source answers again, `aq backfill --missing` runs only what failed.
+    runs = backfill(instance, definitions(StubSource()), first, last, only_missing=True)
+    assert (
+        len(runs) == 1
+        and instance.get_run_by_id(runs[0]).tags["dagster/asset_partition_range_start"]
+        == f"{first}|2002"
+    )
+    assert len(instance.get_materialized_partitions(raw_readings.key)) == 9
+    assert len(stored_rows(warehouse)) == 9 * 24

@@ -5,6 +5,7 @@ from collections.abc import Iterator
 import pandas as pd
 from dagster import (
     AssetExecutionContext,
+    AssetMaterialization,
     BackfillPolicy,
     Failure,
     MetadataValue,
@@ -17,7 +18,7 @@ from aq_assets.ingest.catalog import merge_catalog, sensors_by_id
 from aq_assets.ingest.readings import collect_readings, failure_summary
 from aq_assets.ingest.sources.base import ReadingsSource
 from aq_assets.partitions import SENSOR, reading_partitions, split_reading_key
-from aq_assets.warehouse import Warehouse
+from aq_assets.warehouse import Warehouse, partition_rows
 
 # A backfill runs this many sensor-days per run: one run costs ~6-10 s of Dagster overhead on
 # two cores, one sensor-day ~1 ms of work, so few large runs win.
@@ -80,7 +81,10 @@ def sensor_catalog(
     kinds={"duckdb"},
 )
 def raw_readings(
-    context: AssetExecutionContext, source: ReadingsSource, sensor_catalog: pd.DataFrame
+    context: AssetExecutionContext,
+    source: ReadingsSource,
+    warehouse: Warehouse,
+    sensor_catalog: pd.DataFrame,
 ) -> Iterator:
     """One sensor's readings for one UTC day, as the source gave them: UTC timestamp, value,
     units, source and time of ingestion. Re-materializing a partition replaces it. Data-quality
@@ -97,10 +101,15 @@ def raw_readings(
     now = pd.Timestamp.now(tz="UTC").tz_localize(None)
     collected = collect_readings(source, sensor_days, now, progress)
     if collected.failures:
-        # Nothing is written: every partition of this run keeps what it had.
+        stored = _store_what_read_fine(context, warehouse, collected.readings, collected.failures)
         raise Failure(
-            description=failure_summary(collected.failures, len(sensor_days), source.name),
-            metadata={"failed_partitions": len(collected.failures)},
+            description=failure_summary(
+                collected.failures, len(sensor_days), source.name, stored=len(stored)
+            ),
+            metadata={
+                "failed_partitions": len(collected.failures),
+                "stored_partitions": len(stored),
+            },
         )
     readings = collected.readings
     times = readings["datetime_utc"]
@@ -125,3 +134,25 @@ def raw_readings(
     )
     yield checks.no_stuck_sensor(readings, source.parameter)
     yield checks.no_malformed_rows(collected.rejected)
+
+
+def _store_what_read_fine(
+    context: AssetExecutionContext,
+    warehouse: Warehouse,
+    readings: pd.DataFrame,
+    failures: dict[str, str],
+) -> list[str]:
+    """In a run where some sensor-days failed, store the others and record each as
+    materialized (the failed ones keep what they had and show failed), so a retry needs only
+    the failed ones. Returns the keys stored."""
+    good = [key for key in context.partition_keys if key not in failures]
+    if not good:
+        return []
+    metadata = context.assets_def.metadata_by_key[context.asset_key]
+    rows, mapping = partition_rows(reading_partitions, good, metadata["partition_expr"])
+    warehouse.replace(metadata["schema"], context.asset_key.path[-1], readings, rows, mapping)
+    for key in good:
+        context.log_event(
+            AssetMaterialization(context.asset_key, partition=key, metadata={"partial_run": True})
+        )
+    return good

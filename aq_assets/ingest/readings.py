@@ -30,15 +30,16 @@ class CollectedReadings:
     failures: dict[str, str] = field(default_factory=dict)
 
 
-def failure_summary(failures: dict[str, str], total: int, source: str) -> str:
-    """Why a run stored nothing: sensor-days that failed for the same reason are one line, and
-    the causes (each naming its fix) come last, where a terminal leaves them in view."""
+def failure_summary(failures: dict[str, str], total: int, source: str, stored: int = 0) -> str:
+    """Why sensor-days of a run failed: those that failed for the same reason are one line,
+    and the causes (each naming its fix) come last, where a terminal leaves them in view."""
     keys_by_cause: dict[str, list[str]] = {}
     for key, cause in failures.items():
         keys_by_cause.setdefault(cause, []).append(key)
+    kept = f"the other {stored} were stored" if stored else "no partition of this run was changed"
     lines = [
-        f"{len(failures)} of {total} sensor-day(s) could not be fetched from {source}; no "
-        "partition of this run was changed. Causes, by sensor-day (day|sensor):"
+        f"{len(failures)} of {total} sensor-day(s) could not be fetched from {source} and keep "
+        f"what they had; {kept}. Causes, by sensor-day (day|sensor):"
     ]
     for cause, keys in list(keys_by_cause.items())[:10]:
         which = keys[0] if len(keys) == 1 else f"{len(keys)}, {keys[0]} .. {keys[-1]}"

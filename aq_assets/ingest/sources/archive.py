@@ -17,6 +17,7 @@ import gzip
 import io
 import re
 import time
+import warnings
 import xml.etree.ElementTree as ET
 import zlib
 from dataclasses import dataclass
@@ -224,17 +225,27 @@ class ArchiveSource(ReadingsSource):
         The file named for `day` is always read. Its UTC offsets say which neighbour
         overlaps: a negative offset (UTC-4) pushes the evening of local day-1 into UTC `day`,
         a positive one pulls the morning of local day+1 into it, +00:00 needs neither. With
-        no own file (or no readable offset in it) both neighbours are read. Limit: a UTC
-        offset that changes sign exactly at local midnight between two files is not seen.
+        no own file (or no readable offset in it) both neighbours are read, and one that
+        cannot be read is skipped: it fails its own day, not this one. Limit: a UTC offset
+        that changes sign exactly at local midnight between two files is not seen.
         """
         own = self._file(location_id, day)
         offsets = own.offsets if own is not None else frozenset()
-        earlier = not offsets or min(offsets) < 0
-        later = not offsets or max(offsets) > 0
+        guessing = not offsets
+
+        def neighbour(other: dt.date) -> _ArchiveFile | None:
+            try:
+                return self._file(location_id, other)
+            except SourceError as exc:
+                if not guessing:
+                    raise
+                get_dagster_logger().warning(f"UTC day {day} does without {exc}")
+                return None
+
         files = [
-            self._file(location_id, day - dt.timedelta(days=1)) if earlier else None,
+            neighbour(day - dt.timedelta(days=1)) if guessing or min(offsets) < 0 else None,
             own,
-            self._file(location_id, day + dt.timedelta(days=1)) if later else None,
+            neighbour(day + dt.timedelta(days=1)) if guessing or max(offsets) > 0 else None,
         ]
         return [file for file in files if file is not None]
 
@@ -337,13 +348,21 @@ def _parse_archive_file(data: bytes, uri: str, day: dt.date) -> _ArchiveFile:
         text = gzip.decompress(data)
     except (OSError, EOFError, zlib.error) as exc:
         raise SourceError(f"Archive file {uri} is not a readable gzip file: {exc}") from exc
+    if not text.strip():  # an empty file: no readings that day, not a broken one
+        return _ArchiveFile(name, day, _no_columns(), (), frozenset())
     try:
-        # Everything as text: a malformed cell must reject its row, not the whole file.
-        frame = pd.read_csv(
-            io.BytesIO(text), dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8"
-        )
-    except pd.errors.EmptyDataError as exc:
-        raise SourceError(f"Archive file {uri} is empty (no header line).") from exc
+        # Everything as text: a malformed cell must reject its row, not the whole file, and
+        # so must a line with too many fields (pandas skips it with a warning we keep).
+        with warnings.catch_warnings(record=True) as skipped:
+            warnings.simplefilter("always", pd.errors.ParserWarning)
+            frame = pd.read_csv(
+                io.BytesIO(text),
+                dtype=str,
+                keep_default_na=False,
+                na_filter=False,
+                encoding="utf-8",
+                on_bad_lines="warn",
+            )
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
         raise SourceError(f"Archive file {uri} is not a readable CSV: {exc}") from exc
     header = [str(column) for column in frame.columns]
@@ -353,6 +372,11 @@ def _parse_archive_file(data: bytes, uri: str, day: dt.date) -> _ArchiveFile:
             f"Archive file {uri} lacks columns {missing}; found {header[:12]}, "
             f"expected {','.join(ARCHIVE_COLUMNS)}."
         )
+    misshapen = tuple(
+        _misshapen_row(text, header, name, day, int(line))
+        for warning in skipped
+        for line in re.findall(r"Skipping line (\d+)", str(warning.message))
+    )
     # Plain numpy from here on: per-file frames are small and pandas' per-call overhead
     # would cost more than the parsing itself.
     cells = frame.to_numpy(dtype=object)
@@ -394,7 +418,36 @@ def _parse_archive_file(data: bytes, uri: str, day: dt.date) -> _ArchiveFile:
         )
         kept = {key: array[good] for key, array in kept.items()}
     offsets = frozenset(item[1] for item in parsed if item is not None)
-    return _ArchiveFile(name, day, kept, bad_rows, offsets)
+    return _ArchiveFile(name, day, kept, bad_rows + misshapen, offsets)
+
+
+def _no_columns() -> dict[str, np.ndarray]:
+    empty = {title: np.array([], dtype=object) for title in _KEPT_COLUMNS}
+    return {
+        **empty,
+        "sensor_id": np.array([], dtype="int64"),
+        "datetime_utc": np.array([], dtype="datetime64[ns]"),
+        "value": np.array([], dtype="float64"),
+    }
+
+
+def _misshapen_row(text: bytes, header: list[str], name: str, day: dt.date, line: int) -> _BadRow:
+    """A line with more or fewer fields than the header: rejected, attributed to its sensor
+    when the sensors_id field still reads as one."""
+    raw = text.splitlines()[line - 1].decode("utf-8", errors="replace")
+    fields = raw.split(",")
+
+    def field(title: str) -> str:
+        at = header.index(title) if title in header else len(fields)
+        return fields[at] if at < len(fields) else ""
+
+    sensor = field("sensors_id")
+    return _BadRow(
+        sensor_id=int(sensor) if sensor.isdigit() else None,
+        parameter=field("parameter"),
+        utc_day=day,
+        text=f"{name} line {line}: {raw} -- {len(fields)} fields, the header has {len(header)}",
+    )
 
 
 def _bad_row(
