@@ -114,3 +114,37 @@ def test_dagster_cli_materializes_one_partition(tmp_path):
             "SELECT count(*), count(DISTINCT sensor_id) FROM ingest.raw_readings"
         ).fetchone()
     assert sensors == 1 and 0 < count <= 24
+
+
+def test_aq_prints_no_warnings_a_user_cannot_act_on(tmp_path):
+    """Dagster's beta notices and job-lookup warnings are not for `aq`'s users."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    aq = str(Path(sys.executable).with_name("aq"))
+    for args in (["discover"], ["backfill", "--start", "2025-06-01", "--end", "2025-06-01"]):
+        done = subprocess.run([aq, *args], env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "Warning" not in done.stdout + done.stderr, done.stderr[-3000:]
+
+
+def test_mlflow_advice_about_choices_aq_made_is_not_printed():
+    import logging
+    import warnings
+
+    from aq_assets.model.tracking import _quiet_mlflow_advice
+
+    _quiet_mlflow_advice()
+    record = logging.LogRecord(
+        "mlflow.pyfunc",
+        logging.WARNING,
+        __file__,
+        1,
+        "Passing a Python object as `python_model` causes it to be serialized using CloudPickle",
+        None,
+        None,
+    )
+    assert not logging.getLogger("mlflow.pyfunc").filter(record)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.warn(
+            "Hint: Inferred schema contains integer column(s).", UserWarning, stacklevel=1
+        )
+    assert caught == []

@@ -18,7 +18,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
-from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.errors import ApiError
@@ -143,10 +142,17 @@ class BodyLimitMiddleware:
             message = await receive()
             received += len(message.get("body", b""))
             if received > limit:
-                raise HTTPException(413, _too_large(limit))
+                raise BodyTooLarge(limit)
             return message
 
         await self.app(scope, counted, send)
+
+
+class BodyTooLarge(ApiError):
+    """The streamed body passed the limit (the declared one is refused before reading)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, "body", _too_large(limit), "body_too_large")
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -3,8 +3,10 @@ status, and the model registry with its `champion` alias."""
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +25,25 @@ CHAMPION = "champion"
 DRIFT_REFERENCE = "drift/reference.parquet"
 DRIFT_THRESHOLDS = "drift/thresholds.json"
 DRIFT_REFERENCE_ERROR = "drift_reference_error_h1"
+
+
+class _DropMessages(logging.Filter):
+    def __init__(self, *starts: str) -> None:
+        super().__init__()
+        self.starts = starts
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.starts)
+
+
+def _quiet_mlflow_advice() -> None:
+    """Two pieces of MLflow advice printed on every training, both about choices aq made:
+    integer columns in the schema (ids and hours, never missing) and a pyfunc model
+    serialized with CloudPickle (aq's loader reads the saved files, not the pickle)."""
+    warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
+    pyfunc_log = logging.getLogger("mlflow.pyfunc")
+    if not any(isinstance(f, _DropMessages) for f in pyfunc_log.filters):
+        pyfunc_log.addFilter(_DropMessages("Passing a Python object as `python_model`"))
 
 
 class MLflowTracking(ConfigurableResource):
@@ -48,6 +69,7 @@ class MLflowTracking(ConfigurableResource):
 
         # A progress bar per artifact (each model load, each drift reference) fills run logs.
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        _quiet_mlflow_advice()
 
         mlflow.set_tracking_uri(self.uri)
         return mlflow.MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)

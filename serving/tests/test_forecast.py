@@ -364,7 +364,9 @@ def test_too_large_a_body_is_413_declared_or_streamed(tight_client, store):
 
     for response in (declared, streamed):
         assert response.status_code == 413
-        assert "AQ_API_MAX_BODY_BYTES" in response.text
+        (problem,) = response.json()["detail"]  # the one error shape, either way
+        assert problem["field"] == "body" and problem["type"] == "body_too_large"
+        assert "AQ_API_MAX_BODY_BYTES" in problem["msg"]
 
 
 def test_without_a_snapshot_sensor_forecasts_are_503_and_histories_still_work(store, tmp_path):
