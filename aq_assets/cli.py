@@ -375,6 +375,55 @@ def _day_range(args: argparse.Namespace) -> tuple[dt.date, dt.date]:
     return yesterday - dt.timedelta(days=args.days - 1), yesterday
 
 
+ENV_FILE = ".env"  # in the working folder, where `dagster dev` and `dagster asset ...` read it
+REMEMBERED = ("AQ_HOME", "DAGSTER_HOME", "AQ_START_DATE")
+
+
+def load_env_file() -> set[str]:
+    """Variables of `.env` that the environment does not set, set from it (as Dagster's own
+    commands do); returns their names."""
+    from dotenv import dotenv_values
+
+    loaded = set()
+    for key, value in dotenv_values(ENV_FILE).items():
+        if value and not os.environ.get(key):
+            os.environ[key] = value
+            loaded.add(key)
+    return loaded
+
+
+def _start_calendar_by(days: int, from_file: set[str]) -> None:
+    """`aq up` ingests the last `days` days: the day calendar starts there (so the UI does not
+    show a year of empty partitions), or earlier if it already did. An exported
+    AQ_START_DATE is the user's and stays."""
+    if os.environ.get("AQ_START_DATE") and "AQ_START_DATE" not in from_file:
+        return
+    end = os.environ.get("AQ_END_DATE")
+    newest = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+    if end:
+        newest = min(newest, dt.date.fromisoformat(end) - dt.timedelta(days=1))
+    first = newest - dt.timedelta(days=days - 1)
+    current = os.environ.get("AQ_START_DATE")
+    if not current or first < dt.date.fromisoformat(current):
+        os.environ["AQ_START_DATE"] = first.isoformat()
+
+
+def remember_for_dagster() -> None:
+    """Write the AQ_HOME, DAGSTER_HOME and AQ_START_DATE `aq up` used to `.env`, so that
+    `dagster dev` and `dagster asset materialize` run in this folder see what it made."""
+    from dotenv import dotenv_values, set_key
+
+    stored = dotenv_values(ENV_FILE)
+    written = []
+    for key in REMEMBERED:
+        value = os.environ.get(key)
+        if value and stored.get(key) != value:
+            set_key(ENV_FILE, key, value, quote_mode="never")
+            written.append(key)
+    if written:
+        print(f"aq: wrote {', '.join(written)} to {Path(ENV_FILE).resolve()}")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="aq", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -402,6 +451,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
 
+    from_file = load_env_file()
+    if args.command == "up":
+        _start_calendar_by(args.days, from_file)
     # One absolute AQ_HOME for this process and the UI it may start, wherever they run from.
     os.environ["AQ_HOME"] = str(Path(os.environ.get("AQ_HOME") or ".aq").resolve())
     # mlflow draws a progress bar per artifact download, a screenful per training.
@@ -437,6 +489,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         backfill(instance, defs, yesterday - dt.timedelta(days=args.days - 1), yesterday)
         if not args.no_train and train(instance, defs).has_champion:
             score(instance, defs, yesterday)
+        remember_for_dagster()
         if not args.no_ui:
             command = [
                 "dagster",

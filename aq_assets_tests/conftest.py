@@ -49,6 +49,8 @@ def isolated_env(tmp_path, monkeypatch):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AQ_HOME", str(tmp_path / "aq"))
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    # `aq` and Dagster read `.env` in the working folder (`aq up` writes one in the repo).
+    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture

@@ -148,3 +148,52 @@ def test_mlflow_advice_about_choices_aq_made_is_not_printed():
             "Hint: Inferred schema contains integer column(s).", UserWarning, stacklevel=1
         )
     assert caught == []
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def readme_command(starting: str) -> str:
+    """The README's command line that starts with `starting`, exactly as written."""
+    lines = (REPO / "README.md").read_text().splitlines()
+    (line,) = [line for line in lines if line.startswith(starting)]
+    return line
+
+
+def test_the_readme_dagster_command_works_as_written_after_aq_up(tmp_path):
+    """In a fresh folder with no DAGSTER_HOME, AQ_HOME or AQ_START_DATE exported: `aq up`
+    writes them to `.env`, and the README's plain `dagster asset materialize` finds the same
+    instance, warehouse and day calendar."""
+    (tmp_path / ".venv").symlink_to(Path(sys.executable).parents[1])
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DAGSTER_HOME", "AQ_HOME", "AQ_START_DATE", "PYTHONWARNINGS"}
+    }
+    up = subprocess.run(
+        [".venv/bin/aq", "up", "--days", "2", "--no-train", "--no-ui"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert up.returncode == 0, up.stderr[-3000:]
+    written = dict(
+        line.split("=", 1) for line in (tmp_path / ".env").read_text().splitlines() if line
+    )
+    yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+    assert written["AQ_START_DATE"] == str(yesterday - dt.timedelta(days=1))
+    assert written["AQ_HOME"] == str(tmp_path / ".aq")
+    assert written["DAGSTER_HOME"] == str(tmp_path / ".aq" / "dagster")
+
+    command = readme_command(".venv/bin/dagster asset materialize")
+    done = subprocess.run(
+        ["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    instance = DagsterInstance.from_config(written["DAGSTER_HOME"])
+    runs = instance.get_runs(RunsFilter(tags={"dagster/partition": f"{yesterday}|9001002"}))
+    assert [r.status for r in runs][:1] == [DagsterRunStatus.SUCCESS]
+    assert not (tmp_path / ".tmp_dagster_home_").exists()

@@ -28,9 +28,20 @@ BIN = Path(sys.executable).parent
 DEADLINE_S = 900  # a wait bound for loaded CI machines; the measured time is printed
 
 
+def workdir(env: dict[str, str]) -> Path:
+    """The test's own folder, not the repo: `aq up` writes `.env` there, and Dagster's
+    processes obey the `.env` of the folder they start in."""
+    return Path(env["AQ_HOME"]).parent
+
+
 def run_aq(*args: str, env: dict[str, str]) -> None:
     done = subprocess.run(
-        [str(BIN / "aq"), *args], env=env, capture_output=True, text=True, timeout=600
+        [str(BIN / "aq"), *args],
+        env=env,
+        cwd=workdir(env),
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
 
@@ -112,7 +123,7 @@ def test_drift_under_the_daemon_moves_the_champion(env):
     daemon = subprocess.Popen(
         [str(BIN / "dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")],
         env=drifted,
-        cwd=REPO,
+        cwd=workdir(env),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import os
 import re
 import shutil
@@ -28,6 +29,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -353,7 +355,7 @@ class Processes:
         self.started[name] = subprocess.Popen(
             list(args),
             env=dict(env),
-            cwd=REPO,
+            cwd=workdir(),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -423,12 +425,21 @@ def wait_until(
     )
 
 
+@functools.cache
+def workdir() -> Path:
+    """Where the processes run, as in their image: not the repo, whose `.env` (`aq up` writes
+    one) every Dagster process would read and obey. Holds what the commands name: deploy/."""
+    folder = Path(tempfile.mkdtemp(prefix="aq-topology-workdir-"))
+    (folder / "deploy").symlink_to(DEPLOY)
+    return folder
+
+
 def healthy(command: Sequence[str], env: Mapping[str, str]) -> Callable[[], bool]:
     """A compose health check, run here."""
 
     def check() -> bool:
         done = subprocess.run(
-            list(command), env=dict(env), cwd=REPO, capture_output=True, timeout=60
+            list(command), env=dict(env), cwd=workdir(), capture_output=True, timeout=60
         )
         return done.returncode == 0
 

@@ -2,6 +2,8 @@
 # Create .venv from the lock file (Python 3.11) and install aq into it. Safe to re-run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The last line names what failed and what to do (pip's own error is above it).
+trap 'status=$?; echo "scripts/setup.sh: \`$BASH_COMMAND\` failed (exit $status). It needs Python 3.11 with venv (Debian: apt-get install python3.11-venv, or set PYTHON=/path/to/python3.11) and access to a package index (pip config list)." >&2' ERR
 python=${PYTHON:-$(command -v python3.11 || command -v python3)}
 if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv

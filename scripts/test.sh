@@ -2,6 +2,15 @@
 # The one gate, locally and in CI: lint, format, types, tests. Arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The last line names the step that failed and how to see or fix it.
+trap 'status=$?; case "$BASH_COMMAND" in
+  *"ruff check"*) hint="fix with .venv/bin/ruff check --fix ." ;;
+  *"ruff format"*) hint="fix with .venv/bin/ruff format ." ;;
+  *mypy*) hint="the type errors are listed above" ;;
+  *setup.sh*) hint="the setup failed, for the reason printed just above" ;;
+  *pytest*) hint="the failed tests are listed above; re-run one with .venv/bin/pytest -x <path>::<name>" ;;
+  *) hint="see the output above" ;;
+esac; echo "scripts/test.sh: \`$BASH_COMMAND\` failed (exit $status): $hint" >&2' ERR
 ./scripts/setup.sh
 # The production-topology test checks docker-compose.yml with Debian's docker-compose and runs
 # against the local PostgreSQL; the docs tests render pages in Debian's headless Chromium.
