@@ -596,6 +596,20 @@ def test_persistent_5xx_gives_up_with_a_clear_error_within_the_budget(
     assert "243 s" in message and "max_wait_s=300" in message
 
 
+def test_the_retry_budget_is_the_runs_not_each_requests(make_source, fake_time) -> None:
+    """An API answering 503 to everything: a 30-day backfill of 8 sensors stops after one
+    budget of retries (~5 minutes), not 240 of them (20 hours)."""
+    replay = Replay(lambda _: httpx.Response(503, json={"message": "Service Unavailable"}))
+    sensors = [Sensor(3920 + i, 2178, "pm25", "µg/m³") for i in range(8)]
+    sensor_days = [(s, DAY + dt.timedelta(days=d)) for d in range(30) for s in sensors]
+
+    collected = collect_readings(make_source(replay), sensor_days, pd.Timestamp("2025-01-01"))
+
+    assert sum(fake_time.sleeps) <= 300 and len(replay.requests) == 10
+    assert len(collected.failures) == 240
+    assert all("keeps failing" in message for message in collected.failures.values())
+
+
 def test_a_429_that_never_ends_gives_up_too(make_source, fake_time) -> None:
     replay = Replay(lambda _: error("429_rate_limited"))
     with pytest.raises(SourceError) as raised:

@@ -8,7 +8,8 @@ sensor comes from `/v3/sensors/{id}/hours` (OpenAQ's hourly aggregates) or from
 Every request passes a rate limiter shared by all processes on the machine that use the
 same key (a small JSON file under `fcntl.flock`), honours the `x-ratelimit-*` headers, waits
 out 429s, retries 5xx, 408 and network errors with backoff, and gives up with a clear
-`SourceError` once `max_wait_s` is spent. Other refusals (401, 403, 404, 410, 422) raise
+`SourceError` once `max_wait_s` is spent (the retries' budget is the run's; three network
+errors in a row mean unreachable). Other refusals (401, 403, 404, 410, 422) raise
 at once with the cause and the fix.
 """
 
@@ -191,8 +192,9 @@ class OpenAQSource(ReadingsSource):
     - `measurements` (`OPENAQ_MEASUREMENTS`): `hourly` reads OpenAQ's hourly aggregates
       (`/v3/sensors/{id}/hours`); `raw` reads `/v3/sensors/{id}/measurements` and averages
       them to UTC hours here.
-    - `max_wait_s` (`OPENAQ_MAX_WAIT_S`): the time one request may spend waiting for rate
-      limits and retries before it fails.
+    - `max_wait_s` (`OPENAQ_MAX_WAIT_S`): the time one run may spend retrying failures (5xx,
+      timeouts; then the rest of the run fails at once), and one request waiting for rate
+      limits.
     - `requests_per_minute`, `requests_per_hour`: the key's limits (60 and 2,000).
     - `state_dir` (`OPENAQ_STATE_DIR`): where the shared rate-limit file lives; default
       `$AQ_HOME/openaq`, else the system temp directory. Every process using the same key
@@ -215,6 +217,9 @@ class OpenAQSource(ReadingsSource):
     timeout_s: float = 30.0
 
     _hooks: _Hooks = PrivateAttr(default_factory=_Hooks)
+    # Seconds this run has slept retrying failures (5xx, timeouts), over all its requests:
+    # the budget `max_wait_s` is the run's, so a failing API cannot hold a backfill for hours.
+    _retried_s: float = PrivateAttr(default=0.0)
 
     @property
     def name(self) -> str:
@@ -447,6 +452,17 @@ class OpenAQSource(ReadingsSource):
         unanswered = 0
         last = "none yet"
 
+        def retry_after(seconds: float, why: str) -> None:
+            if self._retried_s + seconds > self.max_wait_s:
+                raise SourceUnreachable(
+                    f"OpenAQ keeps failing: this run has spent {self._retried_s:.0f} s retrying "
+                    f"(the next wait, {seconds:.0f} s for {why}, would pass max_wait_s="
+                    f"{self.max_wait_s:g}); last answer to {endpoint}: {last}. Stored data is "
+                    "untouched; try again later or raise OPENAQ_MAX_WAIT_S."
+                )
+            self._retried_s += seconds
+            wait(seconds, why)
+
         def wait(seconds: float, why: str) -> None:
             spent = hooks.clock() - started
             if spent + seconds > self.max_wait_s:
@@ -474,7 +490,7 @@ class OpenAQSource(ReadingsSource):
                         f" UTC ({unanswered} tries of {endpoint}, last: {last}). Stored data "
                         "is untouched; check the network or OPENAQ_BASE_URL, then re-run."
                     ) from exc
-                wait(_backoff(failures, hooks.jitter()), "a network error")
+                retry_after(_backoff(failures, hooks.jitter()), "a network error")
                 failures += 1
                 continue
             unanswered, unanswered_since = 0, None
@@ -490,7 +506,7 @@ class OpenAQSource(ReadingsSource):
                 limiter.block_until(hooks.clock() + pause_s)
                 continue  # the limiter now makes us wait as the API asked
             if status == 408 or status >= 500:
-                wait(_backoff(failures, hooks.jitter()), f"HTTP {status}")
+                retry_after(_backoff(failures, hooks.jitter()), f"HTTP {status}")
                 failures += 1
                 continue
             raise self._refusal(response, path, subject)
