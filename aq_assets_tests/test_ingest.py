@@ -188,6 +188,21 @@ def test_coverage_counts_sensor_days_with_no_rows_at_all():
     assert result.metadata["threshold"].value == checks.MIN_COVERAGE
 
 
+def test_a_rare_outage_is_listed_but_warns_only_when_gaps_are_common():
+    frame = readings_frame()
+    day = pd.Timestamp(DAY)
+    sensors = sorted(set(frame.sensor_id))
+    full = [(sensor, day) for sensor in sensors]
+    outage = (999, day)  # no rows at all
+
+    repeats = -(-20 // len(full))  # at least 20 full sensor-days
+    rare = checks.hourly_coverage(frame, full * repeats + [outage])  # 1 in 21 or more: < 5%
+    common = checks.hourly_coverage(frame, full + [outage])
+
+    assert rare.passed and "999: 0%" in rare.metadata["lowest"].value
+    assert not common.passed and common.metadata["share_below_threshold"].value > 0.05
+
+
 def test_a_partly_failed_backfill_stores_the_rest_and_ends_with_the_cause(instance, warehouse):
     """The sensor-days that read fine are stored and shown materialized; the failed ones keep
     what they had and show failed. `aq backfill`'s last line is the source's cause and fix,

@@ -17,6 +17,9 @@ RAW_READINGS = AssetKey("raw_readings")
 
 # Share of a sensor-day's 24 hours that must be present before coverage warns.
 MIN_COVERAGE = 0.75
+# Sensors go offline now and then (22 of the 1,200 simulated sensor-days of `aq up`): the
+# check warns when gaps are common in a run, and names the worst sensor-days either way.
+MAX_SHARE_BELOW = 0.05
 
 
 CHECK_SPECS = [
@@ -49,7 +52,10 @@ CHECK_SPECS = [
     AssetCheckSpec(
         "hourly_coverage",
         asset=RAW_READINGS,
-        description=(f"Each sensor-day has at least {MIN_COVERAGE:.0%} of its 24 hours."),
+        description=(
+            f"At most {MAX_SHARE_BELOW:.0%} of the sensor-days of a run have less than "
+            f"{MIN_COVERAGE:.0%} of their 24 hours (the worst are listed either way)."
+        ),
     ),
     AssetCheckSpec(
         "no_stuck_sensor",
@@ -164,13 +170,16 @@ def hourly_coverage(
     index = pd.MultiIndex.from_tuples(sensor_days, names=["sensor_id", "day"])
     coverage = (present.reindex(index, fill_value=0) / 24).clip(upper=1.0)
     below = coverage[coverage < MIN_COVERAGE]
+    share_below = len(below) / len(coverage) if len(coverage) else 0.0
     return AssetCheckResult(
         check_name="hourly_coverage",
         asset_key=RAW_READINGS,
-        passed=below.empty,
+        passed=share_below <= MAX_SHARE_BELOW,
         severity=AssetCheckSeverity.WARN,
         metadata={
             "threshold": MIN_COVERAGE,
+            "max_share_below": MAX_SHARE_BELOW,
+            "share_below_threshold": share_below,
             "min_coverage": float(coverage.min()) if len(coverage) else 0.0,
             "mean_coverage": float(coverage.mean()) if len(coverage) else 0.0,
             "sensor_days": len(coverage),
