@@ -367,11 +367,15 @@ def _date(text: str) -> dt.date:
 
 
 def _day_range(args: argparse.Namespace) -> tuple[dt.date, dt.date]:
-    from aq_assets.partitions import last_day
+    """The days `aq up` or `aq backfill` asked for; computed before the code location loads,
+    which fixes the day calendar (see `_start_calendar_by`)."""
+    from aq_assets.settings import env_value, newest_day
 
-    yesterday = last_day()
-    if args.start or args.end:
-        return args.start or args.end, args.end or yesterday
+    yesterday = newest_day(env_value("AQ_END_DATE", "") or None)
+    start: dt.date | None = getattr(args, "start", None)
+    end: dt.date | None = getattr(args, "end", None)
+    if start is not None or end is not None:
+        return start or end or yesterday, end or yesterday
     return yesterday - dt.timedelta(days=args.days - 1), yesterday
 
 
@@ -392,20 +396,20 @@ def load_env_file() -> set[str]:
     return loaded
 
 
-def _start_calendar_by(days: int, from_file: set[str]) -> None:
-    """`aq up` ingests the last `days` days: the day calendar starts there (so the UI does not
-    show a year of empty partitions), or earlier if it already did. An exported
-    AQ_START_DATE is the user's and stays."""
-    if os.environ.get("AQ_START_DATE") and "AQ_START_DATE" not in from_file:
-        return
-    end = os.environ.get("AQ_END_DATE")
-    newest = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
-    if end:
-        newest = min(newest, dt.date.fromisoformat(end) - dt.timedelta(days=1))
-    first = newest - dt.timedelta(days=days - 1)
+def _start_calendar_by(first: dt.date, from_file: set[str], *, up: bool) -> bool:
+    """`aq up` starts the day calendar at the first day it ingests (so the UI does not show
+    a year of empty partitions); a backfill of earlier days moves it earlier, never later.
+    An exported AQ_START_DATE is the user's and stays. Returns whether it moved."""
+    from aq_assets.settings import DEFAULT_START_DATE
+
     current = os.environ.get("AQ_START_DATE")
-    if not current or first < dt.date.fromisoformat(current):
-        os.environ["AQ_START_DATE"] = first.isoformat()
+    if current and "AQ_START_DATE" not in from_file:
+        return False
+    start = current or (None if up else DEFAULT_START_DATE)
+    if start and dt.date.fromisoformat(start) <= first:
+        return False
+    os.environ["AQ_START_DATE"] = first.isoformat()
+    return True
 
 
 def remember_for_dagster() -> None:
@@ -452,8 +456,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     from_file = load_env_file()
-    if args.command == "up":
-        _start_calendar_by(args.days, from_file)
+    calendar_moved = args.command in ("up", "backfill") and _start_calendar_by(
+        _day_range(args)[0], from_file, up=args.command == "up"
+    )
     # One absolute AQ_HOME for this process and the UI it may start, wherever they run from.
     os.environ["AQ_HOME"] = str(Path(os.environ.get("AQ_HOME") or ".aq").resolve())
     # mlflow draws a progress bar per artifact download, a screenful per training.
@@ -467,6 +472,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             raise SystemExit(GATE_REFUSED)
     elif args.command == "backfill":
         first, last = _day_range(args)
+        if calendar_moved:
+            remember_for_dagster()
         sensors = (
             None
             if args.sensors == "all"
@@ -483,10 +490,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
     elif args.command == "up":
         discover(instance, defs)
-        from aq_assets.partitions import last_day
-
-        yesterday = last_day()
-        backfill(instance, defs, yesterday - dt.timedelta(days=args.days - 1), yesterday)
+        first, yesterday = _day_range(args)
+        backfill(instance, defs, first, yesterday)
         if not args.no_train and train(instance, defs).has_champion:
             score(instance, defs, yesterday)
         remember_for_dagster()

@@ -15,11 +15,11 @@ from dagster import (
     MultiPartitionsDefinition,
 )
 
-from aq_assets.settings import env_value
+from aq_assets.settings import DEFAULT_START_DATE, env_value, newest_day
 
 # The first day a user can ingest; read when the code location loads (partition sets are
 # static). Set AQ_START_DATE=2020-12-01 to reach the Mexico City archive data.
-START_DATE = env_value("AQ_START_DATE", "2025-01-01")
+START_DATE = env_value("AQ_START_DATE", DEFAULT_START_DATE)
 # The day after the last partition; unset, a new day partition appears every midnight UTC.
 # Set it to replay a past period as if it were live: the automation then treats the day
 # before it as the newest (AQ_END_DATE=2025-06-11 makes 2025-06-10 "yesterday").
@@ -35,10 +35,7 @@ reading_partitions = MultiPartitionsDefinition({DAY: day_partitions, SENSOR: sen
 
 def last_day() -> dt.date:
     """The newest complete day partition: yesterday (UTC), or the day before AQ_END_DATE."""
-    yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
-    if END_DATE is None:
-        return yesterday
-    return min(yesterday, dt.date.fromisoformat(END_DATE) - dt.timedelta(days=1))
+    return newest_day(END_DATE)
 
 
 def reading_key(day: dt.date | str, sensor_id: int | str) -> str:

@@ -7,6 +7,7 @@ and `.env.example`.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 
 from dagster import EnvVar
@@ -22,3 +23,15 @@ def env_value(name: str, default: str) -> str:
     (partition start date, which source class to use); everything else goes through
     `env_or_default` so it is read at run time."""
     return os.environ.get(name) or default
+
+
+# The first day partition when AQ_START_DATE is unset.
+DEFAULT_START_DATE = "2025-01-01"
+
+
+def newest_day(end_date: str | None) -> dt.date:
+    """The newest complete UTC day: yesterday, or the day before `end_date` (AQ_END_DATE)."""
+    yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+    if not end_date:
+        return yesterday
+    return min(yesterday, dt.date.fromisoformat(end_date) - dt.timedelta(days=1))

@@ -2,6 +2,7 @@
 
 import datetime as dt
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -160,6 +161,13 @@ def readme_command(starting: str) -> str:
     return line
 
 
+def readme_block(section: str) -> list[str]:
+    """The command lines of the first code block of a README section, as written."""
+    text = (REPO / "README.md").read_text()
+    block = text.split(f"## {section}\n", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    return [line for line in block.splitlines() if line.strip()]
+
+
 def test_the_readme_dagster_command_works_as_written_after_aq_up(tmp_path):
     """In a fresh folder with no DAGSTER_HOME, AQ_HOME or AQ_START_DATE exported: `aq up`
     writes them to `.env`, and the README's plain `dagster asset materialize` finds the same
@@ -197,3 +205,34 @@ def test_the_readme_dagster_command_works_as_written_after_aq_up(tmp_path):
     runs = instance.get_runs(RunsFilter(tags={"dagster/partition": f"{yesterday}|9001002"}))
     assert [r.status for r in runs][:1] == [DagsterRunStatus.SUCCESS]
     assert not (tmp_path / ".tmp_dagster_home_").exists()
+
+    # The Backfills section's `aq` commands, as written: one reaches back to 2025-01-01, before
+    # the calendar `aq up` started, which moves the calendar (and `.env`) back to it.
+    for command in readme_block("Backfills"):
+        done = subprocess.run(
+            ["bash", "-c", command],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode == 0, (command, done.stderr[-3000:])
+    assert "AQ_START_DATE=2025-01-01" in (tmp_path / ".env").read_text()
+
+
+def test_a_failing_setup_ends_with_what_failed_and_what_to_do(tmp_path):
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(REPO / "scripts" / "setup.sh", tmp_path / "scripts")
+    done = subprocess.run(
+        ["bash", str(tmp_path / "scripts" / "setup.sh")],
+        env={**os.environ, "PYTHON": "/bin/false"},  # no usable Python
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith('scripts/setup.sh: `"$python" -m venv .venv` failed'), last
+    assert "Python 3.11" in last and "PYTHON=" in last

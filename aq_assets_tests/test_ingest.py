@@ -196,8 +196,8 @@ def test_a_rare_outage_is_listed_but_warns_only_when_gaps_are_common():
     outage = (999, day)  # no rows at all
 
     repeats = -(-20 // len(full))  # at least 20 full sensor-days
-    rare = checks.hourly_coverage(frame, full * repeats + [outage])  # 1 in 21 or more: < 5%
-    common = checks.hourly_coverage(frame, full + [outage])
+    rare = checks.hourly_coverage(frame, [*full * repeats, outage])  # 1 in 21 or more: < 5%
+    common = checks.hourly_coverage(frame, [*full, outage])
 
     assert rare.passed and "999: 0%" in rare.metadata["lowest"].value
     assert not common.passed and common.metadata["share_below_threshold"].value > 0.05
