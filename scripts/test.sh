@@ -20,6 +20,9 @@ if ! command -v docker-compose >/dev/null && ! docker compose version >/dev/null
   missing+=(docker-compose)
 fi
 command -v chromium >/dev/null || missing+=(chromium)
+# the README's service commands, run as written by serving/tests/test_readme.py
+command -v curl >/dev/null || missing+=(curl)
+command -v openssl >/dev/null || missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
