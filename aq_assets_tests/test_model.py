@@ -17,7 +17,7 @@ from aq_assets.ml.model import train_forecaster as real_train_forecaster
 from aq_assets.model.assets import champion_model, forecast_model
 from aq_assets.model.tracking import MLflowTracking
 from aq_assets.partitions import reading_partitions
-from aq_assets.training.assets import training_set
+from aq_assets.training.assets import partitions_summary, training_set
 from aq_assets.warehouse import Warehouse, partition_rows, warehouse_resources
 
 DAYS = 50
@@ -132,6 +132,9 @@ def test_a_model_is_tracked_registered_and_promoted_then_a_worse_one_is_refused(
     backtest_table = mlflow.artifacts.load_text(f"{run.info.artifact_uri}/backtest.md")
     assert "pooled" in backtest_table and "skill_vs_best" in backtest_table
     assert run.inputs.dataset_inputs[0].dataset.digest == data["fingerprint"]
+    lineage = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/training_set/partitions.json")
+    assert lineage["sensors"] == sorted(lineage["sensors"]) and len(lineage["sensors"]) == 5
+    assert lineage["last_day"] == "2025-04-09"
     assert tracking.version_tags(1)["aq.gate"] == "passed"
     # The version's drift reference: its whole window (40 days of 5 pm25 sensors, fewer than
     # the sample size), a limit per judged column, its held-out error.
@@ -311,3 +314,16 @@ def test_predictions_replace_their_day_and_match_the_shared_forecast_path(instan
         hours=forecaster.spec.history_hours + 24
     )
     assert set(frame["timezone"]) >= {"-06:00", "+05:30"}
+
+
+def test_the_lineage_tag_stays_short_at_a_countrys_scale():
+    """MLflow refuses tags over 500 characters: 1,000 six-digit sensor ids are 7,000."""
+    sensors = list(range(100_000, 101_000))
+    summary = partitions_summary(dt.date(2025, 1, 1), dt.date(2025, 12, 31), sensors)
+    other = partitions_summary(dt.date(2025, 1, 1), dt.date(2025, 12, 31), [*sensors[:-1], 999_999])
+
+    assert len(summary) < 200 and "1000 sensors 100000..100999" in summary
+    assert summary != other  # the digest tells two lists apart
+    assert partitions_summary(dt.date(2025, 1, 1), dt.date(2025, 1, 2), [7, 9]) == (
+        "day 2025-01-01..2025-01-02 × sensors 7,9"
+    )

@@ -134,6 +134,14 @@ def forecast_model(
             context="training",
             tags={"built_from_partitions": _training_set_partitions(context)},
         )
+        mlflow.log_dict(
+            {
+                "first_day": str(training_set["datetime_utc"].min().date()),
+                "last_day": str(trained_until.date()),
+                "sensors": [int(s) for s in spec.sensors],
+            },
+            "training_set/partitions.json",
+        )
         judged = judge_candidate(
             training_set, spec, config.holdout_days, config.validation_days, config.max_rounds
         )

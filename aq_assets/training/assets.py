@@ -34,6 +34,21 @@ class TrainingSetConfig(Config):
     """Hours ahead to forecast."""
 
 
+def partitions_summary(
+    first_day: datetime.date, last_day: datetime.date, sensors: list[int]
+) -> str:
+    """The partitions a training set was built from, short at any scale: MLflow refuses tags
+    over 500 characters (66 six-digit sensor ids). Past ten sensors, their count, range and a
+    digest of the list; the run keeps the whole list as `training_set/partitions.json`."""
+    if len(sensors) <= 10:
+        return f"day {first_day}..{last_day} × sensors {','.join(map(str, sensors))}"
+    digest = hashlib.sha256(",".join(map(str, sensors)).encode()).hexdigest()[:12]
+    return (
+        f"day {first_day}..{last_day} × {len(sensors)} sensors {sensors[0]}..{sensors[-1]} "
+        f"(list sha256 {digest})"
+    )
+
+
 def content_fingerprint(frame: pd.DataFrame) -> str:
     """A short hash of the rows' content, independent of row order and of the dtypes a
     round trip through DuckDB gives (timestamp precision, text as object or string)."""
@@ -125,7 +140,9 @@ def training_set(
 
     fingerprint = content_fingerprint(frame)
     first_hour, last_hour = frame["datetime_utc"].min(), frame["datetime_utc"].max()
-    partitions = f"day {first_hour.date()}..{last_hour.date()} × sensors {','.join(map(str, target_sensors))}"
+    partitions = partitions_summary(
+        first_hour.date(), last_hour.date(), [int(s) for s in target_sensors]
+    )
     context.log.info(f"training_set {fingerprint}: {len(frame)} rows from {partitions}")
     return Output(
         frame,
