@@ -6,6 +6,7 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
+import pandas as pd
 import pytest
 from dagster import (
     AssetCheckResult,
@@ -253,3 +254,34 @@ def test_a_new_day_moves_the_snapshot_and_predictions_whatever_days_are_missing(
     assert moved.get_num_requested(AssetKey("online_features")) == 1
     # The new day's forecasts follow too (their champion is checked when they run).
     assert moved.get_num_requested(AssetKey("predictions")) == 1
+
+
+def test_a_stuck_sensors_hours_are_left_out_of_the_service_snapshot(instance, warehouse):
+    """As in training and scoring: the service forecasts a stuck sensor from its last
+    trustworthy reading, not from a flat line."""
+    from aq_assets.ingest.assets import raw_readings, sensor_catalog
+    from aq_assets.partitions import last_day
+    from aq_assets.predictions.assets import online_features
+    from aq_assets_tests.conftest import StubSource, resources_for
+
+    day = last_day()
+    assets = [sensor_catalog, raw_readings, online_features]
+    good = resources_for(StubSource(), warehouse)
+    assert materialize([sensor_catalog], instance=instance, resources=good).success
+    for sensor, source in (("1002", StubSource(mode="stuck")), ("2002", StubSource())):
+        assert materialize(
+            assets,
+            selection=[raw_readings],
+            partition_key=f"{day}|{sensor}",
+            instance=instance,
+            resources=resources_for(source, warehouse),
+        ).success
+
+    result = materialize(assets, selection=[online_features], instance=instance, resources=good)
+
+    metadata = result.get_asset_materialization_events()[0].materialization.metadata
+    assert metadata["quarantined_stuck_hours"].value == 24
+    snapshot = pd.read_parquet(metadata["path"].value)
+    pm25 = snapshot[snapshot["parameter"] == "pm25"]
+    assert set(pm25["sensor_id"]) == {2002} and len(pm25) == 24
+    assert (snapshot["sensor_id"] == 1010).sum() == 0  # 1010 (o3) was never ingested

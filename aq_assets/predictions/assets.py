@@ -19,6 +19,7 @@ from dagster import (
 
 from aq_assets.ingest.catalog import timezones_of
 from aq_assets.ingest.sources.base import ReadingsSource
+from aq_assets.ml.cleaning import without_stuck
 from aq_assets.ml.features import FeatureSpec
 from aq_assets.ml.forecasting import feature_rows, forecasts_from_rows
 from aq_assets.model.tracking import MLflowTracking
@@ -133,7 +134,9 @@ def online_features(
     sensor_catalog: pd.DataFrame,
 ) -> MaterializeResult:
     """The last hours of every parameter at each location with a target sensor, as a Parquet
-    file under AQ_HOME: what the HTTP service forecasts from, so it never opens DuckDB."""
+    file under AQ_HOME: what the HTTP service forecasts from, so it never opens DuckDB. A
+    stuck target sensor's repeated hours are quarantined here as in training: the service
+    forecasts from its last trustworthy reading."""
     spec = FeatureSpec(parameter=source.parameter)
     latest = warehouse.query(
         "SELECT max(datetime_utc) AS last FROM ingest.raw_readings WHERE parameter = ?",
@@ -142,8 +145,11 @@ def online_features(
     if pd.isna(latest):
         raise ValueError(f"No {spec.parameter} readings yet: backfill raw_readings first.")
     end = pd.Timestamp(latest).floor("h") + pd.Timedelta(hours=1)
-    readings = readings_between(
-        warehouse, spec.parameter, end - pd.Timedelta(hours=spec.history_hours + 24), end
+    readings, quarantined = without_stuck(
+        readings_between(
+            warehouse, spec.parameter, end - pd.Timedelta(hours=spec.history_hours + 24), end
+        ),
+        spec.parameter,
     )
     timezones = timezones_of(sensor_catalog)
     snapshot = readings.assign(
@@ -161,6 +167,7 @@ def online_features(
                 snapshot.loc[snapshot["parameter"] == spec.parameter, "sensor_id"].nunique()
             ),
             "latest_hour_utc": str(end - pd.Timedelta(hours=1)),
+            "quarantined_stuck_hours": quarantined,
         }
     )
 
