@@ -15,7 +15,9 @@ so the UI shows them and their materializations.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
+import io
 import os
 import shutil
 import sys
@@ -144,7 +146,15 @@ def open_instance() -> DagsterInstance:
 
     dagster_home()
     instance = DagsterInstance.get()
-    instance.upgrade()  # `dagster instance migrate`: a fresh sqlite instance needs it
+    # `dagster instance migrate`: a fresh sqlite instance needs it. It prints progress bars
+    # for work that takes a moment; they are shown only if it fails.
+    shown = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(shown), contextlib.redirect_stderr(shown):
+            instance.upgrade()
+    except Exception:
+        sys.stderr.write(shown.getvalue())
+        raise
     return instance
 
 
@@ -184,15 +194,17 @@ def backfill(
     from aq_assets.ingest.assets import MAX_PARTITIONS_PER_RUN
 
     newest = partitions.last_day()
-    if (
-        first_day < dt.date.fromisoformat(partitions.START_DATE)
-        or last_day > newest
-        or first_day > last_day
-    ):
+    if max(first_day, last_day) > newest:
         raise SystemExit(
-            f"aq: days {first_day}..{last_day} are outside the day partitions "
-            f"{partitions.START_DATE}..{newest}; set AQ_START_DATE to reach earlier days"
-            " (AQ_END_DATE, when set, ends them)."
+            f"aq: {max(first_day, last_day)} is after the newest complete UTC day, {newest} "
+            "(yesterday, or the day before AQ_END_DATE when set); ask for earlier days."
+        )
+    if first_day > last_day:
+        raise SystemExit(f"aq: --start {first_day} is after --end {last_day}; swap them.")
+    if first_day < dt.date.fromisoformat(partitions.START_DATE):
+        raise SystemExit(
+            f"aq: {first_day} is before the first day partition, {partitions.START_DATE}, which "
+            f"your exported AQ_START_DATE sets; export AQ_START_DATE={first_day} to reach it."
         )
     registered = instance.get_dynamic_partitions("sensor")
     if not registered:
@@ -511,5 +523,24 @@ def main(argv: Sequence[str] | None = None) -> None:
             os.execv(dagster, command)
 
 
+def run() -> None:
+    """The `aq` command: `main`, then exit without the interpreter's teardown. Every run is
+    finished and every DuckDB connection closed by then, but one closed connection object of
+    the in-process Dagster runs stays referenced from DuckDB's own bindings (after `aq up`
+    writes `sensor_catalog`), and at teardown DuckDB 2's nanobind prints ~40 lines of
+    "leaked instances" after the command's last line, which should be its result."""
+    try:
+        main()
+        code: int | str | None = 0
+    except SystemExit as exit_:
+        code = exit_.code
+    if isinstance(code, str):
+        print(code, file=sys.stderr)
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code or 0)
+
+
 if __name__ == "__main__":
-    main()
+    run()

@@ -236,3 +236,18 @@ def test_a_failing_setup_ends_with_what_failed_and_what_to_do(tmp_path):
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith('scripts/setup.sh: `"$python" -m venv .venv` failed'), last
     assert "Python 3.11" in last and "PYTHON=" in last
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--start", "2030-01-01"], "2030-01-01 is after the newest complete UTC day"),
+        (["--start", "2025-06-05", "--end", "2025-06-01"], "--start 2025-06-05 is after --end"),
+    ],
+    ids=["future", "reversed"],
+)
+def test_a_day_range_aq_cannot_ingest_says_what_is_wrong(args, says):
+    main(["discover"])
+    with pytest.raises(SystemExit) as exit_:
+        main(["backfill", *args])
+    assert says in str(exit_.value.code) and "AQ_START_DATE" not in str(exit_.value.code)

@@ -44,6 +44,7 @@ def run_aq(*args: str, env: dict[str, str]) -> None:
         timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "leaked" not in done.stderr, done.stderr[-3000:]  # the last lines are aq's own
 
 
 # A fixed calendar (AQ_END_DATE), so the data, the model and the drift verdicts are the same
