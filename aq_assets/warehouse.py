@@ -344,14 +344,9 @@ class _WarehouseTypeHandler(DuckDBPandasTypeHandler):
             )
         qualified = f'"{table_slice.schema}"."{table_slice.table}"'
         connection.complete()  # DuckDB 2 registers nothing while upstream's DELETE result is open
-        connection.register("aq_frame", obj.copy(deep=False))
-        try:
-            connection.execute(f"CREATE TABLE IF NOT EXISTS {qualified} ({_column_ddl(obj)})")
-            _insert_by_name(connection, qualified, obj)
-        finally:
-            # A registered frame keeps its connection alive as long as the frame lives (Dagster
-            # keeps in-process outputs), and DuckDB then reports leaks at interpreter exit.
-            connection.unregister("aq_frame")
+        connection.register("aq_frame", obj)
+        connection.execute(f"CREATE TABLE IF NOT EXISTS {qualified} ({_column_ddl(obj)})")
+        _insert_by_name(connection, qualified, obj)
         context.add_output_metadata(
             {
                 "table": f"{table_slice.schema}.{table_slice.table}",
