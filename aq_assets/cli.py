@@ -210,15 +210,17 @@ def backfill(
     if not registered:
         raise SystemExit("aq: no sensors registered yet; run `aq discover` first.")
     limit = max_partitions or MAX_PARTITIONS_PER_RUN
-    chunks = plan_chunks(first_day, last_day, sensors or registered, registered, limit)
+    selected = sensors or registered
     if only_missing:
         from dagster import AssetKey
 
         stored = instance.get_materialized_partitions(AssetKey("raw_readings"))
-        chunks = plan_missing(first_day, last_day, sensors or registered, registered, stored, limit)
+        chunks = plan_missing(first_day, last_day, selected, registered, stored, limit)
         if not chunks:
             print(f"aq: every sensor-day of {first_day}..{last_day} is stored already.")
             return []
+    else:
+        chunks = plan_chunks(first_day, last_day, selected, registered, limit)
     job = defs.resolve_job_def("ingest_job")
     total = sum(c.partitions for c in chunks)
     done = rows = 0

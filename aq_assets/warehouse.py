@@ -137,6 +137,20 @@ class Warehouse(DuckDBResource):
                 con.rollback()
                 raise
 
+    def replace_partitions(
+        self,
+        schema: str,
+        table: str,
+        frame: pd.DataFrame,
+        partitions_def: PartitionsDefinition,
+        keys: list[str],
+        partition_expr: str | Mapping[str, str],
+    ) -> None:
+        """`replace` for the partition keys of a partitions definition, each dimension
+        selecting the column `partition_expr` names (see `partition_rows`)."""
+        rows, mapping = partition_rows(partitions_def, keys, partition_expr)
+        self.replace(schema, table, frame, rows, mapping)
+
     def read(
         self,
         schema: str,
@@ -309,7 +323,6 @@ class _TransactionalDuckDbClient(DuckDbClient):
                 yield con
             except BaseException:
                 con.rollback()
-                con.close()
                 raise
             con.commit()
 
@@ -394,12 +407,14 @@ class ReadingsIOManager(ConfigurableIOManager):
                 "the warehouse stores pandas DataFrames."
             )
         schema, table, metadata = _table_of(context.definition_metadata, context)
-        rows, mapping = partition_rows(
+        self.warehouse.replace_partitions(
+            schema,
+            table,
+            obj,
             context.asset_partitions_def,
             list(context.asset_partition_keys),
             metadata.get("partition_expr", {}),
         )
-        self.warehouse.replace(schema, table, obj, rows, mapping)
         context.add_output_metadata({"table": f"{schema}.{table}"})
 
     def load_input(self, context: InputContext) -> pd.DataFrame:

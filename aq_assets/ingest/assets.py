@@ -18,7 +18,7 @@ from aq_assets.ingest.catalog import merge_catalog, sensors_by_id
 from aq_assets.ingest.readings import collect_readings, failure_summary
 from aq_assets.ingest.sources.base import ReadingsSource
 from aq_assets.partitions import SENSOR, reading_partitions, split_reading_key
-from aq_assets.warehouse import Warehouse, partition_rows
+from aq_assets.warehouse import Warehouse
 
 # A backfill runs this many sensor-days per run: one run costs ~6-10 s of Dagster overhead on
 # two cores, one sensor-day ~1 ms of work, so few large runs win.
@@ -149,8 +149,14 @@ def _store_what_read_fine(
     if not good:
         return []
     metadata = context.assets_def.metadata_by_key[context.asset_key]
-    rows, mapping = partition_rows(reading_partitions, good, metadata["partition_expr"])
-    warehouse.replace(metadata["schema"], context.asset_key.path[-1], readings, rows, mapping)
+    warehouse.replace_partitions(
+        metadata["schema"],
+        context.asset_key.path[-1],
+        readings,
+        reading_partitions,
+        good,
+        metadata["partition_expr"],
+    )
     for key in good:
         context.log_event(
             AssetMaterialization(context.asset_key, partition=key, metadata={"partial_run": True})

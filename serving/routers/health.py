@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from serving.deps import ServiceDep
-from serving.state import LoadFailure
+from serving.schemas import LoadError
 
 router = APIRouter(tags=["operations"])
 
@@ -27,7 +27,10 @@ async def ready(service: ServiceDep) -> JSONResponse:
     online_features snapshot exists but cannot be read. Says why it is not ready, with the
     last load errors."""
     model = service.model
-    problems = {name: _as_json(failure) for name, failure in service.problems().items()}
+    problems = {
+        name: LoadError(**failure.__dict__).model_dump(mode="json")
+        for name, failure in service.problems().items()
+    }
     if model is None:
         return JSONResponse(
             {"status": "not ready", "waiting_for": service.waiting_for, **problems},
@@ -44,15 +47,6 @@ async def ready(service: ServiceDep) -> JSONResponse:
             status_code=503,
         )
     return JSONResponse({"status": "ready", "model_version": model.version, **problems})
-
-
-def _as_json(failure: LoadFailure) -> dict[str, str | None]:
-    return {
-        "what": failure.what,
-        "version": failure.version,
-        "error": failure.error,
-        "at": failure.at.isoformat(),
-    }
 
 
 @router.get("/metrics", response_class=Response)

@@ -348,8 +348,8 @@ def _parse_archive_file(data: bytes, uri: str, day: dt.date) -> _ArchiveFile:
         text = gzip.decompress(data)
     except (OSError, EOFError, zlib.error) as exc:
         raise SourceError(f"Archive file {uri} is not a readable gzip file: {exc}") from exc
-    if not text.strip():  # an empty file: no readings that day, not a broken one
-        return _ArchiveFile(name, day, _no_columns(), (), frozenset())
+    if not text.strip():  # an empty file: no readings that day, as a header-only one
+        text = ",".join(ARCHIVE_COLUMNS).encode()
     try:
         # Everything as text: a malformed cell must reject its row, not the whole file, and
         # so must a line with too many fields (pandas skips it with a warning we keep).
@@ -419,16 +419,6 @@ def _parse_archive_file(data: bytes, uri: str, day: dt.date) -> _ArchiveFile:
         kept = {key: array[good] for key, array in kept.items()}
     offsets = frozenset(item[1] for item in parsed if item is not None)
     return _ArchiveFile(name, day, kept, bad_rows + misshapen, offsets)
-
-
-def _no_columns() -> dict[str, np.ndarray]:
-    empty = {title: np.array([], dtype=object) for title in _KEPT_COLUMNS}
-    return {
-        **empty,
-        "sensor_id": np.array([], dtype="int64"),
-        "datetime_utc": np.array([], dtype="datetime64[ns]"),
-        "value": np.array([], dtype="float64"),
-    }
 
 
 def _misshapen_row(text: bytes, header: list[str], name: str, day: dt.date, line: int) -> _BadRow:
