@@ -1,8 +1,10 @@
-"""The online path (aq_assets.ml.online: numpy, the origin's row only) against the batch path
-(clean_readings + build_features + Forecaster.predict, i.e. latest_forecasts): the same
-cleaning, the same feature row at the origin and the same forecasts, on simulated histories
-and on random ones with gaps, nulls, sentinels, spikes, sub-hourly repeats, co-located
-parameters present or absent, several time zones and origins after the last reading."""
+"""The one implementation of cleaning and features (compiled loops: `clean_readings`,
+`build_features` at every hour, `origin_features` at one) against the pandas reference
+(`oracle.py`): the same cleaning, the same feature rows and the same forecasts, on simulated
+histories and on random ones with gaps, nulls, sentinels, spikes, sub-hourly repeats,
+co-located parameters present or absent, several time zones and origins after the last
+reading; and the service's path (`online`: one origin's row, no pandas) against the batch
+path (`latest_forecasts`)."""
 
 from __future__ import annotations
 
@@ -16,12 +18,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aq_assets.ingest.sources.simulated import SimulatedSource
-from aq_assets.ml import online
+from aq_assets.ml import cleaning, features, online
 from aq_assets.ml.cleaning import clean_readings
 from aq_assets.ml.features import FeatureSpec, build_features
 from aq_assets.ml.forecasting import latest_forecasts
 from aq_assets.ml.model import Forecaster, TimeSplit, baseline_forecaster, train_forecaster
 from aq_assets.ml.trees import TreeEnsemble
+from aq_assets_tests import oracle
 
 UG = "µg/m³"
 BASE = pd.Timestamp("2025-01-01 00:00")
@@ -38,7 +41,7 @@ TIMEZONES = [
     "Australia/Lord_Howe",  # a 30-minute DST shift
     "Asia/Kathmandu",  # +05:45
 ]
-# Rolling sums: pandas slides one running sum along the whole series, online sums the window.
+# Rolling sums: pandas slides one running sum along the whole series, the loops sum the window.
 ROLLING_PREFIXES = ("mean_", "std_", "same_hour_")
 SMALL_SPEC = FeatureSpec(
     horizons=(1, 6, 30),
@@ -72,7 +75,7 @@ def online_row(
     timezone: str | None,
 ) -> np.ndarray | None:
     history = history_of(readings)
-    return online.origin_features(
+    return features.origin_features(
         spec,
         history.sensors[sensor_id].series,
         history.covariates_of(sensor_id),
@@ -89,8 +92,8 @@ def batch_row(
     origin: pd.Timestamp,
     timezones: dict[int, str | None],
 ) -> np.ndarray | None:
-    hourly, _ = clean_readings(readings)
-    frame = build_features(hourly, spec, timezones, until=origin)  # type: ignore[arg-type]
+    hourly, _ = oracle.clean_readings(readings)
+    frame = oracle.build_features(hourly, spec, timezones, until=origin)  # type: ignore[arg-type]
     rows = frame[(frame["sensor_id"] == sensor_id) & (frame["datetime_utc"] == origin)]
     if rows.empty:
         return None
@@ -306,17 +309,19 @@ def test_a_batch_of_origins_gives_each_the_row_it_gets_alone(data, spec):
     history = history_of(readings)
     at = epoch_hours(origin)
     items = [
-        online.Origin(sensor.series, history.covariates_of(sensor_id), at + shift, sensor_id, zone)
+        features.Origin(
+            sensor.series, history.covariates_of(sensor_id), at + shift, sensor_id, zone
+        )
         for sensor_id, sensor in history.sensors.items()
         for shift, zone in ((0, timezones[LOCATION]), (-30, "Europe/Berlin"), (3, None))
     ]
-    items.append(online.Origin(online.HourlySeries.empty(), {}, at, 1, None))
+    items.append(features.Origin(cleaning.HourlySeries.empty(), {}, at, 1, None))
 
-    rows, valid = online.origin_feature_rows(spec, items)
+    rows, valid = features.origin_feature_rows(spec, items)
 
     assert rows.shape == (len(items), len(spec.feature_columns)) and not valid[-1]
     for item, row, ok in zip(items, rows, valid, strict=True):
-        alone = online.origin_features(
+        alone = features.origin_features(
             spec, item.target, item.covariates, item.origin, item.sensor_id, item.timezone
         )
         if alone is None:
@@ -346,6 +351,50 @@ def test_cleaning_matches_clean_readings_value_for_value(data):
         np.testing.assert_array_equal(series.values, rows["value"].to_numpy())
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), spec=st.sampled_from([FeatureSpec().with_sensors([1, 2]), SMALL_SPEC]))
+def test_every_row_and_the_cleaning_report_match_the_pandas_reference(data, spec):
+    """What training and batch predictions get (every hour of every sensor) is the
+    reference's frame, column for column."""
+    readings, _, origin, timezones = data.draw(random_histories(spec, (1, 2, 3)))
+    until = data.draw(st.sampled_from([None, origin]))
+
+    hourly, report = clean_readings(readings)
+    frame = build_features(hourly, spec, timezones, until=until)  # type: ignore[arg-type]
+
+    expected_hourly, expected_report = oracle.clean_readings(readings)
+    assert report == expected_report
+    pd.testing.assert_frame_equal(hourly, expected_hourly, check_dtype=False)
+    expected = oracle.build_features(expected_hourly, spec, timezones, until=until)  # type: ignore[arg-type]
+    assert list(frame.columns) == list(expected.columns)
+    assert len(frame) == len(expected)
+    if frame.empty:
+        return
+    for name in ["sensor_id", "location_id", "datetime_utc", "y", *spec.target_columns]:
+        np.testing.assert_array_equal(frame[name].to_numpy(), expected[name].to_numpy(), name)
+    scale = float(np.nanmax(np.abs(hourly["value"].to_numpy())))
+    assert_same_columns(expected[spec.feature_columns], frame[spec.feature_columns], scale)
+
+
+def assert_same_columns(expected: pd.DataFrame, got: pd.DataFrame, scale: float) -> None:
+    """`assert_same_features` for whole columns."""
+    eps = float(np.finfo(np.float64).eps)
+    for name in expected.columns:
+        want = expected[name].to_numpy(dtype="float64")
+        have = got[name].to_numpy(dtype="float64")
+        if not name.startswith(ROLLING_PREFIXES):
+            np.testing.assert_array_equal(have, want, err_msg=name)
+            continue
+        np.testing.assert_array_equal(np.isnan(have), np.isnan(want), err_msg=name)
+        known = ~np.isnan(want)
+        want, have = want[known], have[known]
+        if name.startswith("std_"):
+            slack = 1e-9 * want**2 + 1e3 * eps * scale**2
+            assert (np.abs(have**2 - want**2) <= slack).all(), name
+        else:
+            np.testing.assert_allclose(have, want, rtol=1e-9, atol=1e3 * eps * scale, err_msg=name)
+
+
 @pytest.mark.parametrize(
     ("values", "expected"),
     [
@@ -358,10 +407,10 @@ def test_cleaning_matches_clean_readings_value_for_value(data):
     ],
 )
 def test_clean_series_rules(values, expected):
-    seconds = np.arange(len(values)) * online.SECONDS_PER_HOUR
+    seconds = np.arange(len(values)) * cleaning.SECONDS_PER_HOUR
     raw = np.array([np.nan if v is None else v for v in values], dtype="float64")
 
-    series = online.clean_series(seconds, raw, "pm25", UG)
+    series = cleaning.clean_series(seconds, raw, "pm25", UG)
 
     assert series.values.tolist() == [float(v) for v in expected]
 
@@ -370,19 +419,19 @@ def test_a_batch_cleans_each_series_as_if_alone():
     """Five readings are too few to call the sixth a spike; the series cleaned before it in
     the same batch must not lend one (nor its hours, nor its units)."""
     hour = 3600
-    before = online.RawSeries(
+    before = cleaning.RawSeries(
         np.arange(3) * hour, np.array([5.0, 5.0, 5.0]), "pm25", np.array(["ppb"] * 3)
     )
-    alone = online.RawSeries(
+    alone = cleaning.RawSeries(
         np.arange(6) * hour, np.array([5.0, 5.0, 5.0, 5.0, 5.0, 200.0]), "pm25", UG
     )
 
-    cleaned = online.clean_many([before, alone])
+    cleaned = cleaning.clean_many([before, alone])
 
     assert cleaned[1].values.tolist() == [5.0, 5.0, 5.0, 5.0, 5.0, 200.0]
     np.testing.assert_array_equal(cleaned[1].hours, np.arange(6))
-    with_six = online.RawSeries(np.arange(7) * hour, np.array([5.0] * 6 + [200.0]), "pm25", UG)
-    assert 200.0 not in online.clean_many([before, with_six])[1].values  # the rule works
+    with_six = cleaning.RawSeries(np.arange(7) * hour, np.array([5.0] * 6 + [200.0]), "pm25", UG)
+    assert 200.0 not in cleaning.clean_many([before, with_six])[1].values  # the rule works
 
 
 @pytest.mark.parametrize(
@@ -390,9 +439,9 @@ def test_a_batch_cleans_each_series_as_if_alone():
 )
 def test_a_batch_without_a_valid_reading_cleans_to_empty_series(values):
     """Found by the API fuzz: a pm25 batch whose readings all go must not reach the spike rule."""
-    raw = online.RawSeries(np.arange(len(values)) * 3600, np.array(values), "pm25", UG)
+    raw = cleaning.RawSeries(np.arange(len(values)) * 3600, np.array(values), "pm25", UG)
 
-    cleaned = online.clean_many([raw, raw])
+    cleaned = cleaning.clean_many([raw, raw])
 
     assert [len(series) for series in cleaned] == [0, 0]
 
@@ -412,7 +461,7 @@ def test_values_within_an_hour_are_averaged_with_pandas_compensated_sum():
         }
     )
 
-    series = online.clean_series(seconds, values, "bc", UG)
+    series = cleaning.clean_series(seconds, values, "bc", UG)
 
     assert series.values.tolist() == clean_readings(readings)[0]["value"].tolist()
 
@@ -422,7 +471,7 @@ def test_values_within_an_hour_are_averaged_with_pandas_compensated_sum():
 )
 def test_unusable_time_zones_are_refused(timezone):
     with pytest.raises(ValueError, match=r"zone|offset"):
-        online.check_timezone(timezone)
+        features.check_timezone(timezone)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -478,7 +527,7 @@ def online_forecasts(
         if sensor.parameter != forecaster.spec.parameter or not len(sensor.series):
             continue
         at = epoch_hours(origin) if origin is not None else int(sensor.series.hours[-1])
-        row = online.origin_features(
+        row = features.origin_features(
             forecaster.spec,
             sensor.series,
             history.covariates_of(sensor_id),

@@ -1,7 +1,7 @@
 """Requests to forecasts: validate what depends on settings and on the loaded model, read
 the lists of readings (`readings`), clean and featurize each history with
-`aq_assets.ml.online` (the batch path's rules, as compiled loops), predict every series of
-a request in one call of the trees, and encode the answer."""
+`aq_assets.ml.cleaning` and `aq_assets.ml.features` (the functions training calls), predict
+every series of a request in one call of the trees, and encode the answer."""
 
 from __future__ import annotations
 
@@ -14,16 +14,14 @@ from typing import Any
 
 import msgspec
 
-from aq_assets.ml.cleaning import PLAUSIBLE_RANGES
-from aq_assets.ml.online import (
+from aq_assets.ml.cleaning import (
+    PLAUSIBLE_RANGES,
     HourlySeries,
-    Origin,
     RawSeries,
-    check_timezone,
     clean_many,
     location_mean,
-    origin_feature_rows,
 )
+from aq_assets.ml.features import Origin, check_timezone, origin_feature_rows
 from aq_assets.ml.online import compile_kernels as online_kernels
 from serving.champion import LoadedModel
 from serving.errors import ApiError, invalid

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from aq_assets.ml.online import ReadingsHistory, check_timezone, readings_history
+from aq_assets.ml.features import check_timezone
+from aq_assets.ml.online import ReadingsHistory, readings_history
 
 COLUMNS = ("sensor_id", "location_id", "parameter", "units", "datetime_utc", "value", "timezone")
 

@@ -1,12 +1,18 @@
-"""Cleaning raw readings into one trustworthy value per sensor and hour.
+"""Cleaning raw readings into one trustworthy value per sensor and hour: the one
+implementation that training, batch predictions and the HTTP service call.
 
-Every step looks only at the reading itself or at earlier hours, so the same function can
-clean a forecast's input history without seeing the future. Gaps stay gaps: nothing here
-invents a value.
+Every step looks only at the reading itself or at earlier hours, so the same rules clean a
+forecast's input history without seeing the future. Gaps stay gaps: nothing here invents a
+value. The rules run as loops compiled by numba (`kernels.clean_series`, every series of a
+call in one pass): a request holds a few thousand readings, where array operations cost
+~1-3 µs a call whatever their size. `aq_assets_tests/oracle.py` states the same rules as
+whole-frame pandas and the tests hold the two equal.
 """
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,62 +84,211 @@ class CleaningReport:
         return dict(self.__dict__)
 
 
-def clean_readings(readings: pd.DataFrame) -> tuple[pd.DataFrame, CleaningReport]:
-    """One value per (sensor, hour): columns sensor_id, location_id, parameter, datetime_utc,
-    value. Drops nulls, sentinels and physically implausible values, clips small negatives to
-    zero, averages repeated or sub-hourly readings within the hour, and drops isolated spikes
-    judged against the preceding day only."""
-    report = CleaningReport(rows_in=len(readings))
-    frame = readings[["sensor_id", "location_id", "parameter", "units", "datetime_utc", "value"]]
-    frame = frame.astype({"value": "float64", "parameter": str, "units": str})
+SECONDS_PER_HOUR = 3600
 
-    null = frame["value"].isna()
-    sentinel = frame["value"].isin(SENTINELS)
-    bounds = plausible_bounds(frame)
-    known = bounds["low"].notna()
-    implausible = known & (
-        (frame["value"] > bounds["high"]) | (frame["value"] < bounds["low"] - bounds["tolerance"])
+
+@dataclass(frozen=True)
+class HourlySeries:
+    """One cleaned value per hour: `hours` (int64 hours since 1970-01-01 UTC, strictly
+    increasing) and `values` (float64)."""
+
+    hours: np.ndarray
+    values: np.ndarray
+
+    @classmethod
+    def empty(cls) -> HourlySeries:
+        return cls(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64))
+
+    def __len__(self) -> int:
+        return int(self.hours.size)
+
+
+@dataclass(frozen=True)
+class RawSeries:
+    """One sensor's raw readings: epoch seconds UTC, values (NaN for null), its parameter,
+    and its units (one string, or one per reading)."""
+
+    seconds: np.ndarray
+    values: np.ndarray
+    parameter: str
+    units: str | np.ndarray
+
+
+def clean_series(
+    seconds: np.ndarray, values: np.ndarray, parameter: str, units: str | np.ndarray
+) -> HourlySeries:
+    """One sensor's raw readings cleaned: nulls, sentinels and implausible values dropped,
+    small negatives clipped, readings averaged within the hour, isolated spikes dropped."""
+    return clean_many([RawSeries(seconds, values, parameter, units)])[0]
+
+
+def clean_many(batch: Sequence[RawSeries]) -> list[HourlySeries]:
+    """`clean_series` of each series, in one compiled pass over all of them."""
+    cleaned, _ = _clean_with_counts(batch)
+    return cleaned
+
+
+def _clean_with_counts(batch: Sequence[RawSeries]) -> tuple[list[HourlySeries], np.ndarray]:
+    """The cleaned series and, per series, how many readings each rule touched
+    (`kernels.COUNTS` columns)."""
+    from aq_assets.ml.kernels import COUNTS
+    from aq_assets.ml.kernels import clean_series as compiled
+
+    if not batch:
+        return [], np.zeros((0, len(COUNTS)), dtype=np.int64)
+    lengths = [len(raw.values) for raw in batch]
+    offsets = np.zeros(len(batch) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    values = np.concatenate([np.asarray(raw.values, dtype=np.float64) for raw in batch])
+    hours = np.concatenate([np.asarray(raw.seconds, dtype=np.int64) for raw in batch])
+    hours //= SECONDS_PER_HOUR
+    # The plausible range of every reading: low, high, tolerance.
+    if all(isinstance(raw.units, str) for raw in batch):  # a request: units per series
+        ranges = np.array([_range_of(raw.parameter, str(raw.units)) for raw in batch])
+        bounds = np.repeat(ranges.T, lengths, axis=1)
+    else:
+        bounds = np.empty((3, values.size))
+        for raw, a, b in zip(batch, offsets[:-1].tolist(), offsets[1:].tolist(), strict=True):
+            for k, part in enumerate(_bounds(raw.parameter, raw.units, b - a)):
+                bounds[k, a:b] = part
+    excess = np.array([SPIKE_MIN_EXCESS.get(raw.parameter, np.nan) for raw in batch])
+    # Each series in order of hour; readings within an hour keep their order.
+    steps = np.diff(hours)
+    steps[offsets[1:-1][(offsets[1:-1] > 0) & (offsets[1:-1] < hours.size)] - 1] = 0
+    if (steps < 0).any():
+        series = np.repeat(np.arange(len(batch)), lengths)
+        order = np.lexsort((hours, series))
+        values, hours, bounds = values[order], hours[order], bounds[:, order]
+    low, high, tolerance = bounds
+    hourly_hours, hourly, cuts, counts = compiled(
+        values, hours, low, high, tolerance, offsets, excess
     )
-    implausible &= ~sentinel
-    report.null_values = int(null.sum())
-    report.sentinels = int(sentinel.sum())
-    report.implausible = int(implausible.sum())
-    frame = frame[~(null | sentinel | implausible)]
+    cleaned = [
+        HourlySeries(hourly_hours[a:b], hourly[a:b]) for a, b in itertools.pairwise(cuts.tolist())
+    ]
+    return cleaned, counts
 
-    below = known.reindex(frame.index) & (frame["value"] < bounds["low"].reindex(frame.index))
-    report.negatives_clipped = int(below.sum())
-    frame = frame.assign(value=frame["value"].where(~below, bounds["low"].reindex(frame.index)))
 
-    frame = frame.assign(datetime_utc=frame["datetime_utc"].dt.floor("h"))
-    keys = ["sensor_id", "location_id", "parameter", "datetime_utc"]
-    hourly = frame.groupby(keys, as_index=False, sort=True)["value"].mean()
-    report.repeated_hours = len(frame) - len(hourly)
+def location_mean(series: Sequence[HourlySeries]) -> HourlySeries:
+    """The mean per hour over several sensors of one parameter at one location: what a
+    target sensor's co-located parameter is read from. Pass the sensors in ascending sensor
+    id: the mean sums them in that order."""
+    series = [s for s in series if len(s)]
+    if not series:
+        return HourlySeries.empty()
+    if len(series) == 1:
+        return series[0]
+    hours = np.concatenate([s.hours for s in series])
+    values = np.concatenate([s.values for s in series])
+    order = np.argsort(hours, kind="stable")
+    from aq_assets.ml.kernels import hour_means
 
-    spikes = _isolated_spikes(hourly)
-    report.spikes = int(spikes.sum())
-    hourly = hourly[~spikes].reset_index(drop=True)
+    merged_hours, merged_values = hour_means(hours[order], values[order])
+    return HourlySeries(merged_hours, merged_values)
+
+
+def location_means(
+    sensors: Iterable[tuple[int, str, HourlySeries]],
+) -> dict[int, dict[str, HourlySeries]]:
+    """Each location's series per parameter (`location_mean` of its sensors), from the
+    (location, parameter, series) of sensors given in ascending sensor id."""
+    members: dict[tuple[int, str], list[HourlySeries]] = {}
+    for location, parameter, one in sensors:
+        members.setdefault((int(location), str(parameter)), []).append(one)
+    out: dict[int, dict[str, HourlySeries]] = {}
+    for (location, parameter), several in members.items():
+        out.setdefault(location, {})[parameter] = location_mean(several)
+    return out
+
+
+def sensor_rows(sensor_ids: np.ndarray) -> list[np.ndarray]:
+    """The row numbers of each sensor, sensors in ascending id, rows in their given order."""
+    order = np.argsort(sensor_ids, kind="stable")
+    ids = sensor_ids[order]
+    cuts = np.concatenate([[0], np.flatnonzero(np.diff(ids)) + 1, [ids.size]])
+    return [order[a:b] for a, b in itertools.pairwise(cuts.tolist()) if a != b]
+
+
+HOURLY_COLUMNS = ["sensor_id", "location_id", "parameter", "datetime_utc", "value"]
+
+
+def clean_readings(readings: pd.DataFrame) -> tuple[pd.DataFrame, CleaningReport]:
+    """Raw readings (columns sensor_id, location_id, parameter, units, datetime_utc, value;
+    one sensor is one parameter at one location) -> one value per (sensor, hour), columns
+    `HOURLY_COLUMNS`, sorted by sensor and hour: `clean_series` of every sensor."""
+    report = CleaningReport(rows_in=len(readings))
+    sensor_ids = readings["sensor_id"].to_numpy(dtype=np.int64)
+    groups = sensor_rows(sensor_ids)
+    seconds = epoch_seconds(readings["datetime_utc"])
+    values = readings["value"].to_numpy(dtype=np.float64, na_value=np.nan)
+    parameters = readings["parameter"].astype(str).to_numpy()
+    units = readings["units"].astype(str).to_numpy()
+    location_ids = readings["location_id"].to_numpy(dtype=np.int64)
+    cleaned, counts = _clean_with_counts(
+        [
+            RawSeries(seconds[rows], values[rows], str(parameters[rows[0]]), units[rows])
+            for rows in groups
+        ]
+    )
+    from aq_assets.ml.kernels import COUNTS
+
+    for name, total in zip(COUNTS, counts.sum(axis=0).tolist(), strict=True):
+        setattr(report, name, int(total))
+    sizes = [len(series) for series in cleaned]
+    firsts = [int(rows[0]) for rows in groups]
+    hourly = pd.DataFrame(
+        {
+            "sensor_id": np.repeat([int(sensor_ids[i]) for i in firsts], sizes).astype(np.int64),
+            "location_id": np.repeat([int(location_ids[i]) for i in firsts], sizes).astype(
+                np.int64
+            ),
+            "parameter": np.repeat([str(parameters[i]) for i in firsts], sizes).astype(object),
+            "datetime_utc": hours_to_datetimes(
+                np.concatenate([s.hours for s in cleaned]) if cleaned else np.empty(0, np.int64)
+            ),
+            "value": np.concatenate([s.values for s in cleaned]) if cleaned else np.empty(0),
+        }
+    )
     report.hours_out = len(hourly)
     return hourly, report
 
 
-def _isolated_spikes(hourly: pd.DataFrame) -> pd.Series:
-    """True where a value dwarfs both the median of the 24 hours before it and the highest of
-    the 3 hours before it (causal). An episode climbs hour by hour, so its peak stands close to
-    the hours just before; a spike jumps from a quiet level."""
-    excess = hourly["parameter"].map(SPIKE_MIN_EXCESS)
-    if excess.isna().all():
-        return pd.Series(False, index=hourly.index)
-    by_sensor = hourly.set_index("datetime_utc").groupby("sensor_id")["value"]
-    day_median = by_sensor.transform(lambda s: s.shift(1).rolling("24h", min_periods=6).median())
-    recent_max = by_sensor.transform(lambda s: s.shift(1).rolling("3h", min_periods=1).max())
-    reference = pd.Series(np.fmax(day_median.to_numpy(), recent_max.to_numpy()), index=hourly.index)
-    reference = reference.where(pd.Series(day_median.to_numpy(), index=hourly.index).notna())
-    value = hourly["value"]
+def epoch_seconds(times: pd.Series) -> np.ndarray:
+    """Naive UTC datetimes (any resolution) as int64 seconds since 1970-01-01."""
+    return times.to_numpy().astype("datetime64[s]").astype(np.int64)
+
+
+def epoch_hours(times: pd.Series) -> np.ndarray:
+    """Naive UTC datetimes on the hour as int64 hours since 1970-01-01."""
+    return epoch_seconds(times) // SECONDS_PER_HOUR
+
+
+def hours_to_datetimes(hours: np.ndarray) -> np.ndarray:
+    """int64 epoch hours as datetime64[ns] (naive UTC)."""
     return (
-        excess.notna()
-        & (value > SPIKE_RATIO * reference.clip(lower=1.0))
-        & (value - reference > excess.fillna(np.inf))
+        (np.asarray(hours, dtype=np.int64) * SECONDS_PER_HOUR)
+        .astype("datetime64[s]")
+        .astype("datetime64[ns]")
     )
+
+
+def _bounds(
+    parameter: str, units: str | np.ndarray, n: int
+) -> tuple[np.ndarray | float, np.ndarray | float, np.ndarray | float]:
+    """low, high, tolerance of the plausible range (NaN where the pair is unknown)."""
+    if isinstance(units, str) or np.ndim(units) == 0:
+        return _range_of(parameter, str(units))
+    names, inverse = np.unique(np.asarray(units, dtype=str), return_inverse=True)
+    table = np.array([_range_of(parameter, str(u)) for u in names], dtype=np.float64)
+    rows = table[inverse.reshape(-1)] if n else np.empty((0, 3))
+    return rows[:, 0], rows[:, 1], rows[:, 2]
+
+
+def _range_of(parameter: str, units: str) -> tuple[float, float, float]:
+    known: PlausibleRange | None = PLAUSIBLE_RANGES.get((parameter, units))
+    if known is None:
+        return np.nan, np.nan, np.nan
+    return float(known.low), float(known.high), float(known.negative_tolerance)
 
 
 # A sensor repeating one non-zero value for this many consecutive hours is stuck: on the real

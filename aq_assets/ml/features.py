@@ -1,21 +1,32 @@
-"""Features of the target series at each hour: the one function training, batch predictions
-and the HTTP service all call, so they agree to the number.
+"""Features of the target series at an hour: the one implementation that training, batch
+predictions and the HTTP service all call, so they agree to the bit.
 
-Rows live on a complete hourly grid per sensor (a missing hour is a row with NaN), so a shift
-by k rows is a shift by k hours. Every feature at hour t uses hours <= t only; `target_h{h}`
-columns hold the value h hours later and are for training and evaluation only.
+A sensor's rows live on a complete hourly grid from its first reading (a missing hour is a
+row with NaN). Every feature at hour t uses hours <= t only; `target_h{h}` columns hold the
+value h hours later and are for training and evaluation only.
+
+The row at an origin is computed by a loop compiled with numba (`kernels.origin_rows`) from
+the cleaned series it reads, for many origins in one call: the service asks for one origin a
+series, training for every hour of every sensor (`build_features`). Measured in
+`benchmarks/features_sql_vs_pandas.py` against whole-frame pandas (`aq_assets_tests/oracle.py`,
+the reference the tests hold it equal to) and DuckDB SQL.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
+
+from aq_assets.ml.cleaning import HourlySeries, epoch_hours, hours_to_datetimes, location_means
 
 DEFAULT_COVARIATES = (
     "pm10",
@@ -31,7 +42,10 @@ DEFAULT_COVARIATES = (
 )
 WEATHER = ("temperature", "relativehumidity")  # co-located, but not pollutants
 PROFILE_DAYS = (7, 28)
+COVARIATE_FILL_HOURS = 2  # a co-located value is carried forward at most this long
 _OFFSET = re.compile(r"^([+-])(\d{2}):?(\d{2})$")
+# Offsets beyond any real zone's are refused rather than turned into nonsense local times.
+_MAX_OFFSET = dt.timedelta(hours=18)
 
 
 @dataclass(frozen=True)
@@ -107,100 +121,395 @@ class FeatureSpec:
 def build_features(
     hourly: pd.DataFrame,
     spec: FeatureSpec,
-    timezones: dict[int, str] | None = None,
+    timezones: Mapping[int, str | None] | None = None,
     until: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
-    """Feature rows for every target-parameter sensor in `hourly` (cleaned, one value per
-    sensor-hour, all parameters), one per hour from its first reading to its last (or to
-    `until`, the forecast origin). Columns: sensor_id, location_id, datetime_utc, y, the
-    spec's feature columns, then its target columns."""
+    """Feature rows for every target-parameter sensor in `hourly` (`clean_readings`' output:
+    one value per sensor-hour, all parameters), one per hour from its first reading to its
+    last (or to `until`, the forecast origin, ignoring later readings), sensors in ascending
+    id. Columns: sensor_id, location_id, datetime_utc, y, the spec's feature columns, then
+    its target columns. Co-located parameters are the mean over the location's sensors."""
+    columns = ["sensor_id", "location_id", "datetime_utc", "y", *spec.feature_columns]
+    columns += spec.target_columns
     target = hourly[hourly["parameter"] == spec.parameter]
+    if until is not None:
+        target = target[target["datetime_utc"] <= until]
     if target.empty:
-        return pd.DataFrame(
-            columns=[
-                "sensor_id",
-                "location_id",
-                "datetime_utc",
-                "y",
-                *spec.feature_columns,
-                *spec.target_columns,
-            ]
-        )
-    # Extend each sensor's grid past its last hour so features that look at the target hour's
-    # past (the same-hour profiles) exist at the forecast origin too, as they do in training.
-    grid = _hourly_grid(target, until, extra_hours=max(spec.horizons))
-    by_sensor = grid.groupby("sensor_id", sort=False)
-    y = grid["y"]
-
-    features: dict[str, pd.Series | np.ndarray] = {}
-    level = by_sensor["y"].ffill(limit=spec.max_fill_hours)
-    observed_at = grid["datetime_utc"].where(y.notna())
-    last_seen = observed_at.groupby(grid["sensor_id"], sort=False).ffill(limit=spec.max_fill_hours)
-    features["level"] = level
-    features["hours_since_reading"] = (grid["datetime_utc"] - last_seen).dt.total_seconds() / 3600
-    for k in spec.lags:
-        features[f"lag_{k}"] = by_sensor["y"].shift(k)
-    for w in spec.windows:
-        rolling = by_sensor["y"].rolling(w, min_periods=max(1, w // 3))
-        features[f"mean_{w}"] = rolling.mean().reset_index(level=0, drop=True)
-        features[f"std_{w}"] = rolling.std().reset_index(level=0, drop=True)
-    features["max_24"] = (
-        by_sensor["y"].rolling(24, min_periods=8).max().reset_index(level=0, drop=True)
+        return pd.DataFrame(columns=columns)
+    sensors = _series_by(target, "sensor_id")
+    locations = dict(zip(target["sensor_id"], target["location_id"], strict=False))
+    covariate_rows = hourly[hourly["parameter"].isin(spec.covariates)]
+    covariates = location_means(
+        (location, parameter, series)
+        for (_, location, parameter), series in _series_by(
+            covariate_rows, ["sensor_id", "location_id", "parameter"]
+        ).items()
     )
-    for k in (1, 3, 24):
-        features[f"change_{k}"] = level - by_sensor["y"].shift(k)
+    last = None if until is None else int(epoch_hours(pd.Series([until]))[0])
+    origins, items = [], []
+    for sensor_id, series in sensors.items():
+        end = int(series.hours[-1]) if last is None else last
+        hours = np.arange(int(series.hours[0]), end + 1, dtype=np.int64)
+        location = int(locations[sensor_id])
+        origins.append(hours)
+        items.append(
+            _Sensor(
+                series,
+                covariates.get(location, {}),
+                sensor_id,
+                location,
+                (timezones or {}).get(location),
+            )
+        )
+    rows, _ = _rows(spec, items, origins)
+    every = np.concatenate(origins)
+    frame = pd.DataFrame(rows, columns=spec.feature_columns)
+    frame.insert(0, "sensor_id", np.repeat([i.sensor_id for i in items], [o.size for o in origins]))
+    frame.insert(
+        1, "location_id", np.repeat([i.location_id for i in items], [o.size for o in origins])
+    )
+    frame.insert(2, "datetime_utc", hours_to_datetimes(every))
+    frame.insert(3, "y", _values_at(items, origins, 0))
+    for h in spec.horizons:
+        frame[f"target_h{h}"] = _values_at(items, origins, h)
+    return frame[columns]
+
+
+@dataclass(frozen=True)
+class _Sensor:
+    """A target sensor's cleaned series, its location's co-located parameters, and where
+    it is."""
+
+    target: HourlySeries
+    covariates: Mapping[str, HourlySeries]
+    sensor_id: int | None
+    location_id: int | None
+    timezone: str | None
+
+
+def _series_by(hourly: pd.DataFrame, keys: str | list[str]) -> dict[Any, HourlySeries]:
+    """The cleaned series of each group of `keys`, in sorted order of the keys."""
+    by = [keys] if isinstance(keys, str) else keys
+    frame = hourly.sort_values([*by, "datetime_utc"], kind="stable")
+    hours = epoch_hours(frame["datetime_utc"])
+    values = frame["value"].to_numpy(dtype=np.float64)
+    out = {}
+    for key, rows in frame.groupby(keys, sort=True).indices.items():
+        out[key] = HourlySeries(hours[rows], values[rows])
+    return out
+
+
+def _values_at(items: Sequence[_Sensor], origins: Sequence[np.ndarray], ahead: int) -> np.ndarray:
+    """Each sensor's cleaned value `ahead` hours after each of its origins (NaN: none)."""
+    pieces = []
+    for item, hours in zip(items, origins, strict=True):
+        series = item.target
+        wanted = hours + ahead
+        at = np.searchsorted(series.hours, wanted).clip(max=max(len(series) - 1, 0))
+        found = series.hours[at] == wanted if len(series) else np.zeros(wanted.size, bool)
+        pieces.append(np.where(found, series.values[at] if len(series) else np.nan, np.nan))
+    return np.concatenate(pieces)
+
+
+@dataclass(frozen=True)
+class Origin:
+    """One series to forecast: the target's cleaned series, the location's cleaned
+    co-located parameters, the origin hour (epoch hours), the sensor and its time zone."""
+
+    target: HourlySeries
+    covariates: Mapping[str, HourlySeries]
+    origin: int
+    sensor_id: int | None = None
+    timezone: str | None = None
+
+
+def origin_features(
+    spec: FeatureSpec,
+    target: HourlySeries,
+    covariates: Mapping[str, HourlySeries],
+    origin: int,
+    sensor_id: int | None = None,
+    timezone: str | None = None,
+) -> np.ndarray | None:
+    """The feature row (float64, `spec.feature_columns` order) of the target sensor at hour
+    `origin` (epoch hours), from its cleaned series and the location's cleaned co-located
+    parameters; None where there is no row (no reading at or before the origin). Readings
+    after the origin are ignored."""
+    rows, valid = origin_feature_rows(
+        spec, [Origin(target, covariates, origin, sensor_id, timezone)]
+    )
+    return rows[0] if valid[0] else None
+
+
+def origin_feature_rows(
+    spec: FeatureSpec, items: Sequence[Origin]
+) -> tuple[np.ndarray, np.ndarray]:
+    """`origin_features` of many series in one compiled pass: the rows (n × features) and
+    whether each has one (a row without is all NaN)."""
+    return _rows(
+        spec,
+        [_Sensor(i.target, i.covariates, i.sensor_id, None, i.timezone) for i in items],
+        [np.array([i.origin], dtype=np.int64) for i in items],
+    )
+
+
+def _rows(
+    spec: FeatureSpec, items: Sequence[_Sensor], origins: Sequence[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The feature rows at each sensor's origins, every origin of every sensor in one call
+    of `kernels.origin_rows`; sensors share their series between their origins."""
+    from aq_assets.ml.kernels import origin_rows
+
+    plan = _plan(spec)
+    col = plan.columns
+    counts = np.array([o.size for o in origins], dtype=np.int64)
+    n = int(counts.sum())
+    every = np.concatenate(origins) if n else np.empty(0, dtype=np.int64)
+    rows = np.full((n, plan.width), np.nan)
+    valid = np.zeros(n, dtype=np.bool_)
+    no_reading = np.iinfo(np.int64).max
+    first_hours = np.repeat(
+        [int(i.target.hours[0]) if len(i.target) else no_reading for i in items], counts
+    )
+    target = _laid_end_to_end([i.target for i in items])
+    item_of = np.repeat(np.arange(len(items)), counts)
+    target_starts, target_ends = _slices_to(target, item_of, every)
+    # The co-located parameter p of origin k is series item_of[k] * P + p, at k * P + p.
+    n_covariates = len(plan.covariates)
+    empty = HourlySeries.empty()
+    covariates = _laid_end_to_end(
+        [i.covariates.get(p, empty) for i in items for p in plan.covariates]
+    )
+    cov_starts, cov_ends = _slices_to(
+        covariates,
+        (item_of[:, None] * n_covariates + np.arange(n_covariates)).reshape(-1),
+        np.repeat(every, n_covariates),
+    )
+    origin_rows(
+        rows,
+        valid,
+        every,
+        first_hours,
+        target[0],
+        target[1],
+        target_starts,
+        target_ends,
+        covariates[0],
+        covariates[1],
+        cov_starts,
+        cov_ends,
+        plan.lookback,
+        spec.max_fill_hours,
+        COVARIATE_FILL_HOURS,
+        plan.fixed_columns,
+        plan.lag_positions,
+        plan.lag_columns,
+        plan.window_positions,
+        plan.window_min_periods,
+        plan.window_columns,
+        plan.profile_positions,
+        plan.profile_min_periods,
+        plan.profile_columns,
+        plan.covariate_now_columns,
+        plan.covariate_change_columns,
+    )
+    cuts = np.concatenate([[0], np.cumsum(counts)])
+    for item, a, b in zip(items, cuts[:-1].tolist(), cuts[1:].tolist(), strict=True):
+        hour, weekday, day_of_year = local_calendar(every[a:b], item.timezone)
+        rows[a:b, col["hour_sin"]] = np.sin(2 * np.pi * hour / 24)
+        rows[a:b, col["hour_cos"]] = np.cos(2 * np.pi * hour / 24)
+        rows[a:b, col["day_of_week"]] = weekday
+        rows[a:b, col["is_weekend"]] = (weekday >= 5).astype(np.float64)
+        rows[a:b, col["doy_sin"]] = np.sin(2 * np.pi * day_of_year / 365.25)
+        rows[a:b, col["doy_cos"]] = np.cos(2 * np.pi * day_of_year / 365.25)
+        code = (
+            plan.sensor_codes.get(int(item.sensor_id), np.nan)
+            if item.sensor_id is not None
+            else np.nan
+        )
+        rows[a:b, col["sensor_code"]] = code
+    rows[~valid] = np.nan
+    return rows, valid
+
+
+def _slices_to(
+    laid: tuple[np.ndarray, np.ndarray, np.ndarray], series: np.ndarray, hours: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per origin (the index of its series in `laid`, its hour), the slice of the series'
+    readings it may read: from the series' start to its last reading at or before the hour
+    (the kernel walks back from there, so a row costs its window, not the whole history).
+    One search over every series at once: each reading keyed by series, then hour."""
+    laid_hours, _, offsets = laid
+    owner = np.repeat(np.arange(offsets.size - 1, dtype=np.int64), np.diff(offsets))
+    keys = owner * _SERIES_STRIDE + laid_hours
+    ends = np.searchsorted(keys, series * _SERIES_STRIDE + hours, side="right")
+    return offsets[series], ends.astype(np.int64)
+
+
+# Wider than any span of epoch hours a series can have (1970-2100 is ~1.1 million hours).
+_SERIES_STRIDE = np.int64(1 << 32)
+
+
+def _laid_end_to_end(series: Sequence[HourlySeries]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Hours, values and offsets of several series, one after the other."""
+    offsets = np.zeros(len(series) + 1, dtype=np.int64)
+    np.cumsum([s.hours.size for s in series], out=offsets[1:])
+    if not offsets[-1]:
+        return np.empty(0, dtype=np.int64), np.empty(0), offsets
+    hours = np.concatenate([s.hours for s in series]).astype(np.int64, copy=False)
+    values = np.concatenate([s.values for s in series]).astype(np.float64, copy=False)
+    return hours, values, offsets
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Where each feature comes from, computed once per spec. Positions index the dense
+    history `y` of `lookback + 2` hours: the origin sits at `lookback`, and the last slot is
+    always missing, to pad windows of different lengths into one matrix."""
+
+    width: int
+    lookback: int
+    lag_columns: np.ndarray
+    lag_positions: np.ndarray
+    window_columns: np.ndarray  # mean columns; each std column follows its mean
+    window_positions: np.ndarray  # one row per window
+    window_min_periods: np.ndarray
+    profile_columns: np.ndarray
+    profile_positions: np.ndarray  # one row per (days, horizon)
+    profile_min_periods: np.ndarray
+    covariates: tuple[str, ...]
+    covariate_now_columns: np.ndarray
+    covariate_change_columns: np.ndarray
+    fixed_columns: np.ndarray  # see kernels.origin_rows
+    sensor_codes: dict[int, float]
+    columns: dict[str, int]
+
+
+@lru_cache(maxsize=16)
+def _plan(spec: FeatureSpec) -> _Plan:
+    columns = {name: i for i, name in enumerate(spec.feature_columns)}
+    lookback = max(
+        (
+            *spec.lags,
+            *spec.windows,
+            24,
+            3 + COVARIATE_FILL_HOURS,
+            spec.max_fill_hours,
+            24 * max(PROFILE_DAYS),
+        )
+    )
+    pad = lookback + 1
+
+    def padded(rows: list[list[int]]) -> np.ndarray:
+        width = max((len(r) for r in rows), default=0)
+        return np.array([r + [pad] * (width - len(r)) for r in rows], dtype=np.int64)
 
     # The sensor's recent daily profile at the hour being forecast: the mean of the values at
     # t+h-24k over the last 7 and 28 days, all known at t. The long horizons lean on it.
-    same_hour = grid.groupby(["sensor_id", grid["datetime_utc"].dt.hour], sort=False)["y"]
-    profiles = {
-        f"{days}d": same_hour.transform(
-            lambda s, d=days: s.shift(1).rolling(d, min_periods=max(1, d // 4)).mean()
-        )
-        for days in PROFILE_DAYS
-    }
-    for name, profile in profiles.items():
-        by_sensor_profile = profile.groupby(grid["sensor_id"], sort=False)
-        for h in spec.horizons:
-            if h <= 24:
-                features[f"same_hour_{name}_h{h}"] = by_sensor_profile.shift(-h)
-
-    local = _local_times(grid, timezones or {})
-    hour = local.dt.hour + local.dt.minute / 60
-    features["hour_sin"] = np.sin(2 * np.pi * hour / 24)
-    features["hour_cos"] = np.cos(2 * np.pi * hour / 24)
-    features["day_of_week"] = local.dt.dayofweek.astype("float64")
-    features["is_weekend"] = (local.dt.dayofweek >= 5).astype("float64")
-    features["doy_sin"] = np.sin(2 * np.pi * local.dt.dayofyear / 365.25)
-    features["doy_cos"] = np.cos(2 * np.pi * local.dt.dayofyear / 365.25)
-
-    covariates = _covariates_on_grid(hourly, grid, spec.covariates)
-    for p in spec.covariates:
-        now = covariates[p].groupby(grid["sensor_id"], sort=False).ffill(limit=2)
-        features[f"{p}_now"] = now
-        features[f"{p}_change_3"] = now - now.groupby(grid["sensor_id"], sort=False).shift(3)
-
-    features["sensor_code"] = sensor_codes(grid["sensor_id"], spec)
-
-    targets = {f"target_h{h}": by_sensor["y"].shift(-h) for h in spec.horizons}
-    frame = pd.concat(
-        [
-            grid.drop(columns="extension"),
-            pd.DataFrame(features, index=grid.index),
-            pd.DataFrame(targets, index=grid.index),
-        ],
-        axis=1,
+    profiles = [(d, h) for d in PROFILE_DAYS for h in spec.horizons if h <= 24]
+    return _Plan(
+        width=len(columns),
+        lookback=lookback,
+        lag_columns=np.array([columns[f"lag_{k}"] for k in spec.lags], dtype=np.int64),
+        lag_positions=lookback - np.array(spec.lags, dtype=np.int64),
+        window_columns=np.array([columns[f"mean_{w}"] for w in spec.windows], dtype=np.int64),
+        window_positions=padded(
+            [list(range(lookback - w + 1, lookback + 1)) for w in spec.windows]
+        ),
+        window_min_periods=np.array([max(1, w // 3) for w in spec.windows]),
+        profile_columns=np.array(
+            [columns[f"same_hour_{d}d_h{h}"] for d, h in profiles], dtype=np.int64
+        ),
+        profile_positions=padded(
+            [[lookback + h - 24 * k for k in range(1, d + 1)] for d, h in profiles]
+        ),
+        profile_min_periods=np.array([max(1, d // 4) for d, _ in profiles]),
+        covariates=spec.covariates,
+        covariate_now_columns=np.array(
+            [columns[f"{p}_now"] for p in spec.covariates], dtype=np.int64
+        ),
+        covariate_change_columns=np.array(
+            [columns[f"{p}_change_3"] for p in spec.covariates], dtype=np.int64
+        ),
+        fixed_columns=np.array(
+            [
+                columns[name]
+                for name in (
+                    "hours_since_reading",
+                    "level",
+                    "max_24",
+                    "change_1",
+                    "change_3",
+                    "change_24",
+                )
+            ],
+            dtype=np.int64,
+        ),
+        sensor_codes={sensor: float(i) for i, sensor in enumerate(spec.sensors)},
+        columns=columns,
     )
-    frame = frame[~grid["extension"].to_numpy()]
-    columns = [
-        "sensor_id",
-        "location_id",
-        "datetime_utc",
-        "y",
-        *spec.feature_columns,
-        *spec.target_columns,
-    ]
-    return frame[columns].reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Local time
+
+
+def local_calendar(
+    hours: np.ndarray, timezone: str | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Local hour of day (with minutes), weekday (Monday 0) and day of the year at each
+    epoch hour in `timezone` (see `check_timezone`)."""
+    hours = np.asarray(hours, dtype=np.int64)
+    zone = _zone(timezone or "")
+    if zone is None:
+        offsets: np.ndarray | int = 0
+    elif isinstance(zone, dt.timedelta):
+        offsets = int(zone.total_seconds())
+    else:  # a named zone: its offset hour by hour, each distinct hour looked up once
+        distinct, inverse = np.unique(hours, return_inverse=True)
+        offsets = np.array([_offset_seconds(timezone or "", h) for h in distinct.tolist()])
+        offsets = offsets[inverse.reshape(-1)]
+    local = hours * 3600 + offsets
+    days = local // 86400
+    in_day = local - days * 86400
+    hour = in_day // 3600 + (in_day % 3600 // 60) / 60
+    weekday = (days + 3) % 7  # 1970-01-01 was a Thursday
+    date = days.astype("datetime64[D]")
+    day_of_year = (date - date.astype("datetime64[Y]").astype("datetime64[D]")).astype(np.int64) + 1
+    return hour.astype(np.float64), weekday.astype(np.float64), day_of_year.astype(np.float64)
+
+
+@lru_cache(maxsize=65536)
+def _offset_seconds(timezone: str, hour: int) -> int:
+    utc = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(hours=hour)
+    offset = utc.astimezone(_zone(timezone)).utcoffset()  # type: ignore[arg-type]
+    return int(offset.total_seconds()) if offset is not None else 0
+
+
+def check_timezone(timezone: str | None) -> None:
+    """Raise ValueError unless `timezone` is one the features understand: empty, "UTC",
+    "Z", an IANA name, or a "+HH:MM" offset within ±18:00."""
+    _zone(timezone or "")
+
+
+@lru_cache(maxsize=512)
+def _zone(timezone: str) -> dt.timedelta | ZoneInfo | None:
+    if not timezone or timezone in {"UTC", "+00:00", "Z"}:
+        return None
+    match = _OFFSET.match(timezone)
+    if match:
+        sign = 1 if match.group(1) == "+" else -1
+        hours, minutes = int(match.group(2)), int(match.group(3))
+        offset = dt.timedelta(hours=hours, minutes=minutes)
+        if minutes >= 60 or offset > _MAX_OFFSET:
+            raise ValueError(f"UTC offset {timezone!r} is out of range (at most ±18:00)")
+        return sign * offset
+    try:
+        return ZoneInfo(timezone)
+    except Exception as exc:  # ZoneInfo raises several types for bad keys
+        raise ValueError(
+            f"unknown time zone {timezone!r}: expected an IANA name or ±HH:MM"
+        ) from exc
 
 
 def feature_matrix(frame: pd.DataFrame, spec: FeatureSpec) -> np.ndarray:
@@ -215,74 +524,6 @@ def feature_matrix(frame: pd.DataFrame, spec: FeatureSpec) -> np.ndarray:
 def sensor_codes(sensor_ids: pd.Series, spec: FeatureSpec) -> np.ndarray:
     codes = {sensor: float(i) for i, sensor in enumerate(spec.sensors)}
     return sensor_ids.map(codes).to_numpy(dtype=np.float32, na_value=np.nan)
-
-
-def _hourly_grid(
-    target: pd.DataFrame, until: pd.Timestamp | None, extra_hours: int
-) -> pd.DataFrame:
-    spans = target.groupby("sensor_id").agg(
-        location_id=("location_id", "first"),
-        start=("datetime_utc", "min"),
-        end=("datetime_utc", "max"),
-    )
-    pieces = []
-    for sensor_id, span in spans.iterrows():
-        end = until if until is not None else span["end"]
-        hours = pd.date_range(span["start"], end + pd.Timedelta(hours=extra_hours), freq="h")
-        pieces.append(
-            pd.DataFrame(
-                {
-                    "sensor_id": sensor_id,
-                    "location_id": span["location_id"],
-                    "datetime_utc": hours,
-                    "extension": hours > end,
-                }
-            )
-        )
-    grid = pd.concat(pieces, ignore_index=True).astype(
-        {"sensor_id": "int64", "location_id": "int64"}
-    )
-    values = target[["sensor_id", "datetime_utc", "value"]].rename(columns={"value": "y"})
-    if until is not None:
-        values = values[values["datetime_utc"] <= until]
-    return grid.merge(values, on=["sensor_id", "datetime_utc"], how="left")
-
-
-def _covariates_on_grid(
-    hourly: pd.DataFrame, grid: pd.DataFrame, covariates: tuple[str, ...]
-) -> pd.DataFrame:
-    present = hourly[hourly["parameter"].isin(covariates)]
-    wide = present.pivot_table(
-        index=["location_id", "datetime_utc"], columns="parameter", values="value", aggfunc="mean"
-    )
-    aligned = grid[["location_id", "datetime_utc"]].merge(
-        wide, left_on=["location_id", "datetime_utc"], right_index=True, how="left"
-    )
-    return aligned.reindex(columns=list(covariates)).set_index(grid.index).astype("float64")
-
-
-def _local_times(grid: pd.DataFrame, timezones: dict[int, str]) -> pd.Series:
-    """Local wall-clock time of each row, from its location's IANA zone or fixed offset."""
-    local = grid["datetime_utc"].copy()
-    for location_id, tz in timezones.items():
-        rows = grid["location_id"] == location_id
-        if not rows.any() or not tz or tz in {"UTC", "+00:00", "Z"}:
-            continue
-        match = _OFFSET.match(tz)
-        if match:
-            sign = 1 if match.group(1) == "+" else -1
-            local[rows] = grid.loc[rows, "datetime_utc"] + sign * pd.Timedelta(
-                hours=int(match.group(2)), minutes=int(match.group(3))
-            )
-        else:
-            zone = ZoneInfo(tz)
-            local[rows] = (
-                grid.loc[rows, "datetime_utc"]
-                .dt.tz_localize("UTC")
-                .dt.tz_convert(zone)
-                .dt.tz_localize(None)
-            )
-    return local
 
 
 def drift_view(frame: pd.DataFrame, covariates: tuple[str, ...]) -> pd.DataFrame:

@@ -307,36 +307,58 @@ def _goes_right(v, here, offsets, words):
 # Cleaning
 
 
+# What `clean_series` counts per series, in its columns' order.
+COUNTS = (
+    "null_values",
+    "sentinels",
+    "implausible",
+    "negatives_clipped",
+    "repeated_hours",
+    "spikes",
+)
+
+
 @_compiled
 def clean_series(values, hours, low, high, tolerance, offsets, excess):
-    """`online.clean_many` on series laid end to end (series g is offsets[g]:offsets[g+1],
+    """`cleaning.clean_many` on series laid end to end (series g is offsets[g]:offsets[g+1],
     its readings in order of hour; low, high and tolerance per reading, NaN where the range
-    is unknown; excess per series, NaN: no spike rule). Returns hours, hourly values and
-    their offsets per series."""
+    is unknown; excess per series, NaN: no spike rule). Returns hours, hourly values, their
+    offsets per series, and per series how many readings each rule touched (`COUNTS`)."""
     n_series = offsets.size - 1
     out_hours = np.empty(values.size, dtype=np.int64)
     out_values = np.empty(values.size, dtype=np.float64)
     out_offsets = np.zeros(n_series + 1, dtype=np.int64)
+    counts = np.zeros((n_series, len(COUNTS)), dtype=np.int64)
     kept_hours = np.empty(values.size, dtype=np.int64)
     kept = np.empty(values.size, dtype=np.float64)
     at = 0
     for g in range(n_series):
-        # Implausible values, nulls and sentinels dropped; small negatives raised to `low`.
+        # Nulls, sentinels and implausible values dropped; small negatives raised to `low`.
         n = 0
         for j in range(offsets[g], offsets[g + 1]):
             v = values[j]
-            drop = v != v or v > high[j] or v < low[j] - tolerance[j]
-            for sentinel in SENTINELS:
-                drop |= v == sentinel
-            if not drop:
+            sentinel = False
+            for placeholder in SENTINELS:
+                sentinel |= v == placeholder
+            if v != v:
+                counts[g, 0] += 1
+            elif sentinel:
+                counts[g, 1] += 1
+            elif v > high[j] or v < low[j] - tolerance[j]:
+                counts[g, 2] += 1
+            else:
+                counts[g, 3] += v < low[j]
                 kept_hours[n] = hours[j]
                 kept[n] = low[j] if v < low[j] else v
                 n += 1
         start = at
         at += _hour_means_into(kept_hours[:n], kept[:n], out_hours[at:], out_values[at:])
-        at = start + _drop_isolated_spikes(out_hours[start:at], out_values[start:at], excess[g])
+        counts[g, 4] = n - (at - start)
+        end = start + _drop_isolated_spikes(out_hours[start:at], out_values[start:at], excess[g])
+        counts[g, 5] = at - end
+        at = end
         out_offsets[g + 1] = at
-    return out_hours[:at], out_values[:at], out_offsets
+    return out_hours[:at], out_values[:at], out_offsets, counts
 
 
 @_compiled
@@ -450,12 +472,15 @@ def origin_rows(
     rows,
     valid,
     origins,
+    first_hours,
     target_hours,
     target_values,
-    target_offsets,
+    target_starts,
+    target_ends,
     covariate_hours,
     covariate_values,
-    covariate_offsets,
+    covariate_starts,
+    covariate_ends,
     lookback,
     max_fill_hours,
     covariate_fill_hours,
@@ -471,10 +496,12 @@ def origin_rows(
     covariate_now_columns,
     covariate_change_columns,
 ):
-    """Fill `rows` (NaN, n × features) with what `online.origin_feature_rows` computes here
-    for each origin, and `valid`. fixed_columns: hours_since_reading, level, max_24,
-    change_1, change_3, change_24. Series are laid end to end: the target of origin i is
-    target_offsets[i]:[i+1]; its co-located parameter p is covariate_offsets[i * P + p]."""
+    """Fill `rows` (NaN, n × features) with the feature row at each origin, and `valid`
+    (see `features.origin_feature_rows`). fixed_columns: hours_since_reading, level, max_24,
+    change_1, change_3, change_24. Series are laid end to end and shared by origins: the
+    target readings of origin i are target_starts[i]:target_ends[i] (none after the
+    origin; its sensor's first reading is at first_hours[i]), those of its co-located
+    parameter p covariate_starts[i * P + p]:covariate_ends[i * P + p]."""
     now = lookback  # the origin's index in `y`; y[now + 1] stays missing, the padding
     y = np.empty(lookback + 2)
     span = 3 + covariate_fill_hours
@@ -482,13 +509,12 @@ def origin_rows(
     n_covariates = covariate_now_columns.size
     for i in range(origins.size):
         origin = origins[i]
-        a, b = target_offsets[i], target_offsets[i + 1]
-        # The sensor's hourly grid starts at its first reading; none, or after the origin:
-        # no row.
-        if a == b or origin < target_hours[a]:
+        a, b = target_starts[i], target_ends[i]
+        # The sensor's hourly grid starts at its first reading; after the origin: no row.
+        start = first_hours[i]
+        if origin < start:
             continue
         valid[i] = True
-        start = target_hours[a]
         _dense(y, target_hours[a:b], target_values[a:b], origin - now, start, origin)
         level, since = _latest(y, now, max_fill_hours)
         rows[i, fixed_columns[0]] = since
@@ -513,10 +539,7 @@ def origin_rows(
             mean, _ = _window_stats(y, profile_positions[p], profile_min_periods[p])
             rows[i, profile_columns[p]] = mean
         for p in range(n_covariates):
-            ca, cb = (
-                covariate_offsets[i * n_covariates + p],
-                covariate_offsets[i * n_covariates + p + 1],
-            )
+            ca, cb = covariate_starts[i * n_covariates + p], covariate_ends[i * n_covariates + p]
             if ca == cb:
                 continue
             _dense(c, covariate_hours[ca:cb], covariate_values[ca:cb], origin - span, start, origin)
