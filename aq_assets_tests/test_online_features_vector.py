@@ -3,7 +3,7 @@
 (`oracle.py`): the same cleaning, the same feature rows and the same forecasts, on simulated
 histories and on random ones with gaps, nulls, sentinels, spikes, sub-hourly repeats,
 co-located parameters present or absent, several time zones and origins after the last
-reading; and the service's path (`online`: one origin's row, no pandas) against the batch
+reading; and the service's path (`serving`: one origin's row, no pandas) against the batch
 path (`latest_forecasts`)."""
 
 from __future__ import annotations
@@ -18,13 +18,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aq_assets.ingest.sources.simulated import SimulatedSource
-from aq_assets.ml import cleaning, features, online
+from aq_assets.ml import cleaning, features
 from aq_assets.ml.cleaning import clean_readings
 from aq_assets.ml.features import FeatureSpec, build_features
 from aq_assets.ml.forecasting import latest_forecasts
 from aq_assets.ml.model import Forecaster, TimeSplit, baseline_forecaster, train_forecaster
-from aq_assets.ml.trees import TreeEnsemble
 from aq_assets_tests import oracle
+from serving.champion import OnlineForecaster
+from serving.snapshot import ReadingsHistory, readings_history
+from serving.trees import TreeEnsemble
 
 UG = "µg/m³"
 BASE = pd.Timestamp("2025-01-01 00:00")
@@ -56,8 +58,8 @@ def epoch_hours(when: pd.Timestamp) -> int:
     return int((when - pd.Timestamp("1970-01-01")) // pd.Timedelta(hours=1))
 
 
-def history_of(readings: pd.DataFrame) -> online.ReadingsHistory:
-    return online.readings_history(
+def history_of(readings: pd.DataFrame) -> ReadingsHistory:
+    return readings_history(
         readings["sensor_id"].to_numpy(),
         readings["location_id"].to_numpy(),
         readings["parameter"].astype(str).to_numpy(),
@@ -520,7 +522,7 @@ def online_forecasts(
     origin: pd.Timestamp | None,
 ) -> dict[int, np.ndarray]:
     """sensor → forecasts by horizon, as the service computes them."""
-    model = online.OnlineForecaster(forecaster)
+    model = OnlineForecaster(forecaster)
     history = history_of(readings)
     out = {}
     for sensor_id, sensor in history.sensors.items():
@@ -558,7 +560,7 @@ def test_the_compiled_trees_predict_exactly_what_the_boosters_do(forecaster, sim
     readings, timezones = simulated
     hourly, _ = clean_readings(readings)
     frame = build_features(hourly, forecaster.spec, timezones).sample(500, random_state=1)
-    model = online.OnlineForecaster(forecaster)
+    model = OnlineForecaster(forecaster)
     features = frame[forecaster.spec.feature_columns].to_numpy(dtype=np.float32)
 
     assert model.compiled, model.compiled_error
@@ -574,7 +576,7 @@ def test_a_baseline_forecaster_serves_what_forecaster_predict_does(forecaster, s
     frame = build_features(hourly, forecaster.spec, timezones).sample(300, random_state=2)
     choice = {h: "climatology" if h >= 12 else "persistence" for h in forecaster.spec.horizons}
     baseline = baseline_forecaster(frame, forecaster.spec, choice)
-    model = online.OnlineForecaster(baseline)
+    model = OnlineForecaster(baseline)
 
     got = model.predict(
         frame[forecaster.spec.feature_columns].to_numpy(dtype="float64"),
@@ -601,7 +603,7 @@ def test_online_forecaster_predicts_what_forecaster_predict_does(
     readings, timezones = simulated
     hourly, _ = clean_readings(readings)
     frame = build_features(hourly, forecaster.spec, timezones).sample(500, random_state=0)
-    model = online.OnlineForecaster(forecaster)
+    model = OnlineForecaster(forecaster)
 
     got = model.predict(
         frame[forecaster.spec.feature_columns].to_numpy(dtype="float64"),

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import datetime as dt
 import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from aq_assets.ml.features import FeatureSpec
-from aq_assets.ml.model import Forecaster
-from aq_assets.ml.online import OnlineForecaster
+from aq_assets.ml.model import RECENT_MEANS, Forecaster
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -138,3 +140,73 @@ def _metrics_by_horizon(
         if found:
             out[h] = found
     return out
+
+
+class OnlineForecaster:
+    """`Forecaster.predict` for rows built by `origin_features`, without pandas: every
+    horizon's trees in one compiled call (`trees.TreeEnsemble`), then the forecaster's own
+    blend (`BlendTable`)."""
+
+    def __init__(self, forecaster: Forecaster) -> None:
+        self.spec = forecaster.spec
+        self.horizons = tuple(forecaster.spec.horizons)
+        self._forecaster = forecaster
+        self._table = forecaster.blend_table()
+        columns = self.spec.feature_columns
+        self.level_index = columns.index("level")
+        self._recent_means = [columns.index(c) for c in RECENT_MEANS if c in columns]
+        self.compiled_error: str | None = None
+        self._changes = self._predictor(len(columns))
+
+    @property
+    def is_baseline(self) -> bool:
+        """A baseline forecaster: no trees, its blend alone forecasts."""
+        return self._forecaster.is_baseline
+
+    @property
+    def compiled(self) -> bool:
+        """Whether the trees run compiled (else through XGBoost, horizon by horizon)."""
+        return self.compiled_error is None
+
+    def _predictor(self, n_features: int) -> Callable[[np.ndarray], np.ndarray]:
+        """float32 rows -> the boosters' changes (rows × horizons): compiled when that
+        predicts exactly what `inplace_predict` of each horizon's booster does on rows that
+        take every branch. A baseline forecaster (no boosters) changes nothing."""
+        if self._forecaster.is_baseline:
+            return self._forecaster.changes
+        boosters = [self._forecaster.boosters[h] for h in self.horizons]
+        try:
+            from serving.trees import TreeEnsemble  # numba, compiled on first use
+
+            ensemble = TreeEnsemble.from_boosters(boosters)
+            probe = ensemble.edge_rows(n_features)
+            expected = np.column_stack([b.inplace_predict(probe) for b in boosters])
+            if not np.array_equal(ensemble.predict(probe), expected):
+                raise ValueError("its predictions differ from XGBoost's on the probe rows")
+            return ensemble.predict
+        except (ImportError, ValueError, KeyError) as exc:  # numba missing, a layout unknown
+            self.compiled_error = f"{type(exc).__name__}: {exc}"
+        return self._forecaster.changes
+
+    def predict(
+        self,
+        rows: np.ndarray,
+        sensor_ids: Sequence[int | None],
+        origins: Sequence[int],
+    ) -> np.ndarray:
+        """Forecasts (n rows × horizons, float64) from feature rows (n × features, float64),
+        the rows' sensors and origin hours; NaN where a row has no current level."""
+        rows = np.atleast_2d(rows)
+        n = rows.shape[0]
+        if n == 0:
+            return np.empty((0, len(self.horizons)))
+        matrix = np.ascontiguousarray(rows, dtype=np.float32)
+        return self._table.forecast(
+            level=rows[:, self.level_index],
+            changes=self._changes(matrix),
+            sensor_rows=self._table.rows_of(sensor_ids),
+            origin_hours=np.asarray(origins, dtype=np.int64) % 24,
+            recent_means=rows[:, self._recent_means]
+            if len(self._recent_means) == len(RECENT_MEANS)
+            else np.full((n, len(RECENT_MEANS)), np.nan),  # a spec without them: left out
+        )

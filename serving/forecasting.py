@@ -13,6 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 import msgspec
+import numpy as np
 
 from aq_assets.ml.cleaning import (
     PLAUSIBLE_RANGES,
@@ -21,8 +22,7 @@ from aq_assets.ml.cleaning import (
     clean_many,
     location_mean,
 )
-from aq_assets.ml.features import Origin, check_timezone, origin_feature_rows
-from aq_assets.ml.online import compile_kernels as online_kernels
+from aq_assets.ml.features import FeatureSpec, Origin, check_timezone, origin_feature_rows
 from serving.champion import LoadedModel
 from serving.errors import ApiError, invalid
 from serving.readings import read_timestamps, read_values, seconds
@@ -54,7 +54,9 @@ def compile_kernels() -> None:
         [("timestamps", msgspec.Raw(b'["2025-01-01T00:00:00Z","2025-01-01T01:00:00Z"]'))]
     )
     read_values([("values", msgspec.Raw(b"[1.5,null]"))])
-    online_kernels()
+    series = clean_many([RawSeries(np.array([0, 3600]), np.array([1.0, 2.0]), "pm25", "µg/m³")])[0]
+    location_mean([series, series])
+    origin_feature_rows(FeatureSpec(), [Origin(series, {"pm10": series}, 0)])
 
 
 def read_request(body: bytes) -> ForecastRequest:

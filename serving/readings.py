@@ -4,7 +4,7 @@ text by the body reader (`msgspec.Raw`) and read here, all lists of a request at
 A request with a month of history carries thousands of readings; a Python object per
 reading (a str or a float from the JSON reader, then a datetime or an array element) costs
 more than the whole forecast. The usual forms are read from the bytes by compiled loops
-(`aq_assets.ml.kernels`), a few ns a reading: timestamps "YYYY-MM-DDTHH:MM:SSZ" (or without
+(`json_arrays`), a few ns a reading: timestamps "YYYY-MM-DDTHH:MM:SSZ" (or without
 the Z) and values that are JSON numbers of up to ~15 digits, or null. Anything else
 (offsets, Unix seconds, longer numbers) takes the general path: msgspec decodes the list
 and numpy parses it, which also names the first bad value, as `series[0].timestamps[3]`.
@@ -22,6 +22,7 @@ import msgspec
 import numpy as np
 
 from serving.errors import ApiError, invalid
+from serving.json_arrays import read_numbers, read_utc_stamps
 from serving.schemas import MAX_ABS_VALUE, READ_TIMESTAMPS, READ_VALUES
 
 # Readings and origins outside these years are refused: nothing was measured before, and
@@ -41,8 +42,6 @@ warnings.filterwarnings(
 def read_timestamps(lists: Sequence[tuple[str, msgspec.Raw]]) -> list[np.ndarray]:
     """Unix seconds (int64) of each (JSON path, JSON text of a list of timestamps), or a 422
     naming the first stamp that is not a time between 1970 and 2100."""
-    from aq_assets.ml.kernels import read_utc_stamps
-
     fast = _compiled_read(read_utc_stamps, lists, np.int64)
     if fast is not None:
         return fast
@@ -52,8 +51,6 @@ def read_timestamps(lists: Sequence[tuple[str, msgspec.Raw]]) -> list[np.ndarray
 def read_values(lists: Sequence[tuple[str, msgspec.Raw]]) -> list[np.ndarray]:
     """float64 of each (JSON path, JSON text of a list of values), NaN for null, or a 422
     naming the first that is not a number within ±MAX_ABS_VALUE."""
-    from aq_assets.ml.kernels import read_numbers
-
     fast = _compiled_read(partial(read_numbers, limit=MAX_ABS_VALUE), lists, np.float64)
     if fast is not None:
         return fast

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from aq_assets.ml.cleaning import HourlySeries, RawSeries, clean_many, location_means, sensor_rows
 from aq_assets.ml.features import check_timezone
-from aq_assets.ml.online import ReadingsHistory, readings_history
 
 COLUMNS = ("sensor_id", "location_id", "parameter", "units", "datetime_utc", "value", "timezone")
 
@@ -92,3 +92,58 @@ class OnlineSnapshot:
         if self.latest_reading_at is None:
             return None
         return (now - self.latest_reading_at).total_seconds() / 3600 - 1
+
+
+@dataclass(frozen=True)
+class SensorHistory:
+    """A sensor's cleaned readings and where it stands."""
+
+    sensor_id: int
+    location_id: int
+    parameter: str
+    series: HourlySeries
+
+
+@dataclass(frozen=True)
+class ReadingsHistory:
+    """Cleaned readings of several sensors: each sensor's series, and each location's mean
+    series per parameter (what a target sensor's co-located parameters are read from)."""
+
+    sensors: dict[int, SensorHistory]
+    locations: dict[int, dict[str, HourlySeries]]
+
+    def covariates_of(self, sensor_id: int) -> dict[str, HourlySeries]:
+        return self.locations.get(self.sensors[sensor_id].location_id, {})
+
+
+def readings_history(
+    sensor_id: np.ndarray,
+    location_id: np.ndarray,
+    parameter: np.ndarray,
+    units: np.ndarray,
+    seconds: np.ndarray,
+    values: np.ndarray,
+) -> ReadingsHistory:
+    """Raw readings as columns (one sensor = one parameter at one location, the first row's)
+    → every sensor cleaned (`clean_many`) and every location's parameters averaged over its
+    sensors (`location_means`), as `clean_readings` + `build_features` see them."""
+    sensor_id = np.asarray(sensor_id, dtype=np.int64)
+    groups = sensor_rows(sensor_id)
+    seconds, values, units = np.asarray(seconds), np.asarray(values), np.asarray(units)
+    cleaned = clean_many(
+        [
+            RawSeries(seconds[rows], values[rows], str(parameter[rows[0]]), units[rows])
+            for rows in groups
+        ]
+    )
+    sensors = {
+        int(sensor_id[rows[0]]): SensorHistory(
+            sensor_id=int(sensor_id[rows[0]]),
+            location_id=int(location_id[rows[0]]),
+            parameter=str(parameter[rows[0]]),
+            series=clean,
+        )
+        for rows, clean in zip(groups, cleaned, strict=True)
+    }
+    locations = location_means((h.location_id, h.parameter, h.series) for h in sensors.values())
+    return ReadingsHistory(sensors, locations)

@@ -1,19 +1,18 @@
-"""The loops of the online forecast path, compiled by numba: reading a request's timestamps,
-cleaning its readings, building the feature row at each origin, and walking the
-forecaster's trees.
+"""The loops of cleaning and features, compiled by numba: cleaning a batch of series and
+building the feature row at each origin, for one origin (a request) or every hour of every
+sensor (training) alike.
 
 A request holds a few thousand readings; array operations on them cost ~1-3 µs each
 whatever their size, and the online path needed a few hundred of them. These loops do the
-same arithmetic, in the same order, in one call each: same inputs, same bits (no fast-math,
-sums left to right as `cumsum` takes them). `online.py` prepares their inputs and says what
-each rule means; `aq_assets_tests/test_online_features_vector.py` proves them against the
-pandas batch path.
+arithmetic in one call each, in a fixed order (no fast-math, sums left to right), so the same
+input gives the same bits in training, batch predictions and the service.
+`aq_assets_tests/test_online_features_vector.py` holds them equal to the whole-frame pandas
+reference (`aq_assets_tests/oracle.py`).
 
-Importing this module imports numba (~0.4 s). Each function compiles on its first call,
-~7 s for all of them on 2 cores, and keeps the machine code in numba's cache (`__pycache__`
-beside this file, or ~/.cache/numba, or NUMBA_CACHE_DIR), where the next process loads it
-in a fraction of a second; the service compiles them before it says it is ready. The code
-location never imports this module.
+Importing this module imports numba (~0.4 s). Each function compiles on its first call and
+keeps the machine code in numba's cache (`__pycache__` beside this file, or ~/.cache/numba,
+or NUMBA_CACHE_DIR), where the next process loads it in a fraction of a second; the service
+compiles them before it says it is ready. The code location never imports this module.
 """
 
 from __future__ import annotations
@@ -22,7 +21,6 @@ import numba
 import numpy as np
 
 from aq_assets.ml.cleaning import SENTINELS, SPIKE_RATIO
-from aq_assets.ml.trees import MAX_CATEGORY, NUMERIC_MISSING_RIGHT
 
 # The windows of clean_readings' isolated-spike rule.
 SPIKE_DAY_HOURS = 24
@@ -31,276 +29,15 @@ SPIKE_RECENT_HOURS = 3
 MAX_24_MIN_PERIODS = 8  # build_features' max_24 needs 8 readings in the last 24 hours
 
 
-def _compiled(function=None, **options):
+def compiled(function=None, **options):
     """`function` compiled without the GIL, its machine code cached on disk where numba finds
     a writable place (else compiled again in every process)."""
     if function is None:
-        return lambda f: _compiled(f, **options)
+        return lambda f: compiled(f, **options)
     try:
         return numba.njit(nogil=True, cache=True, **options)(function)
     except RuntimeError:  # "cannot cache function ...: no locator available"
         return numba.njit(nogil=True, **options)(function)
-
-
-# ---------------------------------------------------------------------------------------------
-# A request's lists of readings, from their JSON text
-
-
-@_compiled
-def read_numbers(buffer, limit, out, counts):
-    """JSON arrays of numbers and null laid end to end (`[1.5,null] [2e3]`, valid JSON as
-    msgspec checked it) into `out` (NaN for null, at least len(buffer) // 2 + 1 long), and
-    the length of each array into `counts`. False at anything else, at a number over `limit`
-    in size, or one that is not exactly a float by one multiplication or division (more
-    than 2^53 in its digits, or a power of ten beyond 22): the general path decides those.
-    Exact where it answers: the one IEEE operation on exact operands rounds correctly
-    (Clinger's fast path), as every correct float reader must."""
-    return _read_arrays(buffer, _NUMBERS, limit, out, counts)
-
-
-@_compiled
-def read_utc_stamps(buffer, out, counts):
-    """JSON arrays of "YYYY-MM-DDTHH:MM:SS" or "...Z" stamps laid end to end into `out`
-    (Unix seconds) and the length of each array into `counts`. False at anything else, or
-    a time not between 1970 and 2100."""
-    return _read_arrays(buffer, _STAMPS, 2.0**62, out, counts)
-
-
-_NUMBERS, _STAMPS = 0, 1  # the items `_read_arrays` reads (numba caches no function passed)
-
-
-@_compiled
-def _read_arrays(buffer, items, limit, out, counts):
-    """The walk both readers share; `_item` reads one item."""
-    size = buffer.size
-    at = 0
-    n = 0
-    for k in range(counts.size):
-        at = _skip_space(buffer, at)
-        if at >= size or buffer[at] != 91:  # [
-            return False
-        at = _skip_space(buffer, at + 1)
-        first = n
-        if at < size and buffer[at] == 93:  # ]: empty
-            at += 1
-        else:
-            while True:
-                at, value = _item(buffer, at, items)
-                if at < 0 or not abs(value) <= limit:
-                    return False
-                out[n] = value
-                n += 1
-                at = _skip_space(buffer, at)
-                if at >= size:
-                    return False
-                if buffer[at] == 93:  # ]
-                    at += 1
-                    break
-                if buffer[at] != 44:  # ,
-                    return False
-                at = _skip_space(buffer, at + 1)
-        counts[k] = n - first
-    return _skip_space(buffer, at) == size
-
-
-@_compiled(inline="always")
-def _skip_space(buffer, at):
-    while at < buffer.size and (
-        buffer[at] == 32 or buffer[at] == 10 or buffer[at] == 13 or buffer[at] == 9
-    ):
-        at += 1
-    return at
-
-
-@_compiled(inline="always")
-def _item(buffer, at, items):
-    """(index after, value) of the item at `at`; index -1 if it is not one of `items`."""
-    if items == _STAMPS:
-        end, seconds = _utc_stamp(buffer, at)
-        return end, float(seconds)  # exact: under 2^53
-    if at + 4 <= buffer.size and buffer[at] == 110:  # null (msgspec checked the JSON)
-        return at + 4, np.nan
-    return _json_number(buffer, at)
-
-
-@_compiled(inline="always")
-def _utc_stamp(buffer, at):
-    """(index after, Unix seconds) of the stamp at `at`; index -1 if it is not one."""
-    end = at + 21  # "YYYY-MM-DDTHH:MM:SS" with its quotes
-    if end + 1 > buffer.size:
-        return -1, 0
-    if buffer[end - 1] == 90:  # Z
-        end += 1
-    if (
-        buffer[at] != 34  # "
-        or buffer[end - 1] != 34
-        or buffer[at + 5] != 45  # -
-        or buffer[at + 8] != 45
-        or buffer[at + 11] != 84  # T
-        or buffer[at + 14] != 58  # :
-        or buffer[at + 17] != 58
-    ):
-        return -1, 0
-    year = _digits(buffer, at + 1, 4) - FIRST_YEAR
-    month = _digits(buffer, at + 6, 2)
-    day = _digits(buffer, at + 9, 2)
-    hour = _digits(buffer, at + 12, 2)
-    minute = _digits(buffer, at + 15, 2)
-    second = _digits(buffer, at + 18, 2)
-    if not (0 <= year < _YEAR_STARTS.size and 1 <= month <= 12):
-        return -1, 0  # a non-digit made one of them negative
-    leap = _LEAP[year] and month == 2
-    if not (1 <= day <= _MONTH_DAYS[month] + leap and 0 <= hour <= 23):
-        return -1, 0
-    if not (0 <= minute <= 59 and 0 <= second <= 59):
-        return -1, 0
-    days = _YEAR_STARTS[year] + _MONTH_STARTS[month] + (_LEAP[year] and month > 2) + day - 1
-    return end, days * 86400 + hour * 3600 + minute * 60 + second
-
-
-@_compiled(inline="always")
-def _digits(buffer, at, count):
-    """The number the `count` digits at `at` write; negative if one is not a digit."""
-    value = 0
-    for k in range(at, at + count):
-        digit = np.int64(buffer[k]) - 48
-        if digit < 0 or digit > 9:
-            return -1000000
-        value = value * 10 + digit
-    return value
-
-
-# Days from 1970-01-01 to each year's first day, leap years (by year - FIRST_YEAR), and
-# each month's length and first day in a common year: no division per stamp.
-FIRST_YEAR = 1970
-_YEARS = np.arange(FIRST_YEAR, 2100)  # serving.readings refuses other years too
-_LEAP = (_YEARS % 4 == 0) & ((_YEARS % 100 != 0) | (_YEARS % 400 == 0))
-_YEAR_STARTS = np.cumsum(365 + _LEAP) - (365 + _LEAP)
-_MONTH_DAYS = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
-_MONTH_STARTS = np.cumsum(_MONTH_DAYS) - _MONTH_DAYS
-
-
-@_compiled(inline="always")
-def _json_number(buffer, at):
-    """(index after, value) of the JSON number at `at`; index -1 if it is not one, or not
-    exact by the fast path."""
-    size = buffer.size
-    negative = at < size and buffer[at] == 45  # -
-    if negative:
-        at += 1
-    if at >= size or not 48 <= buffer[at] <= 57:
-        return -1, 0.0
-    mantissa = 0
-    digits = 0  # significant digits in the mantissa
-    exponent = 0
-    if buffer[at] == 48:  # a leading 0 is alone
-        at += 1
-    else:
-        while at < size and 48 <= buffer[at] <= 57:
-            if digits == 18:
-                return -1, 0.0
-            mantissa = mantissa * 10 + buffer[at] - 48
-            digits += 1
-            at += 1
-    fraction = at < size and buffer[at] == 46  # .
-    if fraction:
-        at += 1
-        if at >= size or not 48 <= buffer[at] <= 57:
-            return -1, 0.0
-        while at < size and 48 <= buffer[at] <= 57:
-            if digits == 18:
-                return -1, 0.0
-            mantissa = mantissa * 10 + buffer[at] - 48
-            if mantissa:
-                digits += 1
-            exponent -= 1
-            at += 1
-    scientific = at < size and (buffer[at] == 101 or buffer[at] == 69)  # e E
-    if scientific:
-        at += 1
-        sign = 1
-        if at < size and (buffer[at] == 43 or buffer[at] == 45):
-            sign = -1 if buffer[at] == 45 else 1
-            at += 1
-        if at >= size or not 48 <= buffer[at] <= 57:
-            return -1, 0.0
-        power = 0
-        while at < size and 48 <= buffer[at] <= 57:
-            power = min(power * 10 + buffer[at] - 48, 1000)
-            at += 1
-        exponent += sign * power
-    value = 0.0
-    if mantissa:
-        if mantissa > 9007199254740992 or not -22 <= exponent <= 22:
-            return -1, 0.0
-        value = float(mantissa)
-        if exponent > 0:
-            value *= _POWERS_OF_TEN[exponent]
-        elif exponent < 0:
-            value /= _POWERS_OF_TEN[-exponent]
-    # An integer literal is read as an int first: "-0" is 0, where "-0.0" is -0.0.
-    return at, -value if negative and (mantissa or fraction or scientific) else value
-
-
-_POWERS_OF_TEN = np.array([10.0**k for k in range(23)])  # each exact in float64
-
-
-# ---------------------------------------------------------------------------------------------
-# Trees
-
-
-@_compiled
-def tree_outputs(x, nodes, leaves, offsets, words, outputs, base):
-    """`trees.TreeEnsemble.predict`: each output's base score plus its trees' leaves, summed
-    tree by tree, in order, as XGBoost sums them."""
-    n = x.shape[0]
-    n_trees, n_splits = nodes.shape
-    depth = np.int64(np.log2(n_splits + 1))
-    out = np.empty((n, base.shape[0]), dtype=np.float32)
-    for i in range(n):
-        for j in range(base.shape[0]):
-            out[i, j] = base[j]
-    if n < 8:  # a few rows: each walks down on its own
-        for t in range(n_trees):
-            for i in range(n):
-                node = 0
-                for _ in range(depth):
-                    here = nodes[t, node]
-                    node = 2 * node + 1 + _goes_right(x[i, here.feature], here, offsets, words)
-                out[i, outputs[t]] += leaves[t, node - n_splits]
-        return out
-    # Many rows: all go down a tree level by level, independent walks the CPU overlaps.
-    at = np.empty(n, dtype=np.int64)
-    for t in range(n_trees):
-        at[:] = 0
-        for _ in range(depth):
-            for i in range(n):
-                here = nodes[t, at[i]]
-                at[i] = 2 * at[i] + 1 + _goes_right(x[i, here.feature], here, offsets, words)
-        for i in range(n):
-            out[i, outputs[t]] += leaves[t, at[i] - n_splits]
-    return out
-
-
-@_compiled(inline="always")
-def _goes_right(v, here, offsets, words):
-    """1 where XGBoost sends the value right: a number not below the split value, a missing
-    value where the split says, a valid category of the split's set."""
-    split = here.split
-    if split < 0:  # numeric: without branches on the value, often mispredicted
-        missing = v != v
-        return np.int64(
-            (missing & (split == NUMERIC_MISSING_RIGHT)) | ((not missing) & (not v < here.value))
-        )
-    if v != v:
-        return np.int64((split & 1) == 0)
-    if v >= 0 and v < MAX_CATEGORY:
-        k = split >> 1
-        c = np.int64(v)
-        word = c >> 5
-        if word < offsets[k + 1] - offsets[k]:
-            return np.int64((words[offsets[k] + word] >> (c & 31)) & 1)
-    return np.int64(0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -318,7 +55,7 @@ COUNTS = (
 )
 
 
-@_compiled
+@compiled
 def clean_series(values, hours, low, high, tolerance, offsets, excess):
     """`cleaning.clean_many` on series laid end to end (series g is offsets[g]:offsets[g+1],
     its readings in order of hour; low, high and tolerance per reading, NaN where the range
@@ -361,7 +98,7 @@ def clean_series(values, hours, low, high, tolerance, offsets, excess):
     return out_hours[:at], out_values[:at], out_offsets, counts
 
 
-@_compiled
+@compiled
 def hour_means(hours, values):
     """Sorted `hours` with repeats -> each hour once, with the mean of its values."""
     out_hours = np.empty_like(hours)
@@ -370,7 +107,7 @@ def hour_means(hours, values):
     return out_hours[:n], out_values[:n]
 
 
-@_compiled
+@compiled
 def _hour_means_into(hours, values, out_hours, out_values):
     """One value per hour into out_*: the mean of its readings, summed in row order with
     the compensated sum pandas' groupby mean uses. Returns how many hours."""
@@ -387,7 +124,7 @@ def _hour_means_into(hours, values, out_hours, out_values):
     return at
 
 
-@_compiled
+@compiled
 def _kahan_mean(values):
     total = 0.0
     compensation = 0.0
@@ -401,7 +138,7 @@ def _kahan_mean(values):
     return total / values.size
 
 
-@_compiled
+@compiled
 def _drop_isolated_spikes(hours, values, excess):
     """clean_readings' isolated spikes: a value over SPIKE_RATIO times its reference and
     over it by `excess`, the reference being the larger of the median of the values before
@@ -439,7 +176,7 @@ def _drop_isolated_spikes(hours, values, excess):
     return left
 
 
-@_compiled
+@compiled
 def _window_start(hours, r, window_hours):
     """The first reading pandas' `shift(1).rolling(f"{window_hours}h")` sees at reading r:
     those of the hours in (t - window, t], shifted by one reading, never before the first."""
@@ -449,7 +186,7 @@ def _window_start(hours, r, window_hours):
     return max(start - 1, 0)
 
 
-@_compiled
+@compiled
 def _sorted(values):
     """A sorted copy of a few values (insertion sort: a window holds at most a day)."""
     out = values.copy()
@@ -467,7 +204,7 @@ def _sorted(values):
 # The feature row at an origin
 
 
-@_compiled
+@compiled
 def origin_rows(
     rows,
     valid,
@@ -549,7 +286,7 @@ def origin_rows(
             rows[i, covariate_change_columns[p]] = current - before
 
 
-@_compiled
+@compiled
 def _dense(out, hours, values, first, start, last):
     """out[k] = the value at hour first + k, for hours start..last; NaN elsewhere."""
     out[:] = np.nan
@@ -564,7 +301,7 @@ def _dense(out, hours, values, first, start, last):
         j -= 1
 
 
-@_compiled
+@compiled
 def _latest(values, at, limit):
     """values[at], or the latest value at most `limit` steps before it (a limited ffill),
     and how many steps back it was; NaN where there is none."""
@@ -574,7 +311,7 @@ def _latest(values, at, limit):
     return np.nan, np.nan
 
 
-@_compiled
+@compiled
 def _window_stats(y, positions, min_periods):
     """pandas' rolling mean and std (ddof 1) of the values of `y` at `positions`, NaN below
     min_periods; a window of one repeated value has exactly that mean and a zero spread.

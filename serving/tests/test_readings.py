@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aq_assets.ml.kernels import read_numbers, read_utc_stamps
 from serving.errors import ApiError
+from serving.json_arrays import read_numbers, read_utc_stamps
 from serving.readings import _compiled_read, read_timestamps, read_values
 
 moments = st.datetimes(min_value=dt.datetime(1970, 1, 1), max_value=dt.datetime(2099, 12, 31))

@@ -8,7 +8,7 @@ import xgboost as xgb
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aq_assets.ml.trees import TreeEnsemble
+from serving.trees import TreeEnsemble
 
 N_FEATURES = 6
 CATEGORY = 5  # the categorical column

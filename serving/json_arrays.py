@@ -1,0 +1,211 @@
+"""Lists of JSON numbers and UTC timestamps read straight from a request's bytes by loops
+compiled with numba, a few ns a reading (`serving.readings` says when they answer and
+what takes the general path). Measured against msgspec's typed decoding in
+`benchmarks/README.md` (the service vs `mlflow models serve`): a Python object per reading
+costs more than the whole forecast of a month's history.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from aq_assets.ml.kernels import compiled
+
+
+@compiled
+def read_numbers(buffer, limit, out, counts):
+    """JSON arrays of numbers and null laid end to end (`[1.5,null] [2e3]`, valid JSON as
+    msgspec checked it) into `out` (NaN for null, at least len(buffer) // 2 + 1 long), and
+    the length of each array into `counts`. False at anything else, at a number over `limit`
+    in size, or one that is not exactly a float by one multiplication or division (more
+    than 2^53 in its digits, or a power of ten beyond 22): the general path decides those.
+    Exact where it answers: the one IEEE operation on exact operands rounds correctly
+    (Clinger's fast path), as every correct float reader must."""
+    return _read_arrays(buffer, _NUMBERS, limit, out, counts)
+
+
+@compiled
+def read_utc_stamps(buffer, out, counts):
+    """JSON arrays of "YYYY-MM-DDTHH:MM:SS" or "...Z" stamps laid end to end into `out`
+    (Unix seconds) and the length of each array into `counts`. False at anything else, or
+    a time not between 1970 and 2100."""
+    return _read_arrays(buffer, _STAMPS, 2.0**62, out, counts)
+
+
+_NUMBERS, _STAMPS = 0, 1  # the items `_read_arrays` reads (numba caches no function passed)
+
+
+@compiled
+def _read_arrays(buffer, items, limit, out, counts):
+    """The walk both readers share; `_item` reads one item."""
+    size = buffer.size
+    at = 0
+    n = 0
+    for k in range(counts.size):
+        at = _skip_space(buffer, at)
+        if at >= size or buffer[at] != 91:  # [
+            return False
+        at = _skip_space(buffer, at + 1)
+        first = n
+        if at < size and buffer[at] == 93:  # ]: empty
+            at += 1
+        else:
+            while True:
+                at, value = _item(buffer, at, items)
+                if at < 0 or not abs(value) <= limit:
+                    return False
+                out[n] = value
+                n += 1
+                at = _skip_space(buffer, at)
+                if at >= size:
+                    return False
+                if buffer[at] == 93:  # ]
+                    at += 1
+                    break
+                if buffer[at] != 44:  # ,
+                    return False
+                at = _skip_space(buffer, at + 1)
+        counts[k] = n - first
+    return _skip_space(buffer, at) == size
+
+
+@compiled(inline="always")
+def _skip_space(buffer, at):
+    while at < buffer.size and (
+        buffer[at] == 32 or buffer[at] == 10 or buffer[at] == 13 or buffer[at] == 9
+    ):
+        at += 1
+    return at
+
+
+@compiled(inline="always")
+def _item(buffer, at, items):
+    """(index after, value) of the item at `at`; index -1 if it is not one of `items`."""
+    if items == _STAMPS:
+        end, seconds = _utc_stamp(buffer, at)
+        return end, float(seconds)  # exact: under 2^53
+    if at + 4 <= buffer.size and buffer[at] == 110:  # null (msgspec checked the JSON)
+        return at + 4, np.nan
+    return _json_number(buffer, at)
+
+
+@compiled(inline="always")
+def _utc_stamp(buffer, at):
+    """(index after, Unix seconds) of the stamp at `at`; index -1 if it is not one."""
+    end = at + 21  # "YYYY-MM-DDTHH:MM:SS" with its quotes
+    if end + 1 > buffer.size:
+        return -1, 0
+    if buffer[end - 1] == 90:  # Z
+        end += 1
+    if (
+        buffer[at] != 34  # "
+        or buffer[end - 1] != 34
+        or buffer[at + 5] != 45  # -
+        or buffer[at + 8] != 45
+        or buffer[at + 11] != 84  # T
+        or buffer[at + 14] != 58  # :
+        or buffer[at + 17] != 58
+    ):
+        return -1, 0
+    year = _digits(buffer, at + 1, 4) - FIRST_YEAR
+    month = _digits(buffer, at + 6, 2)
+    day = _digits(buffer, at + 9, 2)
+    hour = _digits(buffer, at + 12, 2)
+    minute = _digits(buffer, at + 15, 2)
+    second = _digits(buffer, at + 18, 2)
+    if not (0 <= year < _YEAR_STARTS.size and 1 <= month <= 12):
+        return -1, 0  # a non-digit made one of them negative
+    leap = _LEAP[year] and month == 2
+    if not (1 <= day <= _MONTH_DAYS[month] + leap and 0 <= hour <= 23):
+        return -1, 0
+    if not (0 <= minute <= 59 and 0 <= second <= 59):
+        return -1, 0
+    days = _YEAR_STARTS[year] + _MONTH_STARTS[month] + (_LEAP[year] and month > 2) + day - 1
+    return end, days * 86400 + hour * 3600 + minute * 60 + second
+
+
+@compiled(inline="always")
+def _digits(buffer, at, count):
+    """The number the `count` digits at `at` write; negative if one is not a digit."""
+    value = 0
+    for k in range(at, at + count):
+        digit = np.int64(buffer[k]) - 48
+        if digit < 0 or digit > 9:
+            return -1000000
+        value = value * 10 + digit
+    return value
+
+
+# Days from 1970-01-01 to each year's first day, leap years (by year - FIRST_YEAR), and
+# each month's length and first day in a common year: no division per stamp.
+FIRST_YEAR = 1970
+_YEARS = np.arange(FIRST_YEAR, 2100)  # serving.readings refuses other years too
+_LEAP = (_YEARS % 4 == 0) & ((_YEARS % 100 != 0) | (_YEARS % 400 == 0))
+_YEAR_STARTS = np.cumsum(365 + _LEAP) - (365 + _LEAP)
+_MONTH_DAYS = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+_MONTH_STARTS = np.cumsum(_MONTH_DAYS) - _MONTH_DAYS
+
+
+@compiled(inline="always")
+def _json_number(buffer, at):
+    """(index after, value) of the JSON number at `at`; index -1 if it is not one, or not
+    exact by the fast path."""
+    size = buffer.size
+    negative = at < size and buffer[at] == 45  # -
+    if negative:
+        at += 1
+    if at >= size or not 48 <= buffer[at] <= 57:
+        return -1, 0.0
+    mantissa = 0
+    digits = 0  # significant digits in the mantissa
+    exponent = 0
+    if buffer[at] == 48:  # a leading 0 is alone
+        at += 1
+    else:
+        while at < size and 48 <= buffer[at] <= 57:
+            if digits == 18:
+                return -1, 0.0
+            mantissa = mantissa * 10 + buffer[at] - 48
+            digits += 1
+            at += 1
+    fraction = at < size and buffer[at] == 46  # .
+    if fraction:
+        at += 1
+        if at >= size or not 48 <= buffer[at] <= 57:
+            return -1, 0.0
+        while at < size and 48 <= buffer[at] <= 57:
+            if digits == 18:
+                return -1, 0.0
+            mantissa = mantissa * 10 + buffer[at] - 48
+            if mantissa:
+                digits += 1
+            exponent -= 1
+            at += 1
+    scientific = at < size and (buffer[at] == 101 or buffer[at] == 69)  # e E
+    if scientific:
+        at += 1
+        sign = 1
+        if at < size and (buffer[at] == 43 or buffer[at] == 45):
+            sign = -1 if buffer[at] == 45 else 1
+            at += 1
+        if at >= size or not 48 <= buffer[at] <= 57:
+            return -1, 0.0
+        power = 0
+        while at < size and 48 <= buffer[at] <= 57:
+            power = min(power * 10 + buffer[at] - 48, 1000)
+            at += 1
+        exponent += sign * power
+    value = 0.0
+    if mantissa:
+        if mantissa > 9007199254740992 or not -22 <= exponent <= 22:
+            return -1, 0.0
+        value = float(mantissa)
+        if exponent > 0:
+            value *= _POWERS_OF_TEN[exponent]
+        elif exponent < 0:
+            value /= _POWERS_OF_TEN[-exponent]
+    # An integer literal is read as an int first: "-0" is 0, where "-0.0" is -0.0.
+    return at, -value if negative and (mantissa or fraction or scientific) else value
+
+
+_POWERS_OF_TEN = np.array([10.0**k for k in range(23)])  # each exact in float64
