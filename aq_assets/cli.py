@@ -191,7 +191,7 @@ def backfill(
     """Ingest days × sensors in few large runs, with a progress line; returns the run ids.
     `only_missing`: just the sensor-days not materialized yet."""
     from aq_assets import partitions
-    from aq_assets.ingest.assets import MAX_PARTITIONS_PER_RUN
+    from aq_assets.defs.ingest.assets import MAX_PARTITIONS_PER_RUN
 
     newest = partitions.last_day()
     if max(first_day, last_day) > newest:

@@ -1,42 +1,19 @@
-"""The aq code location: assembles the stages, nothing else."""
+"""The aq code location: every definition under `aq_assets/defs`, loaded as `dg` loads it
+(`[tool.dg]` in pyproject.toml), for the `dagster` CLI, `workspace.yaml` and the image.
 
-from dagster import (
-    AssetSelection,
-    AutomationConditionSensorDefinition,
-    DefaultSensorStatus,
-    Definitions,
-    load_assets_from_modules,
-)
+`dg.load_from_defs_folder` would find the folder through pyproject.toml, which an installed
+package (the Docker image) does not have, so the tree is built from the module itself."""
 
-from aq_assets.ingest import assets as ingest_assets
-from aq_assets.ingest.automation import discover_sensors_weekly, ingest_latest_days
-from aq_assets.ingest.jobs import catalog_job, ingest_job
-from aq_assets.model import assets as model_assets
-from aq_assets.model.jobs import train_job
-from aq_assets.monitoring import assets as monitoring_assets
-from aq_assets.monitoring.automation import (
-    alert_on_failed_checks,
-    alert_on_run_failure,
-    retrain_on_drift,
-)
-from aq_assets.predictions import assets as prediction_assets
-from aq_assets.resources import build_resources
-from aq_assets.training import assets as training_assets
+import warnings
+from pathlib import Path
 
-defs = Definitions(
-    assets=load_assets_from_modules(
-        [ingest_assets, training_assets, model_assets, prediction_assets, monitoring_assets]
-    ),
-    jobs=[catalog_job, ingest_job, train_job],
-    schedules=[ingest_latest_days, discover_sensors_weekly],
-    sensors=[
-        # The implicit automation sensor starts STOPPED; ours runs from the first `dagster dev`.
-        AutomationConditionSensorDefinition(
-            "aq_automation", target=AssetSelection.all(), default_status=DefaultSensorStatus.RUNNING
-        ),
-        retrain_on_drift,
-        alert_on_run_failure,
-        alert_on_failed_checks,
-    ],
-    resources=build_resources(),
-)
+import dagster as dg
+
+import aq_assets.defs
+
+with warnings.catch_warnings():
+    # The components loader is a preview API and says so at every load.
+    warnings.simplefilter("ignore", dg.PreviewWarning)
+    defs = dg.ComponentTree.from_module(
+        defs_module=aq_assets.defs, project_root=Path(__file__).resolve().parent.parent
+    ).build_defs()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from aq_assets.ingest.resources import build_source
-from aq_assets.model.tracking import MLflowTracking
-from aq_assets.monitoring.alerts import Alerter, ServiceLinks
-from aq_assets.monitoring.automation import RetrainPolicy
+from aq_assets.defs.ingest.resources import build_source
+from aq_assets.defs.model.tracking import MLflowTracking
+from aq_assets.defs.monitoring.alerts import Alerter, ServiceLinks
+from aq_assets.defs.monitoring.automation import RetrainPolicy
 from aq_assets.settings import env_or_default, env_value
 from aq_assets.warehouse import warehouse_resources
 

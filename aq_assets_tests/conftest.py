@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from dagster import DagsterInstance, instance_for_test
 
-from aq_assets.ingest.sources.base import (
+from aq_assets.defs.ingest.sources.base import (
     CATALOG_COLUMNS,
     READING_COLUMNS,
     DayReadings,

@@ -14,19 +14,19 @@ from pathlib import Path
 import pandas as pd
 from dagster import AssetKey, DagsterInstance, build_sensor_context, materialize
 
-from aq_assets.ingest.assets import raw_readings, sensor_catalog
-from aq_assets.ingest.catalog import sensors_by_id
-from aq_assets.ingest.readings import collect_readings
-from aq_assets.ingest.sources.base import ReadingsSource
-from aq_assets.ingest.sources.simulated import SimulatedSource
-from aq_assets.model.assets import champion_model, forecast_model
-from aq_assets.model.tracking import MLflowTracking
-from aq_assets.monitoring.alerts import Alerter, ServiceLinks
-from aq_assets.monitoring.assets import drift_report, forecast_accuracy
-from aq_assets.monitoring.automation import RetrainPolicy, retrain_on_drift
+from aq_assets.defs.ingest.assets import raw_readings, sensor_catalog
+from aq_assets.defs.ingest.catalog import sensors_by_id
+from aq_assets.defs.ingest.readings import collect_readings
+from aq_assets.defs.ingest.sources.base import ReadingsSource
+from aq_assets.defs.ingest.sources.simulated import SimulatedSource
+from aq_assets.defs.model.assets import champion_model, forecast_model
+from aq_assets.defs.model.tracking import MLflowTracking
+from aq_assets.defs.monitoring.alerts import Alerter, ServiceLinks
+from aq_assets.defs.monitoring.assets import drift_report, forecast_accuracy
+from aq_assets.defs.monitoring.automation import RetrainPolicy, retrain_on_drift
+from aq_assets.defs.predictions.assets import online_features, predictions
+from aq_assets.defs.training.assets import training_set
 from aq_assets.partitions import reading_key, reading_partitions
-from aq_assets.predictions.assets import online_features, predictions
-from aq_assets.training.assets import training_set
 from aq_assets.warehouse import Warehouse, partition_rows, warehouse_resources
 
 ASSETS = [

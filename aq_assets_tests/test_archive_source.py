@@ -16,9 +16,9 @@ import httpx
 import pandas as pd
 import pytest
 
-from aq_assets.ingest.sources import archive
-from aq_assets.ingest.sources.archive import ArchiveSource
-from aq_assets.ingest.sources.base import (
+from aq_assets.defs.ingest.sources import archive
+from aq_assets.defs.ingest.sources.archive import ArchiveSource
+from aq_assets.defs.ingest.sources.base import (
     CATALOG_COLUMNS,
     READING_COLUMNS,
     Sensor,

@@ -131,7 +131,7 @@ def test_mlflow_advice_about_choices_aq_made_is_not_printed():
     import logging
     import warnings
 
-    from aq_assets.model.tracking import _quiet_mlflow_advice
+    from aq_assets.defs.model.tracking import _quiet_mlflow_advice
 
     _quiet_mlflow_advice()
     record = logging.LogRecord(
@@ -170,8 +170,8 @@ def readme_block(section: str) -> list[str]:
 
 def test_the_readme_dagster_command_works_as_written_after_aq_up(tmp_path):
     """In a fresh folder with no DAGSTER_HOME, AQ_HOME or AQ_START_DATE exported: `aq up`
-    writes them to `.env`, and the README's plain `dagster asset materialize` finds the same
-    instance, warehouse and day calendar."""
+    writes them to `.env`, and the README's `dg launch` and plain `dagster asset materialize`
+    find the same instance, warehouse and day calendar."""
     (tmp_path / ".venv").symlink_to(Path(sys.executable).parents[1])
     env = {
         k: v
@@ -195,16 +195,23 @@ def test_the_readme_dagster_command_works_as_written_after_aq_up(tmp_path):
     assert written["AQ_HOME"] == str(tmp_path / ".aq")
     assert written["DAGSTER_HOME"] == str(tmp_path / ".aq" / "dagster")
 
-    command = readme_command(".venv/bin/dagster asset materialize")
-    done = subprocess.run(
-        ["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
-    )
-
-    assert done.returncode == 0, done.stderr[-3000:]
+    # `dg` finds the project by its pyproject.toml ([tool.dg]), as in the repository root.
+    shutil.copy(REPO / "pyproject.toml", tmp_path)
+    for starting in (".venv/bin/dg launch", ".venv/bin/dagster asset materialize"):
+        command = readme_command(starting)
+        done = subprocess.run(
+            ["bash", "-c", command],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, (command, done.stderr[-3000:])
     instance = DagsterInstance.from_config(written["DAGSTER_HOME"])
     runs = instance.get_runs(RunsFilter(tags={"dagster/partition": f"{yesterday}|9001002"}))
-    assert [r.status for r in runs][:1] == [DagsterRunStatus.SUCCESS]
-    assert not (tmp_path / ".tmp_dagster_home_").exists()
+    assert [r.status for r in runs][:2] == [DagsterRunStatus.SUCCESS] * 2
+    assert not list(tmp_path.glob(".tmp_dagster_home_*"))
 
     # The Backfills section's `aq` commands, as written: one reaches back to 2025-01-01, before
     # the calendar `aq up` started, which moves the calendar (and `.env`) back to it.

@@ -21,7 +21,7 @@ from dagster import (
 )
 from dagster._core.scheduler.instigation import InstigatorType, TickStatus
 
-from aq_assets.model.tracking import MLflowTracking
+from aq_assets.defs.model.tracking import MLflowTracking
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -1,10 +1,18 @@
 """The code location loads, stays light, and has the assets and checks users rely on."""
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
-from dagster import AssetKey, MultiPartitionsDefinition
+from dagster import (
+    AssetKey,
+    DynamicPartitionsDefinition,
+    MultiPartitionsDefinition,
+    PartitionsDefinition,
+    TimeWindowPartitionsDefinition,
+)
 
 from aq_assets.definitions import defs
 
@@ -64,3 +72,73 @@ def test_loading_the_code_location_imports_no_heavy_library():
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
+# The graph as reviewers should see it change: every asset's spec, one line of JSON each.
+ASSET_GRAPH = Path(__file__).with_name("asset_graph.json")
+
+
+def asset_graph_spec() -> dict[str, dict[str, object]]:
+    """Key → group, kinds, partitions, dependencies (with their partition mappings), checks,
+    automation condition, freshness policy, backfill policy, pools and IO manager."""
+    graph = defs.resolve_asset_graph()
+    out: dict[str, dict[str, object]] = {}
+    for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
+        node = graph.get(key)
+        checks = sorted(c for c in graph.asset_check_keys if c.asset_key == key)
+        out[key.to_user_string()] = {
+            "group": node.group_name,
+            "kinds": sorted(node.kinds),
+            "partitions": partitions_spec(node.partitions_def),
+            "deps": {
+                parent.to_user_string(): type(node.partition_mappings[parent]).__name__
+                if parent in node.partition_mappings
+                else None
+                for parent in sorted(node.parent_keys, key=lambda k: k.to_user_string())
+            },
+            "checks": {
+                c.name: "blocking" if graph.get_check_spec(c).blocking else "non-blocking"
+                for c in checks
+            },
+            "automation_condition": repr(node.automation_condition)
+            if node.automation_condition
+            else None,
+            "freshness_policy": repr(node.freshness_policy) if node.freshness_policy else None,
+            "backfill_policy": repr(node.backfill_policy) if node.backfill_policy else None,
+            "pools": sorted(node.pools or ()),
+            "io_manager": node.io_manager_key,
+        }
+    return out
+
+
+def partitions_spec(partitions: PartitionsDefinition | None) -> object:
+    """What a partitioning is, without its start day (AQ_START_DATE moves it)."""
+    if partitions is None:
+        return None
+    if isinstance(partitions, MultiPartitionsDefinition):
+        return {d.name: partitions_spec(d.partitions_def) for d in partitions.partitions_defs}
+    if isinstance(partitions, TimeWindowPartitionsDefinition):
+        return f"time window {partitions.cron_schedule} {partitions.timezone}"
+    if isinstance(partitions, DynamicPartitionsDefinition):
+        return f"dynamic {partitions.name}"
+    return repr(partitions)
+
+
+def test_every_asset_spec_is_as_reviewed():
+    """A change to the graph (a dependency, a check, an automation condition, ...) changes
+    `asset_graph.json`, so it shows in review. After a deliberate change, rewrite it with
+    `AQ_WRITE_ASSET_GRAPH=1 .venv/bin/pytest aq_assets_tests/test_definitions.py`."""
+    current = asset_graph_spec()
+    text = json.dumps(current, indent=1, ensure_ascii=False) + "\n"
+    if os.environ.get("AQ_WRITE_ASSET_GRAPH") == "1":
+        ASSET_GRAPH.write_text(text)
+    reviewed = json.loads(ASSET_GRAPH.read_text())
+
+    changed = sorted(
+        k for k in current.keys() | reviewed.keys() if current.get(k) != reviewed.get(k)
+    )
+    assert not changed, (
+        f"the asset graph differs from aq_assets_tests/asset_graph.json at {changed}; if that "
+        "is intended, rewrite it: AQ_WRITE_ASSET_GRAPH=1 .venv/bin/pytest "
+        "aq_assets_tests/test_definitions.py"
+    )

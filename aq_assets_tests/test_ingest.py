@@ -7,10 +7,10 @@ import pytest
 from dagster import Definitions, materialize
 
 from aq_assets.cli import backfill
-from aq_assets.ingest import checks
-from aq_assets.ingest.assets import raw_readings, sensor_catalog
-from aq_assets.ingest.catalog import merge_catalog
-from aq_assets.ingest.jobs import ingest_job
+from aq_assets.defs.ingest import checks
+from aq_assets.defs.ingest.assets import raw_readings, sensor_catalog
+from aq_assets.defs.ingest.catalog import merge_catalog
+from aq_assets.defs.ingest.jobs import ingest_job
 from aq_assets_tests.conftest import StubSource, check_results, resources_for
 
 DAY = "2025-03-02"

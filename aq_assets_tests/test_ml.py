@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from aq_assets.defs.model.gate import decide
 from aq_assets.ml.cleaning import clean_readings, stuck_hours, without_stuck
 from aq_assets.ml.evaluation import BASELINES, baseline_forecasts, evaluate
 from aq_assets.ml.features import PROFILE_DAYS, FeatureSpec, build_features
@@ -22,7 +23,6 @@ from aq_assets.ml.model import (
     fit_forecaster,
     train_forecaster,
 )
-from aq_assets.model.gate import decide
 
 START = pd.Timestamp("2025-03-01 00:00")
 UG = "µg/m³"

@@ -9,15 +9,15 @@ import pytest
 from dagster import AssetKey, materialize
 
 from aq_assets.cli import training_report
-from aq_assets.ingest.assets import raw_readings, sensor_catalog
-from aq_assets.ingest.readings import collect_readings
-from aq_assets.ingest.sources.simulated import SimulatedSource
+from aq_assets.defs.ingest.assets import raw_readings, sensor_catalog
+from aq_assets.defs.ingest.readings import collect_readings
+from aq_assets.defs.ingest.sources.simulated import SimulatedSource
+from aq_assets.defs.model.assets import champion_model, forecast_model
+from aq_assets.defs.model.tracking import MLflowTracking
+from aq_assets.defs.training.assets import partitions_summary, training_set
 from aq_assets.ml.model import Forecaster
 from aq_assets.ml.model import train_forecaster as real_train_forecaster
-from aq_assets.model.assets import champion_model, forecast_model
-from aq_assets.model.tracking import MLflowTracking
 from aq_assets.partitions import reading_partitions
-from aq_assets.training.assets import partitions_summary, training_set
 from aq_assets.warehouse import Warehouse, partition_rows, warehouse_resources
 
 DAYS = 50
@@ -32,7 +32,7 @@ def readings_home(tmp_path_factory):
     source = SimulatedSource()
     catalog = source.list_sensors()
     days = [dt.date(2025, 3, 1) + dt.timedelta(days=i) for i in range(DAYS)]
-    from aq_assets.ingest.catalog import sensors_by_id
+    from aq_assets.defs.ingest.catalog import sensors_by_id
 
     sensors = sensors_by_id(catalog, list(catalog["sensor_id"]))
     collected = collect_readings(
@@ -95,7 +95,7 @@ def test_a_model_is_tracked_registered_and_promoted_then_a_worse_one_is_refused(
     assert materialize([sensor_catalog], instance=instance, resources=resources).success
     # The first model learns up to 2025-04-09 (as if AQ_END_DATE were 2025-04-10), so the
     # second, on all 50 days, can judge it on the ten held-out days it never saw.
-    monkeypatch.setattr("aq_assets.training.assets.last_day", lambda: dt.date(2025, 4, 9))
+    monkeypatch.setattr("aq_assets.defs.training.assets.last_day", lambda: dt.date(2025, 4, 9))
     first = train(instance, resources)
     monkeypatch.undo()
 
@@ -245,8 +245,8 @@ def test_a_failed_training_ends_its_mlflow_run_as_failed(instance, resources, mo
 
 
 def test_predictions_replace_their_day_and_match_the_shared_forecast_path(instance, resources):
+    from aq_assets.defs.predictions.assets import online_features, predictions
     from aq_assets.ml.forecasting import latest_forecasts
-    from aq_assets.predictions.assets import online_features, predictions
 
     assert materialize([sensor_catalog], instance=instance, resources=resources).success
     assert train(instance, resources).success

@@ -19,9 +19,9 @@ from dagster import (
     materialize,
 )
 
-from aq_assets.ingest.automation import ingest_latest_days
-from aq_assets.monitoring.alerts import Alerter
-from aq_assets.monitoring.automation import (
+from aq_assets.defs.ingest.automation import ingest_latest_days
+from aq_assets.defs.monitoring.alerts import Alerter
+from aq_assets.defs.monitoring.automation import (
     RetrainPolicy,
     alert_on_failed_checks,
     retrain_on_drift,
@@ -222,9 +222,9 @@ def test_a_new_day_moves_the_snapshot_and_predictions_whatever_days_are_missing(
     from dagster import AssetKey, evaluate_automation_conditions
 
     from aq_assets.definitions import defs
-    from aq_assets.ingest.assets import raw_readings, sensor_catalog
+    from aq_assets.defs.ingest.assets import raw_readings, sensor_catalog
+    from aq_assets.defs.predictions.assets import online_features
     from aq_assets.partitions import last_day
-    from aq_assets.predictions.assets import online_features
     from aq_assets_tests.conftest import StubSource, resources_for
 
     resources = resources_for(StubSource(), warehouse)
@@ -259,9 +259,9 @@ def test_a_new_day_moves_the_snapshot_and_predictions_whatever_days_are_missing(
 def test_a_stuck_sensors_hours_are_left_out_of_the_service_snapshot(instance, warehouse):
     """As in training and scoring: the service forecasts a stuck sensor from its last
     trustworthy reading, not from a flat line."""
-    from aq_assets.ingest.assets import raw_readings, sensor_catalog
+    from aq_assets.defs.ingest.assets import raw_readings, sensor_catalog
+    from aq_assets.defs.predictions.assets import online_features
     from aq_assets.partitions import last_day
-    from aq_assets.predictions.assets import online_features
     from aq_assets_tests.conftest import StubSource, resources_for
 
     day = last_day()

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aq_assets.ingest.sources.simulated import SimulatedSource
+from aq_assets.defs.ingest.sources.simulated import SimulatedSource
 from aq_assets.ml import cleaning, features
 from aq_assets.ml.cleaning import clean_readings
 from aq_assets.ml.features import FeatureSpec, build_features
@@ -483,7 +483,7 @@ def test_unusable_time_zones_are_refused(timezone):
 def simulated_readings(days: int, first_day: dt.date = dt.date(2025, 3, 1)) -> pd.DataFrame:
     source = SimulatedSource()
     catalog = source.list_sensors()
-    from aq_assets.ingest.catalog import sensors_by_id
+    from aq_assets.defs.ingest.catalog import sensors_by_id
 
     sensors = sensors_by_id(catalog, list(catalog["sensor_id"]))
     frames = [

@@ -19,15 +19,15 @@ import pandas as pd
 import pytest
 from dagster import asset, materialize
 
-from aq_assets.ingest.readings import collect_readings
-from aq_assets.ingest.sources.base import (
+from aq_assets.defs.ingest.readings import collect_readings
+from aq_assets.defs.ingest.sources.base import (
     CATALOG_COLUMNS,
     READING_COLUMNS,
     Sensor,
     SourceError,
     SourceUnreachable,
 )
-from aq_assets.ingest.sources.openaq import OpenAQSource, SharedRateLimiter
+from aq_assets.defs.ingest.sources.openaq import OpenAQSource, SharedRateLimiter
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "openaq-v3"
 DAY = dt.date(2023, 10, 16)  # the day of the real hourly measurements

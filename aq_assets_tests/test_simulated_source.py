@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aq_assets.ingest.sources.base import CATALOG_COLUMNS, READING_COLUMNS, Sensor
-from aq_assets.ingest.sources.simulated import (
+from aq_assets.defs.ingest.sources.base import CATALOG_COLUMNS, READING_COLUMNS, Sensor
+from aq_assets.defs.ingest.sources.simulated import (
     DRIFT_ENV_VAR,
     Drift,
     SimulatedSource,
@@ -183,8 +183,8 @@ def test_same_sensor_day_gives_the_same_frame_whatever_the_order() -> None:
 def test_another_process_gives_the_same_values() -> None:
     script = (
         "import datetime as dt;"
-        "from aq_assets.ingest.sources.base import Sensor;"
-        "from aq_assets.ingest.sources.simulated import SimulatedSource;"
+        "from aq_assets.defs.ingest.sources.base import Sensor;"
+        "from aq_assets.defs.ingest.sources.simulated import SimulatedSource;"
         "s = Sensor(9005002, 9005, 'pm25', 'µg/m³');"
         "SimulatedSource().fetch_day(s, dt.date(2024, 3, 1));"  # a later day first, cold caches
         "r = SimulatedSource().fetch_day(s, dt.date(2024, 2, 29)).readings;"

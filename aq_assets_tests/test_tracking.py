@@ -9,7 +9,7 @@ import sys
 import mlflow
 from dagster import AssetExecutionContext, asset, materialize
 
-from aq_assets.model.tracking import MLflowTracking
+from aq_assets.defs.model.tracking import MLflowTracking
 
 UPSTREAM_TWO_RUNS = """
 import json, sys, warnings

@@ -112,9 +112,9 @@ def floor_stage(mirror: Path) -> dict[str, float]:
 
 def source_stage(mirror: Path) -> dict[str, float]:
     # Imported here: the parent process and the floor never load Dagster.
-    from aq_assets.ingest.catalog import sensors_by_id
-    from aq_assets.ingest.readings import collect_readings
-    from aq_assets.ingest.sources.archive import ArchiveSource
+    from aq_assets.defs.ingest.catalog import sensors_by_id
+    from aq_assets.defs.ingest.readings import collect_readings
+    from aq_assets.defs.ingest.sources.archive import ArchiveSource
 
     ranges = utc_day_ranges(archive_files(mirror))
     started = time.perf_counter()

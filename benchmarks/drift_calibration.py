@@ -36,7 +36,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from forecast_quality import DATASETS, readings_of
 
-from aq_assets.ingest.catalog import timezones_of
+from aq_assets.defs.ingest.catalog import timezones_of
 from aq_assets.ml.backtest import rolling_origins
 from aq_assets.ml.cleaning import clean_readings
 from aq_assets.ml.drift import (

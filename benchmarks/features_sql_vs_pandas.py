@@ -47,9 +47,9 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from aq_assets.ingest.catalog import timezones_of
-from aq_assets.ingest.sources.base import Sensor
-from aq_assets.ingest.sources.simulated import SimulatedSource
+from aq_assets.defs.ingest.catalog import timezones_of
+from aq_assets.defs.ingest.sources.base import Sensor
+from aq_assets.defs.ingest.sources.simulated import SimulatedSource
 from aq_assets.ml.cleaning import clean_readings
 from aq_assets.ml.features import PROFILE_DAYS, FeatureSpec, build_features
 

@@ -26,16 +26,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from aq_assets.ingest.catalog import sensors_by_id, timezones_of
-from aq_assets.ingest.readings import collect_readings
-from aq_assets.ingest.sources.archive import ArchiveSource
+from aq_assets.defs.ingest.catalog import sensors_by_id, timezones_of
+from aq_assets.defs.ingest.readings import collect_readings
+from aq_assets.defs.ingest.sources.archive import ArchiveSource
+from aq_assets.defs.model.assets import ForecastModelConfig
+from aq_assets.defs.model.gate import decide
 from aq_assets.ml.backtest import backtest, known_at, pooled_rmse, rolling_origins, summary
 from aq_assets.ml.cleaning import clean_readings
 from aq_assets.ml.evaluation import judge_candidate
 from aq_assets.ml.features import FeatureSpec, build_features
 from aq_assets.ml.model import fit_forecaster
-from aq_assets.model.assets import ForecastModelConfig
-from aq_assets.model.gate import decide
 
 MIRROR = Path(__file__).resolve().parents[2] / "shared" / "data" / "openaq-archive"
 

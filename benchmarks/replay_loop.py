@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from forecast_quality import DATASETS, readings_of
 
-from aq_assets.ingest.sources.base import (
+from aq_assets.defs.ingest.sources.base import (
     READING_COLUMNS,
     DayReadings,
     ReadingsSource,

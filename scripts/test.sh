@@ -7,6 +7,7 @@ trap 'status=$?; case "$BASH_COMMAND" in
   *"ruff check"*) hint="fix with .venv/bin/ruff check --fix ." ;;
   *"ruff format"*) hint="fix with .venv/bin/ruff format ." ;;
   *mypy*) hint="the type errors are listed above" ;;
+  *"dg check defs"*) hint="the definitions do not load, for the reason printed above" ;;
   *setup.sh*) hint="the setup failed, for the reason printed just above" ;;
   *pytest*) hint="the failed tests are listed above; re-run one with .venv/bin/pytest -x <path>::<name>" ;;
   *) hint="see the output above" ;;
@@ -30,4 +31,5 @@ export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=passive PYTHONWARNINGS=ignore::Deprecat
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
+.venv/bin/dg check defs
 .venv/bin/pytest "$@"

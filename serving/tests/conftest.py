@@ -21,8 +21,8 @@ os.environ["AQ_HOME"] = tempfile.mkdtemp(prefix="aq-serving-tests-home-")
 for _name in ("MLFLOW_TRACKING_URI", "AQ_API_TOKEN", "AQ_API_OPEN", "AQ_ONLINE_FEATURES"):
     os.environ.pop(_name, None)
 
-from aq_assets.ingest.catalog import sensors_by_id  # noqa: E402
-from aq_assets.ingest.sources.simulated import SimulatedSource  # noqa: E402
+from aq_assets.defs.ingest.catalog import sensors_by_id  # noqa: E402
+from aq_assets.defs.ingest.sources.simulated import SimulatedSource  # noqa: E402
 from aq_assets.ml.cleaning import clean_readings  # noqa: E402
 from aq_assets.ml.features import FeatureSpec, build_features  # noqa: E402
 from aq_assets.ml.forecasting import latest_forecasts  # noqa: E402

@@ -20,8 +20,8 @@ from dagster import (
     sensor,
 )
 
-from aq_assets.model.jobs import train_job
-from aq_assets.monitoring.alerts import Alerter
+from aq_assets.defs.model import jobs  # the module: autoloading then finds each job once
+from aq_assets.defs.monitoring.alerts import Alerter
 
 DRIFT_TRIGGER_TAG = "aq/trigger"
 _PLANNED_CHECK_EXPIRY_S = 24 * 3600
@@ -44,7 +44,7 @@ _TRIGGER_NAMES = {"drift_report": "drift", "forecast_accuracy": "accuracy"}
 
 
 @sensor(
-    job=train_job,
+    job=jobs.train_job,
     minimum_interval_seconds=30,
     default_status=DefaultSensorStatus.RUNNING,
     description="Requests training_set → forecast_model → champion_model once per confirmed "
@@ -71,7 +71,9 @@ def retrain_on_drift(
         )
     _, asset, newest = max(failed, key=lambda f: f[0])
     trigger, day = _TRIGGER_NAMES[asset], newest.partition_key
-    if context.instance.get_runs(RunsFilter(job_name=train_job.name, statuses=_ACTIVE), limit=1):
+    if context.instance.get_runs(
+        RunsFilter(job_name=jobs.train_job.name, statuses=_ACTIVE), limit=1
+    ):
         return SensorResult(
             skip_reason=SkipReason(f"{trigger} on {day}, but a retraining is already running."),
             cursor=cursor,

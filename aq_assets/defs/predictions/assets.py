@@ -17,12 +17,12 @@ from dagster import (
     asset,
 )
 
-from aq_assets.ingest.catalog import timezones_of
-from aq_assets.ingest.sources.base import ReadingsSource
+from aq_assets.defs.ingest.catalog import timezones_of
+from aq_assets.defs.ingest.sources.base import ReadingsSource
+from aq_assets.defs.model.tracking import MLflowTracking
 from aq_assets.ml.cleaning import without_stuck
 from aq_assets.ml.features import FeatureSpec
 from aq_assets.ml.forecasting import feature_rows, forecasts_from_rows
-from aq_assets.model.tracking import MLflowTracking
 from aq_assets.partitions import DAY, day_partitions
 from aq_assets.warehouse import Warehouse
 

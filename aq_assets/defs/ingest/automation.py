@@ -11,7 +11,7 @@ from dagster import (
     schedule,
 )
 
-from aq_assets.ingest.jobs import catalog_job, ingest_job
+from aq_assets.defs.ingest import jobs  # the module: autoloading then finds each job once
 from aq_assets.partitions import SENSOR, reading_key
 
 
@@ -34,7 +34,7 @@ def latest_days_request(instance, scheduled: dt.datetime, days: int = 2) -> RunR
 
 @schedule(
     cron_schedule="20 0 * * *",
-    job=ingest_job,
+    job=jobs.ingest_job,
     execution_timezone="UTC",
     default_status=DefaultScheduleStatus.RUNNING,
     description="Every day at 00:20 UTC: yesterday and the day before, for every sensor.",
@@ -46,7 +46,7 @@ def ingest_latest_days(context: ScheduleEvaluationContext):
 discover_sensors_weekly = ScheduleDefinition(
     name="discover_sensors_weekly",
     cron_schedule="0 0 * * 1",
-    job=catalog_job,
+    job=jobs.catalog_job,
     execution_timezone="UTC",
     default_status=DefaultScheduleStatus.RUNNING,
     description="Every Monday: look for new sensors and register them as partitions.",

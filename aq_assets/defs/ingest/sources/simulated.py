@@ -25,7 +25,7 @@ import pandas as pd
 from dagster import InitResourceContext
 from pydantic import Field
 
-from aq_assets.ingest.sources.base import (
+from aq_assets.defs.ingest.sources.base import (
     CATALOG_COLUMNS,
     DayReadings,
     ReadingsSource,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from aq_assets.ingest.sources.base import CATALOG_COLUMNS, Sensor, SourceError, typed_frame
+from aq_assets.defs.ingest.sources.base import CATALOG_COLUMNS, Sensor, SourceError, typed_frame
 
 CATALOG_TABLE_COLUMNS: dict[str, str] = {
     **CATALOG_COLUMNS,

@@ -30,7 +30,7 @@ import pandas as pd
 from dagster import get_dagster_logger
 from pydantic import PrivateAttr
 
-from aq_assets.ingest.sources.base import (
+from aq_assets.defs.ingest.sources.base import (
     CATALOG_COLUMNS,
     READING_COLUMNS,
     DayReadings,

@@ -18,13 +18,13 @@ from dagster import (
     asset,
 )
 
-from aq_assets.ingest.catalog import timezones_of
+from aq_assets.defs.ingest.catalog import timezones_of
+from aq_assets.defs.model.tracking import MLflowTracking
+from aq_assets.defs.monitoring.alerts import ServiceLinks
+from aq_assets.defs.predictions.assets import DAILY_READINGS, FOLLOWS_NEW_READINGS, readings_between
 from aq_assets.ml.features import drift_view
 from aq_assets.ml.forecasting import feature_rows
-from aq_assets.model.tracking import MLflowTracking
-from aq_assets.monitoring.alerts import ServiceLinks
 from aq_assets.partitions import day_partitions
-from aq_assets.predictions.assets import DAILY_READINGS, FOLLOWS_NEW_READINGS, readings_between
 from aq_assets.warehouse import Warehouse
 
 DRIFT_REPORT = AssetKey("drift_report")

@@ -16,8 +16,8 @@ from dagster import (
     asset,
 )
 
-from aq_assets.ingest.catalog import timezones_of
-from aq_assets.ingest.sources.base import ReadingsSource
+from aq_assets.defs.ingest.catalog import timezones_of
+from aq_assets.defs.ingest.sources.base import ReadingsSource
 from aq_assets.ml.cleaning import clean_readings, without_stuck
 from aq_assets.ml.features import FeatureSpec, build_features
 from aq_assets.partitions import last_day

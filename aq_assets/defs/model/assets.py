@@ -19,7 +19,16 @@ from dagster import (
     asset,
 )
 
-from aq_assets.ingest.sources.base import ReadingsSource
+from aq_assets.defs.ingest.sources.base import ReadingsSource
+from aq_assets.defs.model.gate import (
+    GATE,
+    MIN_CHAMPION_DAYS,
+    best_baselines,
+    decide,
+    gate_result,
+)
+from aq_assets.defs.model.tracking import MLflowTracking
+from aq_assets.defs.training.assets import content_fingerprint
 from aq_assets.ml.backtest import backtest, origins_before, origins_table, pooled_rmse
 from aq_assets.ml.evaluation import evaluate, judge_candidate, scores_table
 from aq_assets.ml.features import FeatureSpec, drift_view
@@ -31,16 +40,7 @@ from aq_assets.ml.model import (
     baseline_forecaster,
     fit_forecaster,
 )
-from aq_assets.model.gate import (
-    GATE,
-    MIN_CHAMPION_DAYS,
-    best_baselines,
-    decide,
-    gate_result,
-)
-from aq_assets.model.tracking import MLflowTracking
 from aq_assets.settings import env_value
-from aq_assets.training.assets import content_fingerprint
 
 # How old the model may get before it shows as stale and is retrained; read at load.
 MODEL_MAX_AGE = datetime.timedelta(days=float(env_value("AQ_MODEL_MAX_AGE_DAYS", "7")))

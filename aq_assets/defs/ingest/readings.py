@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from aq_assets.ingest.sources.base import (
+from aq_assets.defs.ingest.sources.base import (
     READING_COLUMNS,
     ReadingsSource,
     Sensor,

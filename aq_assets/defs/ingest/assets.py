@@ -13,10 +13,10 @@ from dagster import (
     asset,
 )
 
-from aq_assets.ingest import checks
-from aq_assets.ingest.catalog import merge_catalog, sensors_by_id
-from aq_assets.ingest.readings import collect_readings, failure_summary
-from aq_assets.ingest.sources.base import ReadingsSource
+from aq_assets.defs.ingest import checks
+from aq_assets.defs.ingest.catalog import merge_catalog, sensors_by_id
+from aq_assets.defs.ingest.readings import collect_readings, failure_summary
+from aq_assets.defs.ingest.sources.base import ReadingsSource
 from aq_assets.partitions import SENSOR, reading_partitions, split_reading_key
 from aq_assets.warehouse import Warehouse
 

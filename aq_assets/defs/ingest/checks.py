@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetKey
 
-from aq_assets.ingest.sources.base import READING_COLUMNS
+from aq_assets.defs.ingest.sources.base import READING_COLUMNS
 from aq_assets.ml.cleaning import STUCK_HOURS, clean_readings, plausible_bounds, stuck_hours
 
 RAW_READINGS = AssetKey("raw_readings")

@@ -94,7 +94,7 @@ class SourceUnreachable(SourceError):
 
 
 class ReadingsSource(ConfigurableResource, ABC):
-    """Where readings come from. Chosen by `AQ_SOURCE`; see `aq_assets/ingest/resources.py`."""
+    """Where readings come from. Chosen by `AQ_SOURCE`; see `aq_assets/defs/ingest/resources.py`."""
 
     parameter: str = "pm25"
 

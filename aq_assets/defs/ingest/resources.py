@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aq_assets.ingest.sources.base import ReadingsSource
+from aq_assets.defs.ingest.sources.base import ReadingsSource
 from aq_assets.settings import env_or_default, env_value
 
 SOURCES = ("simulated", "openaq", "archive")
@@ -15,13 +15,13 @@ def build_source(kind: str | None = None) -> ReadingsSource:
     parameter = env_or_default("AQ_PARAMETER", "pm25")
     locations = env_or_default("AQ_LOCATIONS", "")
     if kind == "simulated":
-        from aq_assets.ingest.sources.simulated import SimulatedSource
+        from aq_assets.defs.ingest.sources.simulated import SimulatedSource
 
         return SimulatedSource(
             parameter=parameter, locations=locations, drift=env_or_default("AQ_SIM_DRIFT", "")
         )
     if kind == "archive":
-        from aq_assets.ingest.sources.archive import ArchiveSource
+        from aq_assets.defs.ingest.sources.archive import ArchiveSource
 
         return ArchiveSource(
             parameter=parameter,
@@ -29,7 +29,7 @@ def build_source(kind: str | None = None) -> ReadingsSource:
             root=env_or_default("AQ_ARCHIVE_ROOT", "https://openaq-data-archive.s3.amazonaws.com"),
         )
     if kind == "openaq":
-        from aq_assets.ingest.sources.openaq import OpenAQSource
+        from aq_assets.defs.ingest.sources.openaq import OpenAQSource
 
         return OpenAQSource(
             parameter=parameter,
