@@ -9,10 +9,13 @@ from __future__ import annotations
 import datetime as dt
 
 from dagster import (
+    AssetDep,
+    AutomationCondition,
     DailyPartitionsDefinition,
     DynamicPartitionsDefinition,
     MultiPartitionKey,
     MultiPartitionsDefinition,
+    MultiToSingleDimensionPartitionMapping,
 )
 
 from aq_assets.settings import DEFAULT_START_DATE, env_value, newest_day
@@ -31,6 +34,17 @@ SENSOR = "sensor"
 day_partitions = DailyPartitionsDefinition(start_date=START_DATE, end_date=END_DATE, timezone="UTC")
 sensor_partitions = DynamicPartitionsDefinition(name=SENSOR)
 reading_partitions = MultiPartitionsDefinition({DAY: day_partitions, SENSOR: sensor_partitions})
+
+# What the daily assets (predictions, forecast_accuracy, drift_report) read: every sensor's
+# readings of their day.
+DAILY_READINGS = AssetDep(
+    "raw_readings",
+    partition_mapping=MultiToSingleDimensionPartitionMapping(partition_dimension_name=DAY),
+)
+# Eager, except that it does not wait for every upstream partition: a calendar that starts
+# before the first ingested day, or one sensor-day that failed, must not freeze what follows
+# the newest readings (stock `eager()` waits while any dependency partition is missing).
+FOLLOWS_NEW_READINGS = AutomationCondition.eager().without(~AutomationCondition.any_deps_missing())
 
 
 def last_day() -> dt.date:

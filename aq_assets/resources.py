@@ -9,6 +9,7 @@ from aq_assets.defs.model.tracking import MLflowTracking
 from aq_assets.defs.monitoring.alerts import Alerter, ServiceLinks
 from aq_assets.defs.monitoring.automation import RetrainPolicy
 from aq_assets.settings import env_or_default, env_value
+from aq_assets.target import ForecastTarget
 from aq_assets.warehouse import warehouse_resources
 
 
@@ -20,6 +21,10 @@ def build_resources() -> dict[str, Any]:
         ),
         **warehouse_resources(aq_home),
         "source": build_source(),
+        "forecast_target": ForecastTarget(
+            parameter=env_or_default("AQ_PARAMETER", "pm25"),
+            horizons=env_or_default("AQ_HORIZONS", "1,3,6,12,24"),
+        ),
         "alerter": Alerter(webhook_url=env_or_default("AQ_ALERT_WEBHOOK_URL", "")),
         "service_links": ServiceLinks(
             service_url=env_or_default("AQ_SERVICE_URL", "http://127.0.0.1:8000")

@@ -45,6 +45,9 @@ _DUCKDB_MAGIC = (8, b"DUCK")  # where every DuckDB file says what it is
 _DUCKDB_TYPES = {"datetime64": "TIMESTAMP", "int": "BIGINT", "float": "DOUBLE", "bool": "BOOLEAN"}
 
 
+_READING_COLUMNS = "sensor_id, location_id, parameter, units, datetime_utc, value"
+
+
 class WarehouseError(RuntimeError):
     """A write or read the warehouse refused; the message says which table and why."""
 
@@ -84,6 +87,60 @@ class Warehouse(DuckDBResource):
         """Rows of a read-only query, as a DataFrame."""
         with self.get_connection(read_only=True) as con:
             return con.execute(sql, params or []).df()
+
+    # -- the reads the stages share ------------------------------------------------------
+
+    def readings_between(
+        self, parameter: str, start: pd.Timestamp, end: pd.Timestamp
+    ) -> pd.DataFrame:
+        """Raw readings of every parameter, at locations that measure `parameter`, in
+        [start, end): what cleaning and features read (columns of `clean_readings`' input)."""
+        return self.query(
+            f"""
+            SELECT {_READING_COLUMNS} FROM ingest.raw_readings
+            WHERE location_id IN (
+                SELECT DISTINCT location_id FROM ingest.raw_readings WHERE parameter = ?
+            ) AND datetime_utc >= ? AND datetime_utc < ?
+            """,
+            [parameter, start.to_pydatetime(), end.to_pydatetime()],
+        )
+
+    def latest_reading(
+        self, parameter: str, before: pd.Timestamp | None = None
+    ) -> pd.Timestamp | None:
+        """The time of the newest `parameter` reading (before `before`, if given); None if
+        there is none."""
+        sql = "SELECT max(datetime_utc) AS last FROM ingest.raw_readings WHERE parameter = ?"
+        params: list[Any] = [parameter]
+        if before is not None:
+            sql += " AND datetime_utc < ?"
+            params.append(before.to_pydatetime())
+        last = self.query(sql, params)["last"].iloc[0]
+        return None if pd.isna(last) else pd.Timestamp(last)
+
+    def readings_window(self, parameter: str, hours: int, end: pd.Timestamp) -> pd.DataFrame:
+        """`readings_between` over the last `hours` up to the newest `parameter` reading before
+        `end` (that reading included); empty if there is none."""
+        last = self.latest_reading(parameter, before=end)
+        if last is None:
+            return self.readings_between(parameter, end, end)
+        tick = pd.Timedelta(microseconds=1)  # DuckDB's resolution: (a, b] is [a + tick, b + tick)
+        return self.readings_between(
+            parameter, last - pd.Timedelta(hours=hours) + tick, last + tick
+        )
+
+    def accuracy_of(
+        self, model_version: int, first_day: pd.Timestamp, end_day: pd.Timestamp
+    ) -> pd.DataFrame:
+        """`monitoring.forecast_accuracy` rows of a model version for days in
+        [first_day, end_day); empty before the table exists."""
+        if not self.table_exists("monitoring", "forecast_accuracy"):
+            return pd.DataFrame()
+        return self.query(
+            "SELECT * FROM monitoring.forecast_accuracy WHERE model_version = ? "
+            "AND day >= ? AND day < ?",
+            [model_version, first_day.to_pydatetime(), end_day.to_pydatetime()],
+        )
 
     def table_exists(self, schema: str, table: str) -> bool:
         if not self.path.exists():

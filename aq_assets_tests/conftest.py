@@ -21,6 +21,7 @@ from aq_assets.defs.ingest.sources.base import (
     SourceError,
     typed_frame,
 )
+from aq_assets.target import ForecastTarget
 from aq_assets.warehouse import Warehouse, warehouse_resources
 
 # Set before any test module imports the code location, whose resources read AQ_HOME through
@@ -67,6 +68,7 @@ def warehouse(tmp_path) -> Warehouse:
 def resources_for(source: ReadingsSource, warehouse: Warehouse) -> dict:
     return {
         "source": source,
+        "forecast_target": ForecastTarget(parameter=source.parameter),
         **warehouse_resources(warehouse.aq_home),
     }
 

@@ -27,6 +27,7 @@ from aq_assets.defs.monitoring.automation import RetrainPolicy, retrain_on_drift
 from aq_assets.defs.predictions.assets import online_features, predictions
 from aq_assets.defs.training.assets import training_set
 from aq_assets.partitions import reading_key, reading_partitions
+from aq_assets.target import ForecastTarget
 from aq_assets.warehouse import Warehouse, partition_rows, warehouse_resources
 
 ASSETS = [
@@ -72,6 +73,7 @@ class Scenario:
         self.run_config = {"ops": {"forecast_model": {"config": {"max_rounds": max_rounds}}}}
         self.resources = {
             "source": self.source,
+            "forecast_target": ForecastTarget(parameter=self.source.parameter),
             **warehouse_resources(self.warehouse.aq_home),
             "mlflow_tracking": self.tracking,
             "alerter": Alerter(),

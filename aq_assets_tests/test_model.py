@@ -14,10 +14,12 @@ from aq_assets.defs.ingest.readings import collect_readings
 from aq_assets.defs.ingest.sources.simulated import SimulatedSource
 from aq_assets.defs.model.assets import champion_model, forecast_model
 from aq_assets.defs.model.tracking import MLflowTracking
-from aq_assets.defs.training.assets import partitions_summary, training_set
+from aq_assets.defs.training.assets import training_set
+from aq_assets.defs.training.lineage import partitions_summary
 from aq_assets.ml.model import Forecaster
 from aq_assets.ml.model import train_forecaster as real_train_forecaster
 from aq_assets.partitions import reading_partitions
+from aq_assets.target import ForecastTarget
 from aq_assets.warehouse import Warehouse, partition_rows, warehouse_resources
 
 DAYS = 50
@@ -53,6 +55,7 @@ def resources(readings_home, tmp_path):
     warehouse = Warehouse(aq_home=str(readings_home))
     return {
         "source": SimulatedSource(),
+        "forecast_target": ForecastTarget(),
         **warehouse_resources(warehouse.aq_home),
         "mlflow_tracking": MLflowTracking(aq_home=str(tmp_path / "mlflow-home")),
     }

@@ -98,6 +98,70 @@ class MLflowTracking(ConfigurableResource):
             raise
         mlflow.end_run(status="FINISHED")
 
+    # -- the active run: what a training records ---------------------------------------
+
+    def log_training_set(
+        self, frame: pd.DataFrame, fingerprint: str, target: str, built_from: str, partitions: dict
+    ) -> None:
+        """The training set as the run's dataset input (its first 1,000 rows as the schema and
+        profile, its content fingerprint as the digest, the partitions it was built from as
+        a tag) and the whole partition list as `training_set/partitions.json`."""
+        import mlflow
+        from mlflow.data.pandas_dataset import from_pandas
+
+        mlflow.log_input(
+            from_pandas(frame.head(1000), name="training_set", digest=fingerprint, targets=target),
+            context="training",
+            tags={"built_from_partitions": built_from},
+        )
+        mlflow.log_dict(partitions, "training_set/partitions.json")
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        import mlflow
+
+        mlflow.log_params(params)
+
+    def log_metrics(self, metrics: dict[str, float]) -> None:
+        import mlflow
+
+        mlflow.log_metrics(metrics)
+
+    def log_text(self, text: str, path: str) -> None:
+        import mlflow
+
+        mlflow.log_text(text, path)
+
+    def log_dict(self, value: dict[str, Any], path: str) -> None:
+        import mlflow
+
+        mlflow.log_dict(value, path)
+
+    def register(self, forecaster: Forecaster, example: pd.DataFrame) -> int:
+        """The forecaster logged with the active run as a pyfunc model (its saved files as the
+        artifact, the signature inferred from `example`) and registered as a new version of
+        `model_name`; returns the version."""
+        import mlflow
+        from mlflow.models import infer_signature
+
+        from aq_assets.ml.pyfunc import FORECASTER_ARTIFACT, ForecastModel
+
+        with tempfile.TemporaryDirectory() as tmp:
+            forecaster.save(Path(tmp) / FORECASTER_ARTIFACT)
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=ForecastModel(),
+                artifacts={FORECASTER_ARTIFACT: str(Path(tmp) / FORECASTER_ARTIFACT)},
+                signature=infer_signature(example, forecaster.predict(example)),
+                input_example=example,
+                registered_model_name=self.model_name,
+            )
+        return int(info.registered_model_version)
+
+    def tag_version(self, version: int, tags: dict[str, str]) -> None:
+        client = self.client()
+        for key, value in tags.items():
+            client.set_model_version_tag(self.model_name, str(version), key, value)
+
     def run_url(self, experiment_id: str, run_id: str) -> str:
         """The run in the MLflow UI: the tracking server's, or for a local store the one
         `mlflow ui --backend-store-uri <uri>` serves on port 5000."""

@@ -21,10 +21,9 @@ from dagster import (
 from aq_assets.defs.ingest.catalog import timezones_of
 from aq_assets.defs.model.tracking import MLflowTracking
 from aq_assets.defs.monitoring.alerts import ServiceLinks
-from aq_assets.defs.predictions.assets import DAILY_READINGS, FOLLOWS_NEW_READINGS, readings_between
 from aq_assets.ml.features import drift_view
 from aq_assets.ml.forecasting import feature_rows
-from aq_assets.partitions import day_partitions
+from aq_assets.partitions import DAILY_READINGS, FOLLOWS_NEW_READINGS, day_partitions
 from aq_assets.warehouse import Warehouse
 
 DRIFT_REPORT = AssetKey("drift_report")
@@ -101,7 +100,7 @@ def drift_report(
     # The day and the days before it that confirm it, each judged on its own.
     first = day_start - pd.Timedelta(days=config.confirm_days - 1)
     history = pd.Timedelta(hours=spec.history_hours)
-    readings = readings_between(warehouse, spec.parameter, first - history, day_end)
+    readings = warehouse.readings_between(spec.parameter, first - history, day_end)
     timezones = timezones_of(sensor_catalog)
     rows = feature_rows(
         forecaster, readings, timezones, until=day_end - pd.Timedelta(hours=1), quarantine=True
@@ -263,7 +262,7 @@ def forecast_accuracy(
     spec = forecaster.spec
     start = day_start - pd.Timedelta(days=config.climatology_days)
     history = pd.Timedelta(hours=spec.history_hours)
-    readings = readings_between(warehouse, spec.parameter, start - history, day_end)
+    readings = warehouse.readings_between(spec.parameter, start - history, day_end)
     rows = feature_rows(
         forecaster,
         readings,
@@ -277,18 +276,12 @@ def forecast_accuracy(
     scores = scores_of_day(origins, served, known, spec, day_start)
     today = scores.assign(day=day_start, model_version=version)
 
-    window = today
-    if warehouse.table_exists("monitoring", "forecast_accuracy"):
-        earlier = warehouse.query(
-            "SELECT * FROM monitoring.forecast_accuracy WHERE model_version = ? "
-            "AND day >= ? AND day < ?",
-            [
-                version,
-                (day_start - pd.Timedelta(days=config.window_days - 1)).to_pydatetime(),
-                day_start.to_pydatetime(),
-            ],
-        )
-        window = pd.concat([earlier[today.columns], today], ignore_index=True)
+    earlier = warehouse.accuracy_of(
+        version, day_start - pd.Timedelta(days=config.window_days - 1), day_start
+    )
+    window = (
+        pd.concat([earlier[today.columns], today], ignore_index=True) if len(earlier) else today
+    )
     verdict = loss_differential(window, "champion", config.min_days, config.alpha)
     lost = bool(verdict["worse"].any()) if len(verdict) else False
 

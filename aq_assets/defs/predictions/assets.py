@@ -6,50 +6,23 @@ from pathlib import Path
 
 import pandas as pd
 from dagster import (
-    AssetDep,
     AssetExecutionContext,
     AssetIn,
     AssetSelection,
-    AutomationCondition,
     MaterializeResult,
-    MultiToSingleDimensionPartitionMapping,
     Output,
     asset,
 )
 
 from aq_assets.defs.ingest.catalog import timezones_of
-from aq_assets.defs.ingest.sources.base import ReadingsSource
 from aq_assets.defs.model.tracking import MLflowTracking
 from aq_assets.ml.cleaning import without_stuck
-from aq_assets.ml.features import FeatureSpec
 from aq_assets.ml.forecasting import feature_rows, forecasts_from_rows
-from aq_assets.partitions import DAY, day_partitions
+from aq_assets.partitions import DAILY_READINGS, FOLLOWS_NEW_READINGS, day_partitions
+from aq_assets.target import ForecastTarget
 from aq_assets.warehouse import Warehouse
 
 ONLINE_FEATURES_FILE = "online_features.parquet"
-# Eager, except that it does not wait for every upstream partition: a calendar that starts
-# before the first ingested day, or one sensor-day that failed, must not freeze what follows
-# the newest readings (stock `eager()` waits while any dependency partition is missing).
-FOLLOWS_NEW_READINGS = AutomationCondition.eager().without(~AutomationCondition.any_deps_missing())
-DAILY_READINGS = AssetDep(
-    "raw_readings",
-    partition_mapping=MultiToSingleDimensionPartitionMapping(partition_dimension_name=DAY),
-)
-
-
-def readings_between(
-    warehouse: Warehouse, parameter: str, start: pd.Timestamp, end: pd.Timestamp
-) -> pd.DataFrame:
-    """Readings of every parameter, at locations that measure `parameter`, in [start, end)."""
-    return warehouse.query(
-        """
-        SELECT sensor_id, location_id, parameter, units, datetime_utc, value
-        FROM ingest.raw_readings
-        WHERE location_id IN (SELECT DISTINCT location_id FROM ingest.raw_readings WHERE parameter = ?)
-          AND datetime_utc >= ? AND datetime_utc < ?
-        """,
-        [parameter, start.to_pydatetime(), end.to_pydatetime()],
-    )
 
 
 @asset(
@@ -82,7 +55,7 @@ def predictions(
     day_start = pd.Timestamp(context.partition_key)
     day_end = day_start + pd.Timedelta(days=1)
     history = pd.Timedelta(hours=forecaster.spec.history_hours + max(forecaster.spec.horizons))
-    readings = readings_between(warehouse, forecaster.spec.parameter, day_start - history, day_end)
+    readings = warehouse.readings_between(forecaster.spec.parameter, day_start - history, day_end)
     timezones = timezones_of(sensor_catalog)
     rows = feature_rows(forecaster, readings, timezones, until=day_end - pd.Timedelta(hours=1))
     frame = daily_predictions(forecaster, rows, day_start, day_end)
@@ -130,24 +103,21 @@ def daily_predictions(
 def online_features(
     context: AssetExecutionContext,
     warehouse: Warehouse,
-    source: ReadingsSource,
+    forecast_target: ForecastTarget,
     sensor_catalog: pd.DataFrame,
 ) -> MaterializeResult:
     """The last hours of every parameter at each location with a target sensor, as a Parquet
     file under AQ_HOME: what the HTTP service forecasts from, so it never opens DuckDB. A
     stuck target sensor's repeated hours are quarantined here as in training: the service
     forecasts from its last trustworthy reading."""
-    spec = FeatureSpec(parameter=source.parameter)
-    latest = warehouse.query(
-        "SELECT max(datetime_utc) AS last FROM ingest.raw_readings WHERE parameter = ?",
-        [spec.parameter],
-    )["last"].iloc[0]
-    if pd.isna(latest):
+    spec = forecast_target.spec()
+    latest = warehouse.latest_reading(spec.parameter)
+    if latest is None:
         raise ValueError(f"No {spec.parameter} readings yet: backfill raw_readings first.")
-    end = pd.Timestamp(latest).floor("h") + pd.Timedelta(hours=1)
+    end = latest.floor("h") + pd.Timedelta(hours=1)
     readings, quarantined = without_stuck(
-        readings_between(
-            warehouse, spec.parameter, end - pd.Timedelta(hours=spec.history_hours + 24), end
+        warehouse.readings_between(
+            spec.parameter, end - pd.Timedelta(hours=spec.history_hours + 24), end
         ),
         spec.parameter,
     )

@@ -1,7 +1,6 @@
 """`training_set`: the hourly, cleaned, feature-engineered rows a forecaster learns from."""
 
 import datetime
-import hashlib
 import json
 
 import pandas as pd
@@ -17,10 +16,11 @@ from dagster import (
 )
 
 from aq_assets.defs.ingest.catalog import timezones_of
-from aq_assets.defs.ingest.sources.base import ReadingsSource
+from aq_assets.defs.training.lineage import content_fingerprint, partitions_summary
 from aq_assets.ml.cleaning import clean_readings, without_stuck
-from aq_assets.ml.features import FeatureSpec, build_features
+from aq_assets.ml.features import build_features
 from aq_assets.partitions import last_day
+from aq_assets.target import ForecastTarget
 from aq_assets.warehouse import Warehouse
 
 
@@ -30,66 +30,6 @@ class TrainingSetConfig(Config):
     (yesterday UTC, or the day before AQ_END_DATE) or at the latest reading stored, whichever
     is earlier. A year spans every season; 20 sensors × 365 days train in about a minute on
     one thread (benchmarks/README.md)."""
-    horizons: list[int] = [1, 3, 6, 12, 24]  # noqa: RUF012 (pydantic copies defaults)
-    """Hours ahead to forecast."""
-
-
-def partitions_summary(
-    first_day: datetime.date, last_day: datetime.date, sensors: list[int]
-) -> str:
-    """The partitions a training set was built from, short at any scale: MLflow refuses tags
-    over 500 characters (66 six-digit sensor ids). Past ten sensors, their count, range and a
-    digest of the list; the run keeps the whole list as `training_set/partitions.json`."""
-    if len(sensors) <= 10:
-        return f"day {first_day}..{last_day} × sensors {','.join(map(str, sensors))}"
-    digest = hashlib.sha256(",".join(map(str, sensors)).encode()).hexdigest()[:12]
-    return (
-        f"day {first_day}..{last_day} × {len(sensors)} sensors {sensors[0]}..{sensors[-1]} "
-        f"(list sha256 {digest})"
-    )
-
-
-def content_fingerprint(frame: pd.DataFrame) -> str:
-    """A short hash of the rows' content, independent of row order and of the dtypes a
-    round trip through DuckDB gives (timestamp precision, text as object or string)."""
-    ordered = frame.sort_values(["sensor_id", "datetime_utc"]).reset_index(drop=True)
-    canonical = pd.DataFrame(
-        {
-            column: (
-                values.astype("datetime64[ns]").astype("int64")
-                if pd.api.types.is_datetime64_any_dtype(values)
-                else values.astype("float64")
-                if pd.api.types.is_numeric_dtype(values)
-                else values.astype(str)
-            )
-            for column, values in ordered.items()
-        }
-    )
-    hashed = pd.util.hash_pandas_object(canonical, index=False).to_numpy()
-    return hashlib.sha256(hashed.tobytes() + ",".join(ordered.columns).encode()).hexdigest()[:16]
-
-
-def readings_window(
-    warehouse: Warehouse, parameter: str, hours: int, end: pd.Timestamp
-) -> pd.DataFrame:
-    """Readings of every parameter at locations that measure `parameter`, over the last
-    `hours` before `end` or before the latest `parameter` reading, whichever is earlier."""
-    return warehouse.query(
-        """
-        WITH target AS (
-            SELECT DISTINCT location_id FROM ingest.raw_readings WHERE parameter = ?
-        ), latest AS (
-            SELECT max(datetime_utc) AS last
-            FROM ingest.raw_readings WHERE parameter = ? AND datetime_utc < ?
-        )
-        SELECT r.sensor_id, r.location_id, r.parameter, r.units, r.datetime_utc, r.value
-        FROM ingest.raw_readings r, latest
-        WHERE r.location_id IN (SELECT location_id FROM target)
-          AND r.datetime_utc > latest.last - to_hours(CAST(? AS BIGINT))
-          AND r.datetime_utc <= latest.last
-        """,
-        [parameter, parameter, end, hours],
-    )
 
 
 @asset(
@@ -111,17 +51,17 @@ def training_set(
     context: AssetExecutionContext,
     config: TrainingSetConfig,
     warehouse: Warehouse,
-    source: ReadingsSource,
+    forecast_target: ForecastTarget,
     sensor_catalog: pd.DataFrame,
 ) -> Output[pd.DataFrame]:
     """Hourly rows per sensor of the target parameter (AQ_PARAMETER) over the last
     `window_days` up to the calendar's last complete day (AQ_END_DATE): cleaned values (gaps
     stay gaps), lags, rolling statistics, calendar, the co-located parameters of the same
     location, sensor identity, and the value 1-24 h later as targets. The fingerprint identifies its exact content in MLflow."""
-    spec = FeatureSpec(parameter=source.parameter, horizons=tuple(sorted(config.horizons)))
+    spec = forecast_target.spec()
     calendar_end = pd.Timestamp(last_day() + datetime.timedelta(days=1))
-    readings = readings_window(
-        warehouse, spec.parameter, config.window_days * 24 + spec.history_hours, calendar_end
+    readings = warehouse.readings_window(
+        spec.parameter, config.window_days * 24 + spec.history_hours, calendar_end
     )
     if readings.empty:
         raise ValueError(
