@@ -335,3 +335,35 @@ def test_upstream_cannot_write_several_days_of_several_sensors_in_one_run(tmp_pa
         )
         assert result.success == succeeds
     assert len(warehouse.read("ingest", "readings_readings_io_manager")) == 4 * 24
+
+
+def test_the_shared_reads_take_the_target_locations_and_their_windows(warehouse):
+    """readings_window is (newest target reading before `end` - hours, that reading]; every
+    read keeps all parameters of locations that measure the target, and no other location."""
+    start = pd.Timestamp("2025-01-01 00:00")
+    times = pd.date_range(start, periods=10, freq="h")
+    rows = (
+        [(1, 10, "pm25", "µg/m³", t, float(i)) for i, t in enumerate(times)]
+        + [(2, 10, "o3", "ppm", t, 0.01) for t in times]
+        + [(3, 20, "o3", "ppm", t, 0.02) for t in times]
+    )
+    frame = pd.DataFrame(
+        rows, columns=["sensor_id", "location_id", "parameter", "units", "datetime_utc", "value"]
+    )
+    with warehouse.get_connection() as con:
+        con.execute("CREATE SCHEMA ingest")
+        con.register("frame", frame)
+        con.execute("CREATE TABLE ingest.raw_readings AS SELECT * FROM frame")
+
+    end = start + pd.Timedelta(hours=8)  # the newest pm25 reading before it is at 07:00
+    window = warehouse.readings_window("pm25", 3, end)
+
+    assert warehouse.latest_reading("pm25") == times[-1]
+    assert warehouse.latest_reading("pm25", before=end) == times[7]
+    assert warehouse.latest_reading("no2") is None
+    assert sorted(window["datetime_utc"].unique()) == list(times[5:8])  # 05:00, 06:00, 07:00
+    assert set(window["sensor_id"]) == {1, 2}  # location 20 measures no pm25
+    between = warehouse.readings_between("pm25", times[2], times[4])
+    assert sorted(between["datetime_utc"].unique()) == list(times[2:4])
+    assert warehouse.readings_window("no2", 3, end).empty
+    assert warehouse.accuracy_of(1, start, end).empty  # no table yet
