@@ -168,6 +168,13 @@ def readme_block(section: str) -> list[str]:
     return [line for line in block.splitlines() if line.strip()]
 
 
+def run_as_written(command: str, cwd: Path, env: dict[str, str]) -> None:
+    done = subprocess.run(
+        ["bash", "-c", command], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, (command, done.stderr[-3000:])
+
+
 def test_the_readme_dagster_command_works_as_written_after_aq_up(tmp_path):
     """In a fresh folder with no DAGSTER_HOME, AQ_HOME or AQ_START_DATE exported: `aq up`
     writes them to `.env`, and the README's `dg launch` and plain `dagster asset materialize`
@@ -198,16 +205,7 @@ def test_the_readme_dagster_command_works_as_written_after_aq_up(tmp_path):
     # `dg` finds the project by its pyproject.toml ([tool.dg]), as in the repository root.
     shutil.copy(REPO / "pyproject.toml", tmp_path)
     for starting in (".venv/bin/dg launch", ".venv/bin/dagster asset materialize"):
-        command = readme_command(starting)
-        done = subprocess.run(
-            ["bash", "-c", command],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert done.returncode == 0, (command, done.stderr[-3000:])
+        run_as_written(readme_command(starting), tmp_path, env)
     instance = DagsterInstance.from_config(written["DAGSTER_HOME"])
     runs = instance.get_runs(RunsFilter(tags={"dagster/partition": f"{yesterday}|9001002"}))
     assert [r.status for r in runs][:2] == [DagsterRunStatus.SUCCESS] * 2
@@ -216,15 +214,7 @@ def test_the_readme_dagster_command_works_as_written_after_aq_up(tmp_path):
     # The Backfills section's `aq` commands, as written: one reaches back to 2025-01-01, before
     # the calendar `aq up` started, which moves the calendar (and `.env`) back to it.
     for command in readme_block("Backfills"):
-        done = subprocess.run(
-            ["bash", "-c", command],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert done.returncode == 0, (command, done.stderr[-3000:])
+        run_as_written(command, tmp_path, env)
     assert "AQ_START_DATE=2025-01-01" in (tmp_path / ".env").read_text()
 
 

@@ -2,13 +2,16 @@
 the body, checks, cleaning, features, the model and the JSON answer, without HTTP.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/serving_cpu.py --aq-home DIR [--repo DIR]
+        [--trees walker|xgboost] [--reader loops|msgspec]
 
 The same bodies as `serving_vs_mlflow.py` (built from DIR's snapshot and champion, see there;
 DIR must hold them: run that benchmark or `aq up --no-ui` first). CPU time of the process
 (time.process_time), the least of 5 rounds of ~0.6 s each: on a shared machine this moves far
 less than wall time and needs no server. `--repo` measures another checkout's `serving` and
 `aq_assets` (e.g. `git worktree add /tmp/before <commit>`) with the same bodies and model, so
-two versions compare in one sitting; run them in turns, a few times.
+two versions compare in one sitting; run them in turns, a few times. `--trees xgboost` and
+`--reader msgspec` measure what the service would cost with the maintained library in place
+of its hand-written loops (XGBoost's predict; msgspec's typed decoding and numpy's parsing).
 """
 
 from __future__ import annotations
@@ -27,6 +30,18 @@ def main() -> None:
     parser.add_argument("--aq-home", required=True)
     parser.add_argument("--repo", default=str(Path(__file__).resolve().parent.parent))
     parser.add_argument("--kinds", default=KINDS)
+    parser.add_argument(
+        "--trees",
+        choices=["walker", "xgboost"],
+        default="walker",
+        help="xgboost: XGBoost's inplace_predict per horizon instead of the compiled walk",
+    )
+    parser.add_argument(
+        "--reader",
+        choices=["loops", "msgspec"],
+        default="loops",
+        help="msgspec: msgspec's typed decoding of every list instead of the compiled readers",
+    )
     args = parser.parse_args()
     repo = Path(args.repo).resolve()
     home = Path(args.aq_home).resolve()
@@ -43,6 +58,17 @@ def main() -> None:
     from serving.settings import Settings
     from serving.state import ServingState
 
+    if args.trees == "xgboost":
+        from serving.trees import TreeEnsemble
+
+        def refuse(boosters: object) -> None:
+            raise ValueError("benchmark: XGBoost's own predict")
+
+        TreeEnsemble.from_boosters = refuse  # type: ignore[method-assign,assignment]
+    if args.reader == "msgspec":
+        from serving import readings
+
+        readings._compiled_read = lambda *_: None  # type: ignore[assignment]
     settings = Settings(api_open=True)
     state = ServingState(settings, ServiceMetrics())
     state.refresh()
@@ -65,7 +91,11 @@ def main() -> None:
     def answer(body: bytes) -> bytes:
         return forecasting.request_answer(model, read(body), settings)
 
-    print(f"{repo} ({len(model.forecaster.horizons)} horizons, {spec.parameter})")
+    print(
+        f"{repo} ({len(model.forecaster.horizons)} horizons, {spec.parameter}; trees: "
+        f"{'compiled walk' if getattr(model.forecaster, 'compiled', False) else 'XGBoost'}, "
+        f"reader: {args.reader})"
+    )
     for kind in args.kinds.split(","):
         body = bodies[kind]
         start = time.process_time()

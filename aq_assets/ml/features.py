@@ -267,18 +267,16 @@ def _rows(
     every = np.concatenate(origins) if n else np.empty(0, dtype=np.int64)
     rows = np.full((n, plan.width), np.nan)
     valid = np.zeros(n, dtype=np.bool_)
-    no_reading = np.iinfo(np.int64).max
-    first_hours = np.repeat(
-        [int(i.target.hours[0]) if len(i.target) else no_reading for i in items], counts
-    )
+    one_each = n == len(items)  # a request: one origin a series
+    firsts = [int(i.target.hours[0]) if len(i.target) else _NO_READING for i in items]
+    first_hours = np.array(firsts, dtype=np.int64) if one_each else np.repeat(firsts, counts)
     target = _laid_end_to_end([i.target for i in items])
-    item_of = np.repeat(np.arange(len(items)), counts)
+    item_of = np.arange(n) if one_each else np.repeat(np.arange(len(items)), counts)
     target_starts, target_ends = _slices_to(target, item_of, every)
     # The co-located parameter p of origin k is series item_of[k] * P + p, at k * P + p.
     n_covariates = len(plan.covariates)
-    empty = HourlySeries.empty()
     covariates = _laid_end_to_end(
-        [i.covariates.get(p, empty) for i in items for p in plan.covariates]
+        [i.covariates.get(p, _EMPTY) for i in items for p in plan.covariates]
     )
     cov_starts, cov_ends = _slices_to(
         covariates,
@@ -313,21 +311,27 @@ def _rows(
         plan.covariate_now_columns,
         plan.covariate_change_columns,
     )
-    cuts = np.concatenate([[0], np.cumsum(counts)])
-    for item, a, b in zip(items, cuts[:-1].tolist(), cuts[1:].tolist(), strict=True):
-        hour, weekday, day_of_year = local_calendar(every[a:b], item.timezone)
-        rows[a:b, col["hour_sin"]] = np.sin(2 * np.pi * hour / 24)
-        rows[a:b, col["hour_cos"]] = np.cos(2 * np.pi * hour / 24)
-        rows[a:b, col["day_of_week"]] = weekday
-        rows[a:b, col["is_weekend"]] = (weekday >= 5).astype(np.float64)
-        rows[a:b, col["doy_sin"]] = np.sin(2 * np.pi * day_of_year / 365.25)
-        rows[a:b, col["doy_cos"]] = np.cos(2 * np.pi * day_of_year / 365.25)
-        code = (
-            plan.sensor_codes.get(int(item.sensor_id), np.nan)
-            if item.sensor_id is not None
-            else np.nan
-        )
-        rows[a:b, col["sensor_code"]] = code
+    # The calendar, every origin of a time zone at once (a request's series share one).
+    zones = [item.timezone or "" for item in items]
+    hour, weekday, day_of_year = np.empty(n), np.empty(n), np.empty(n)
+    if len(set(zones)) == 1:
+        hour[:], weekday[:], day_of_year[:] = local_calendar(every, zones[0] if n else None)
+    else:
+        zone_of = np.repeat(np.array(zones, dtype=object), counts)
+        for zone in set(zones):
+            mask = zone_of == zone
+            hour[mask], weekday[mask], day_of_year[mask] = local_calendar(every[mask], zone)
+    rows[:, col["hour_sin"]] = np.sin(2 * np.pi * hour / 24)
+    rows[:, col["hour_cos"]] = np.cos(2 * np.pi * hour / 24)
+    rows[:, col["day_of_week"]] = weekday
+    rows[:, col["is_weekend"]] = weekday >= 5
+    rows[:, col["doy_sin"]] = np.sin(2 * np.pi * day_of_year / 365.25)
+    rows[:, col["doy_cos"]] = np.cos(2 * np.pi * day_of_year / 365.25)
+    codes = [
+        plan.sensor_codes.get(int(i.sensor_id), np.nan) if i.sensor_id is not None else np.nan
+        for i in items
+    ]
+    rows[:, col["sensor_code"]] = np.repeat(codes, counts) if len(items) > 1 else codes[:1] * n
     rows[~valid] = np.nan
     return rows, valid
 
@@ -340,11 +344,18 @@ def _slices_to(
     (the kernel walks back from there, so a row costs its window, not the whole history).
     One search over every series at once: each reading keyed by series, then hour."""
     laid_hours, _, offsets = laid
+    if series.size == offsets.size - 1 and (series == np.arange(series.size)).all():
+        # One origin a series (a request): the kernel's walk back from the series' end costs
+        # only the readings after the origin, fewer than a search's set-up.
+        return offsets[:-1], offsets[1:]
     owner = np.repeat(np.arange(offsets.size - 1, dtype=np.int64), np.diff(offsets))
     keys = owner * _SERIES_STRIDE + laid_hours
     ends = np.searchsorted(keys, series * _SERIES_STRIDE + hours, side="right")
     return offsets[series], ends.astype(np.int64)
 
+
+_NO_READING = np.iinfo(np.int64).max  # the first hour of a series without readings
+_EMPTY = HourlySeries.empty()
 
 # Wider than any span of epoch hours a series can have (1970-2100 is ~1.1 million hours).
 _SERIES_STRIDE = np.int64(1 << 32)
@@ -460,6 +471,8 @@ def local_calendar(
     """Local hour of day (with minutes), weekday (Monday 0) and day of the year at each
     epoch hour in `timezone` (see `check_timezone`)."""
     hours = np.asarray(hours, dtype=np.int64)
+    if hours.size == 1:  # a request's origin: the same few hours again and again
+        return _calendar_at(int(hours[0]), timezone or "")
     zone = _zone(timezone or "")
     if zone is None:
         offsets: np.ndarray | int = 0
@@ -477,6 +490,15 @@ def local_calendar(
     date = days.astype("datetime64[D]")
     day_of_year = (date - date.astype("datetime64[Y]").astype("datetime64[D]")).astype(np.int64) + 1
     return hour.astype(np.float64), weekday.astype(np.float64), day_of_year.astype(np.float64)
+
+
+@lru_cache(maxsize=65536)
+def _calendar_at(hour: int, timezone: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`local_calendar` of one hour (computed as for many, then kept)."""
+    parts = tuple(part[:1] for part in local_calendar(np.array([hour, hour]), timezone))
+    for part in parts:
+        part.setflags(write=False)  # shared by every caller
+    return parts  # type: ignore[return-value]
 
 
 @lru_cache(maxsize=65536)
