@@ -1,0 +1,119 @@
+"""`aq_assets.ml.cleaning`: the rules, and stuck runs quarantined."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from aq_assets.ml.cleaning import clean_readings, stuck_hours, without_stuck
+from aq_assets_tests.hourly import UG, readings
+
+# ---------------------------------------------------------------------------------------------
+# clean_readings
+
+
+@pytest.mark.parametrize(
+    ("parameter", "units", "values", "expected", "counts"),
+    [
+        pytest.param("pm25", UG, [10, None, 12], [10, None, 12], {"null_values": 1}, id="null"),
+        pytest.param("pm25", UG, [10, -999, 12], [10, None, 12], {"sentinels": 1}, id="sentinel"),
+        pytest.param(
+            "pm25", UG, [10, 5000, 12], [10, None, 12], {"implausible": 1}, id="implausible"
+        ),
+        pytest.param(
+            "pm25", UG, [10, -3, 12], [10, 0, 12], {"negatives_clipped": 1}, id="small-negative"
+        ),
+        # Beyond the 10 µg/m³ noise tolerance a negative is not noise but a broken reading.
+        pytest.param(
+            "pm25", UG, [10, -15, 12], [10, None, 12], {"implausible": 1}, id="big-negative"
+        ),
+        pytest.param("bc", UG, [-5, 5000, 12], [-5, 5000, 12], {}, id="unknown-parameter"),
+        pytest.param("pm25", "ppb", [-5, 5000, 12], [-5, 5000, 12], {}, id="unknown-units"),
+    ],
+)
+def test_clean_readings_rules(parameter, units, values, expected, counts):
+    """`expected` is the cleaned value of each reading, None where it is dropped."""
+    raw = readings(values, parameter=parameter, units=units)
+
+    hourly, report = clean_readings(raw)
+
+    kept = [i for i, v in enumerate(expected) if v is not None]
+    assert hourly["value"].tolist() == [float(expected[i]) for i in kept]
+    assert hourly["datetime_utc"].tolist() == raw.loc[kept, "datetime_utc"].tolist()
+    rules = ("null_values", "sentinels", "implausible", "negatives_clipped", "spikes")
+    assert {rule: getattr(report, rule) for rule in rules} == {
+        rule: counts.get(rule, 0) for rule in rules
+    }
+    assert report.rows_in == len(values)
+    assert report.hours_out == len(kept)
+
+
+def test_clean_readings_averages_readings_within_an_hour():
+    raw = readings([8, 20, 30])
+    raw.loc[2, "datetime_utc"] = raw.loc[1, "datetime_utc"] + pd.Timedelta(minutes=20)
+
+    hourly, report = clean_readings(raw)
+
+    assert hourly["datetime_utc"].tolist() == raw["datetime_utc"].dt.floor("h").unique().tolist()
+    assert hourly["value"].tolist() == [8.0, (20.0 + 30.0) / 2]
+    assert report.repeated_hours == 1
+    assert report.hours_out == 2
+
+
+def test_clean_readings_drops_an_isolated_spike():
+    day = [10.0 + (i % 3) for i in range(24)]  # a quiet day around 10 µg/m³
+    raw = readings([*day, 600.0, *day[:3]])
+
+    hourly, report = clean_readings(raw)
+
+    spike_hour = raw.loc[24, "datetime_utc"]
+    assert spike_hour not in set(hourly["datetime_utc"])
+    assert report.spikes == 1
+    assert len(hourly) == len(raw) - 1
+    assert (hourly["value"] < 600).all()
+
+
+# A 12-hour build-up barely moves the preceding 24 h median; the rule must also look at the
+# hours just before the reading, or the top of every fast episode is dropped as "spikes".
+def test_clean_readings_keeps_a_gradual_episode():
+    rising = np.linspace(10, 300, 13)[1:]  # 10 -> 300 over 12 hours, ~24 µg/m³ per hour
+    raw = readings([10.0] * 24 + list(rising))
+
+    hourly, report = clean_readings(raw)
+
+    assert report.spikes == 0
+    assert hourly["value"].tolist() == raw["value"].tolist()
+
+
+def test_stuck_runs_of_the_target_are_quarantined_floors_gaps_and_covariates_are_not():
+    hours = pd.date_range("2025-01-01", periods=14, freq="h")
+    one_gap = hours.delete(6)  # 13 hours of 7.0 with a missing hour: two runs of 6 and 7
+
+    def sensor(sensor_id, parameter, times, values):
+        return pd.DataFrame(
+            {
+                "sensor_id": sensor_id,
+                "location_id": 1,
+                "parameter": parameter,
+                "datetime_utc": times,
+                "value": values,
+            }
+        )
+
+    hourly = pd.concat(
+        [
+            sensor(1, "pm25", hours, [3.0, 4.0] + [5.0] * 12),  # stuck for 12 hours
+            sensor(2, "pm25", hours, [0.0] * 14),  # a floor: clean air
+            sensor(3, "pm25", one_gap, [7.0] * 13),
+            sensor(4, "co", hours, [0.1] * 14),  # a covariate at its resolution
+        ],
+        ignore_index=True,
+    )
+
+    stuck = stuck_hours(hourly)
+    assert stuck[hourly["sensor_id"] == 1].tolist() == [False, False] + [True] * 12
+    assert not stuck[hourly["sensor_id"].isin([2, 3])].any()
+    kept, quarantined = without_stuck(hourly, "pm25")
+    assert quarantined == 12 and len(kept) == len(hourly) - 12
+    assert (kept["sensor_id"] == 4).sum() == 14

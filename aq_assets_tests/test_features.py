@@ -1,0 +1,177 @@
+"""`aq_assets.ml.features`: features without leakage, gaps kept, the origin row as in training, local calendars, the spec."""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from aq_assets.ml.features import PROFILE_DAYS, FeatureSpec, build_features
+from aq_assets_tests.hourly import START, at, diurnal, location_series, readings
+
+# ---------------------------------------------------------------------------------------------
+# build_features
+
+LEAKAGE_SPEC = FeatureSpec(horizons=(1, 3, 24)).with_sensors([1, 2])
+
+
+@pytest.mark.parametrize("hours_in", [30, 130, 200])
+def test_features_at_t_do_not_depend_on_anything_after_t(hours_in):
+    t = START + pd.Timedelta(hours=hours_in)
+    hourly = location_series(240)
+    # Gaps reaching t in sensor 1 and in pm10: a fill from the next reading would leak.
+    gap = hourly["sensor_id"].isin([1, 3]) & hourly["datetime_utc"].between(
+        t - pd.Timedelta(hours=1), t
+    )
+    hourly = hourly[~gap].reset_index(drop=True)
+    later = hourly["datetime_utc"] > t
+    assert set(hourly.loc[later, "parameter"]) == {"pm25", "pm10"}
+    wild = hourly.copy()
+    wild.loc[later, "value"] = 5000 + np.random.default_rng(1).uniform(0, 1000, later.sum())
+
+    base = build_features(hourly, LEAKAGE_SPEC)
+    changed = build_features(wild, LEAKAGE_SPEC)
+
+    columns = LEAKAGE_SPEC.feature_columns
+    upto = base["datetime_utc"] <= t
+    assert upto.sum() == 2 * (hours_in + 1)
+    assert base[["sensor_id", "datetime_utc"]].equals(changed[["sensor_id", "datetime_utc"]])
+    # A feature column that is never defined could not reveal anything.
+    assert base.loc[upto, ["level", "pm10_now", "mean_24", "same_hour_7d_h3"]].notna().any().all()
+    pd.testing.assert_frame_equal(base.loc[upto, columns], changed.loc[upto, columns])
+    # ...while the targets at t do see the change, so the comparison above can fail.
+    for sensor_id in (1, 2):
+        for target in LEAKAGE_SPEC.target_columns:
+            before, after = at(base, sensor_id, t)[target], at(changed, sensor_id, t)[target]
+            assert after >= 5000 > before, (sensor_id, target)
+
+
+def test_a_missing_hour_stays_missing():
+    spec = FeatureSpec(horizons=(1, 3), max_fill_hours=3).with_sensors([1])
+    values = diurnal(48, 30, 10, 1, seed=3)
+    values[20] = np.nan  # one hour missing
+    values[30:36] = np.nan  # six hours missing, longer than max_fill_hours
+    raw = readings(values)
+    hourly = raw.dropna(subset=["value"])
+
+    frame = build_features(hourly, spec)
+
+    assert frame["datetime_utc"].tolist() == raw["datetime_utc"].tolist()
+    np.testing.assert_array_equal(frame["y"].to_numpy(), values)
+    for h in spec.horizons:
+        expected_target = np.append(values[h:], [np.nan] * h)
+        np.testing.assert_array_equal(frame[f"target_h{h}"].to_numpy(), expected_target)
+        assert np.isnan(frame.loc[20 - h, f"target_h{h}"])
+    assert np.isnan(frame.loc[21, "lag_1"])
+    # The level carries the last reading for at most max_fill_hours, then is unknown.
+    last = values[29]
+    assert frame.loc[30:32, "level"].tolist() == [last] * 3
+    assert frame.loc[30:32, "hours_since_reading"].tolist() == [1.0, 2.0, 3.0]
+    assert frame.loc[33:35, "level"].isna().all()
+    assert frame.loc[33:35, "hours_since_reading"].isna().all()
+    assert frame.loc[36, "level"] == values[36]
+    assert frame.loc[20, "level"] == values[19]
+
+
+def test_features_at_the_forecast_origin_match_training_features():
+    spec = FeatureSpec(horizons=(1, 3, 6, 24)).with_sensors([1, 2])
+    hourly = location_series(24 * 20, seed=5)
+    origin = START + pd.Timedelta(days=16, hours=13)
+    timezones = {10: "America/Mexico_City"}
+
+    full = build_features(hourly, spec, timezones)
+    served = build_features(hourly, spec, timezones, until=origin)
+    history_only = build_features(
+        hourly[hourly["datetime_utc"] <= origin], spec, timezones, until=origin
+    )
+
+    assert served.groupby("sensor_id")["datetime_utc"].max().eq(origin).all()
+    hours = int((origin - START) / pd.Timedelta(hours=1)) + 1
+    assert len(served) == 2 * hours
+    profiles = [c for c in spec.feature_columns if c.startswith("same_hour_")]
+    assert len(profiles) == len(PROFILE_DAYS) * len(spec.horizons)
+    columns = ["sensor_id", "datetime_utc", *spec.feature_columns]
+    expected = full.loc[full["datetime_utc"] == origin, columns].reset_index(drop=True)
+    assert expected[profiles].notna().all().all()
+    for frame in (served, history_only):
+        at_origin = frame.loc[frame["datetime_utc"] == origin, columns].reset_index(drop=True)
+        pd.testing.assert_frame_equal(at_origin, expected)
+        # Nothing after the origin is seen: its targets are unknown.
+        assert frame.loc[frame["datetime_utc"] == origin, spec.target_columns].isna().all().all()
+
+
+def test_forecast_origin_after_the_last_reading_carries_the_level():
+    spec = FeatureSpec(horizons=(1, 3), max_fill_hours=3).with_sensors([1])
+    hourly = readings(diurnal(72, 30, 10, 1, seed=4))
+    last = hourly.iloc[-1]
+
+    frame = build_features(hourly, spec, until=last["datetime_utc"] + pd.Timedelta(hours=2))
+
+    assert frame["datetime_utc"].iloc[-1] == last["datetime_utc"] + pd.Timedelta(hours=2)
+    assert frame["level"].iloc[-2:].tolist() == [last["value"]] * 2
+    assert frame["hours_since_reading"].iloc[-2:].tolist() == [1.0, 2.0]
+
+
+@pytest.mark.parametrize(
+    ("timezone", "zone"),
+    [
+        ("+05:30", dt.timezone(dt.timedelta(hours=5, minutes=30))),
+        ("-03:00", dt.timezone(dt.timedelta(hours=-3))),
+        ("America/Mexico_City", ZoneInfo("America/Mexico_City")),
+        ("Europe/Berlin", ZoneInfo("Europe/Berlin")),  # crosses the DST switch on 2025-03-30
+    ],
+)
+def test_calendar_features_use_local_time(timezone, zone):
+    spec = FeatureSpec(horizons=(1,)).with_sensors([1, 2])
+    start = pd.Timestamp("2025-03-29 00:00")
+    hourly = pd.concat(
+        [
+            readings(np.full(72, 10.0), sensor_id=1, location_id=10, start=start),
+            readings(np.full(72, 10.0), sensor_id=2, location_id=20, start=start),
+        ],
+        ignore_index=True,
+    )
+
+    frame = build_features(hourly, spec, {10: timezone, 20: "UTC"})
+
+    for location_id, tz in ((10, zone), (20, dt.UTC)):
+        rows = frame[frame["location_id"] == location_id]
+        local = [t.replace(tzinfo=dt.UTC).astimezone(tz) for t in rows["datetime_utc"]]
+        hour = np.array([t.hour + t.minute / 60 for t in local])
+        np.testing.assert_allclose(rows["hour_sin"], np.sin(2 * np.pi * hour / 24), atol=1e-12)
+        np.testing.assert_allclose(rows["hour_cos"], np.cos(2 * np.pi * hour / 24), atol=1e-12)
+        assert rows["day_of_week"].tolist() == [float(t.weekday()) for t in local]
+        assert rows["is_weekend"].tolist() == [float(t.weekday() >= 5) for t in local]
+
+
+# ---------------------------------------------------------------------------------------------
+# FeatureSpec
+
+
+def test_feature_spec_survives_a_json_round_trip():
+    spec = FeatureSpec(
+        parameter="pm10", horizons=(2, 5), lags=(1, 4), windows=(3,), covariates=("o3",)
+    ).with_sensors([7, 3])
+
+    restored = FeatureSpec.from_json(spec.to_json())
+
+    assert restored == spec
+    assert restored.sensors == (3, 7)
+    assert restored.feature_columns == spec.feature_columns
+
+
+def test_spec_of_a_training_set_is_the_spec_it_was_built_with():
+    spec = FeatureSpec(horizons=(1, 6)).with_sensors([1, 2])
+    frame = build_features(location_series(72), spec)
+
+    assert FeatureSpec.of_training_set(frame, "pm25") == spec
+
+
+def test_spec_of_a_training_set_names_missing_columns():
+    frame = build_features(location_series(72), FeatureSpec(horizons=(1,)).with_sensors([1, 2]))
+
+    with pytest.raises(ValueError, match=r"lacks feature columns \['pm10_now'\]"):
+        FeatureSpec.of_training_set(frame.drop(columns="pm10_now"), "pm25")

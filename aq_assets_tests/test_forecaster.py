@@ -1,0 +1,206 @@
+"""`aq_assets.ml.model`: the time split and the forecaster (predictions, saving, the blend, refits, baseline forecasters)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from aq_assets.ml.evaluation import baseline_forecasts, evaluate
+from aq_assets.ml.features import FeatureSpec, build_features
+from aq_assets.ml.model import (
+    BLEND_COMPONENTS,
+    Forecaster,
+    TimeSplit,
+    baseline_forecaster,
+    fit_blend_weights,
+    fit_forecaster,
+    train_forecaster,
+)
+from aq_assets_tests.hourly import START, diurnal, readings
+
+# ---------------------------------------------------------------------------------------------
+# TimeSplit
+
+
+@pytest.mark.parametrize("max_horizon", [1, 24])
+def test_time_split_parts_are_ordered_disjoint_and_purged(max_horizon):
+    times = pd.date_range("2025-01-01 00:00", "2025-01-30 17:00", freq="h")
+    frame = pd.DataFrame(
+        {"sensor_id": np.repeat([1, 2], len(times)), "datetime_utc": np.tile(times, 2)}
+    )
+    split = TimeSplit.last_days(frame["datetime_utc"], holdout_days=5, validation_days=4)
+
+    train, validation, holdout = split.parts(frame, max_horizon)
+
+    assert split.holdout_start == pd.Timestamp("2025-01-31") - pd.Timedelta(days=5)
+    assert split.holdout_start - split.validation_start == pd.Timedelta(days=4)
+    assert train["datetime_utc"].max() < validation["datetime_utc"].min()
+    assert validation["datetime_utc"].max() < holdout["datetime_utc"].min()
+    index = [*train.index, *validation.index, *holdout.index]
+    assert len(index) == len(set(index))
+    reach = pd.Timedelta(hours=max_horizon)
+    assert (train["datetime_utc"] + reach < split.validation_start).all()
+    assert (validation["datetime_utc"] + reach < split.holdout_start).all()
+    assert (holdout["datetime_utc"] >= split.holdout_start).all()
+    # Only the rows whose targets cross a boundary are purged.
+    t = frame["datetime_utc"]
+    crossing = ((t < split.validation_start) & (t + reach >= split.validation_start)) | (
+        (t < split.holdout_start) & (t + reach >= split.holdout_start)
+    )
+    assert len(index) == len(frame) - crossing.sum()
+
+
+# ---------------------------------------------------------------------------------------------
+# Forecaster
+
+MODEL_SPEC = FeatureSpec(horizons=(1, 3)).with_sensors([1, 2])
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """40 days of two sensors with a strong daily cycle, a 3-day holdout with a long gap."""
+    hours = 24 * 40
+    hourly = pd.concat(
+        [
+            readings(diurnal(hours, 40, 25, 1.0, seed=11), sensor_id=1),
+            readings(diurnal(hours, 25, 15, 1.0, seed=12), sensor_id=2),
+        ],
+        ignore_index=True,
+    )
+    gap = (hourly["sensor_id"] == 1) & hourly["datetime_utc"].between(
+        START + pd.Timedelta(days=38), START + pd.Timedelta(days=38, hours=9)
+    )
+    frame = build_features(hourly[~gap], MODEL_SPEC)
+    split = TimeSplit.last_days(frame["datetime_utc"], holdout_days=3, validation_days=5)
+    train, validation, holdout = split.parts(frame, max(MODEL_SPEC.horizons))
+    forecaster = train_forecaster(train, validation, MODEL_SPEC, max_rounds=150)
+    return forecaster, train, validation, holdout
+
+
+def test_forecaster_predicts_each_horizon_and_nothing_without_a_level(trained):
+    forecaster, _, _, holdout = trained
+
+    predictions = forecaster.predict(holdout)
+
+    assert list(predictions.columns) == [f"h{h}" for h in MODEL_SPEC.horizons]
+    assert predictions.index.equals(holdout.index)
+    no_level = holdout["level"].isna()
+    assert no_level.sum() > 0
+    assert predictions[no_level].isna().all().all()
+    assert predictions[~no_level].notna().all().all()
+
+
+def test_saved_forecaster_predicts_the_same(trained, tmp_path):
+    forecaster, _, _, holdout = trained
+
+    forecaster.save(tmp_path / "model")
+    loaded = Forecaster.load(tmp_path / "model")
+
+    assert loaded.spec == forecaster.spec
+    assert loaded.best_iterations == forecaster.best_iterations
+    assert loaded.blend_weights == forecaster.blend_weights
+    pd.testing.assert_frame_equal(loaded.predict(holdout), forecaster.predict(holdout))
+
+
+def test_forecaster_beats_persistence_on_a_daily_cycle(trained):
+    forecaster, train, validation, holdout = trained
+    forecasts = {"model": forecaster.predict(holdout)}
+    forecasts.update(baseline_forecasts(holdout, pd.concat([train, validation]), MODEL_SPEC))
+
+    scores = evaluate(holdout, forecasts, MODEL_SPEC).set_index(["forecaster", "horizon"])
+
+    # The cycle moves ~15-25 µg/m³ in 3 hours while the noise is 1 µg/m³.
+    assert scores.loc[("model", 3), "rmse"] < 0.5 * scores.loc[("persistence", 3), "rmse"]
+    assert scores.loc[("model", 3), "skill"] > 0.5
+
+
+@pytest.mark.parametrize(
+    ("weights", "expected"),
+    [
+        ((0.3, 0.0, 0.2), (0.3, 0.0, 0.2)),
+        ((0.0, 0.0, 0.0), (0.0, 0.0, 0.0)),
+        ((1.5, 0.0, 0.5), (0.75, 0.0, 0.25)),  # over the simplex: scaled back onto it
+        ((-1.0, 0.6, 0.0), (0.0, 0.6, 0.0)),  # no negative weight
+    ],
+)
+def test_blend_weights_are_least_squares_within_the_simplex(weights, expected):
+    rng = np.random.default_rng(7)
+    model = rng.normal(30, 5, 400)
+    components = rng.normal(30, 5, (400, 3))
+    w = np.array(weights)
+    truth = model + (components - model[:, None]) @ w
+    model[::10] = np.nan  # rows without a forecast or a component do not count
+    components[5::10, 1] = np.nan
+
+    fitted = fit_blend_weights(model, components, truth)
+
+    if all(x >= 0 for x in weights) and sum(weights) <= 1:
+        np.testing.assert_allclose(fitted, expected, atol=1e-9)
+    else:  # constrained: no negative weight, at most 1 in all, no worse than the obvious guess
+        assert (fitted >= 0).all() and fitted.sum() <= 1 + 1e-12
+
+        def loss(w):
+            ok = ~(np.isnan(model) | np.isnan(components).any(axis=1))
+            blend = model[ok] + (components[ok] - model[ok, None]) @ w
+            return float(np.mean((blend - truth[ok]) ** 2))
+
+        assert loss(fitted) <= loss(np.array(expected)) + 1e-9
+
+
+def test_blend_weights_are_zero_when_the_components_add_nothing():
+    model = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    components = np.column_stack([model, model, model])
+
+    assert fit_blend_weights(model, components, model + 1.0).tolist() == [0.0, 0.0, 0.0]
+
+
+def test_refit_learns_the_newest_day(trained):
+    """The registered model is trained on every row: change only the last day's values
+    and its forecasts change; the settings chosen on validation stay."""
+    forecaster, train, validation, holdout = trained
+    frame = pd.concat([train, validation])
+    last_day = frame["datetime_utc"] >= frame["datetime_utc"].max().floor("D")
+    changed = frame.copy()
+    for column in ["y", *MODEL_SPEC.target_columns]:
+        changed.loc[last_day, column] = changed.loc[last_day, column] * 1.5
+    base = forecaster.refit(frame)
+    moved = forecaster.refit(changed)
+
+    assert moved.best_iterations == base.best_iterations
+    assert moved.blend_weights == base.blend_weights
+    assert not np.allclose(
+        moved.predict(holdout).to_numpy(), base.predict(holdout).to_numpy(), equal_nan=True
+    )
+
+
+def test_fit_forecaster_trains_on_every_row(trained):
+    """fit_forecaster chooses on the last validation days, then refits on all of them:
+    the same as training on the earlier rows and refitting on everything."""
+    _, train, validation, holdout = trained
+    frame = pd.concat([train, validation])
+
+    fitted = fit_forecaster(frame, MODEL_SPEC, validation_days=5, max_rounds=150)
+    end = frame["datetime_utc"].max().floor("D") + pd.Timedelta(days=1)
+    split = TimeSplit(end - pd.Timedelta(days=5), end)
+    earlier, later, _ = split.parts(frame, max(MODEL_SPEC.horizons))
+    by_hand = train_forecaster(earlier, later, MODEL_SPEC, max_rounds=150).refit(frame)
+
+    pd.testing.assert_frame_equal(fitted.predict(holdout), by_hand.predict(holdout))
+
+
+def test_baseline_forecaster_forecasts_the_chosen_baseline(trained):
+    _, train, validation, holdout = trained
+    history = pd.concat([train, validation])
+    choice = {h: ("persistence" if h <= 3 else "climatology") for h in MODEL_SPEC.horizons}
+
+    baseline = baseline_forecaster(history, MODEL_SPEC, choice)
+    forecasts = baseline.predict(holdout)
+    expected = baseline_forecasts(holdout, history, MODEL_SPEC)
+
+    assert baseline.is_baseline and set(BLEND_COMPONENTS) >= {"persistence", "climatology"}
+    rows = holdout["level"].notna()
+    for h in MODEL_SPEC.horizons:
+        np.testing.assert_allclose(
+            forecasts.loc[rows, f"h{h}"], expected[choice[h]].loc[rows, f"h{h}"], rtol=1e-9
+        )

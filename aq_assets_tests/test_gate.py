@@ -1,0 +1,78 @@
+"""`aq_assets.defs.model.gate`: the promotion gate's decision."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from aq_assets.defs.model.gate import decide
+
+# ---------------------------------------------------------------------------------------------
+# The promotion gate
+
+
+def scores(model, baselines, champion=None) -> pd.DataFrame:
+    """Gate input: RMSE per forecaster and horizon, from {horizon: rmse} mappings
+    (`baselines`: {name: {horizon: rmse}})."""
+    rows = [("model", h, r, 100) for h, r in model.items()]
+    for name, rmse in baselines.items():
+        rows += [(name, h, r, 100) for h, r in rmse.items()]
+    rows += [("champion", h, r, 100) for h, r in (champion or {}).items()]
+    return pd.DataFrame(rows, columns=["forecaster", "horizon", "rmse", "rows"])
+
+
+BASELINE_RMSE = {"persistence": {1: 5.0, 3: 9.0}, "climatology": {1: 8.0, 3: 7.0}}
+
+
+def gate(model, champion=None, baseline_tolerance=0.02, champion_tolerance=0.05):
+    champion_scores = scores(model, {}, champion) if champion else None
+    return decide(
+        scores(model, BASELINE_RMSE), baseline_tolerance, champion_tolerance, champion_scores
+    )
+
+
+def test_gate_passes_a_model_that_beats_the_best_baseline_and_matches_the_champion():
+    decision = gate({1: 4.0, 3: 6.0}, champion={1: 4.1, 3: 6.0})
+
+    assert decision.passed
+    assert decision.reasons == []
+
+
+def test_gate_passes_without_a_champion():
+    assert gate({1: 4.0, 3: 6.0}).passed
+
+
+@pytest.mark.parametrize("model_rmse", [7.0 * 1.021, 7.5])
+def test_gate_fails_a_model_worse_than_the_best_baseline_at_one_horizon(model_rmse):
+    """At 3 h the best baseline is climatology (7.0), not persistence (9.0)."""
+    decision = gate({1: 4.0, 3: model_rmse})
+
+    assert not decision.passed
+    assert len(decision.reasons) == 1
+    assert decision.reasons[0].startswith("3 h:")
+    assert "best baseline (climatology, 7.000)" in decision.reasons[0]
+
+
+def test_gate_passes_a_model_within_the_baseline_tolerance():
+    assert gate({1: 4.0, 3: 7.0 * 1.019}).passed
+
+
+def test_gate_fails_a_model_worse_than_the_champion_beyond_tolerance():
+    champion = {1: 4.0, 3: 6.0}
+    model = {1: 4.0, 3: 6.0 * 1.05 * 1.01}  # still beats every baseline
+
+    decision = gate(model, champion)
+
+    assert not decision.passed
+    assert len(decision.reasons) == 1
+    assert decision.reasons[0].startswith("3 h:")
+    assert "champion" in decision.reasons[0]
+
+
+def test_gate_passes_a_model_worse_than_the_champion_within_tolerance():
+    champion = {1: 4.0, 3: 6.0}
+    model = {1: 4.0 * 1.04, 3: 6.0 * 1.05}
+
+    decision = gate(model, champion)
+
+    assert decision.passed, decision.reasons
