@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from aq_assets.ml.cleaning import HourlySeries, RawSeries, clean_many, location_means, sensor_rows
+from aq_assets.ml.cleaning import HourlySeries, clean_by_sensor, location_means
 from aq_assets.ml.features import check_timezone
 
 COLUMNS = ("sensor_id", "location_id", "parameter", "units", "datetime_utc", "value", "timezone")
@@ -125,25 +125,20 @@ def readings_history(
     values: np.ndarray,
 ) -> ReadingsHistory:
     """Raw readings as columns (one sensor = one parameter at one location, the first row's)
-    → every sensor cleaned (`clean_many`) and every location's parameters averaged over its
+    → every sensor cleaned (`clean_by_sensor`) and every location's parameters averaged over its
     sensors (`location_means`), as `clean_readings` + `build_features` see them."""
     sensor_id = np.asarray(sensor_id, dtype=np.int64)
-    groups = sensor_rows(sensor_id)
-    seconds, values, units = np.asarray(seconds), np.asarray(values), np.asarray(units)
-    cleaned = clean_many(
-        [
-            RawSeries(seconds[rows], values[rows], str(parameter[rows[0]]), units[rows])
-            for rows in groups
-        ]
+    firsts, cleaned, _ = clean_by_sensor(
+        sensor_id, np.asarray(parameter), np.asarray(units), np.asarray(seconds), np.asarray(values)
     )
     sensors = {
-        int(sensor_id[rows[0]]): SensorHistory(
-            sensor_id=int(sensor_id[rows[0]]),
-            location_id=int(location_id[rows[0]]),
-            parameter=str(parameter[rows[0]]),
+        int(sensor_id[first]): SensorHistory(
+            sensor_id=int(sensor_id[first]),
+            location_id=int(location_id[first]),
+            parameter=str(parameter[first]),
             series=clean,
         )
-        for rows, clean in zip(groups, cleaned, strict=True)
+        for first, clean in zip(firsts, cleaned, strict=True)
     }
     locations = location_means((h.location_id, h.parameter, h.series) for h in sensors.values())
     return ReadingsHistory(sensors, locations)

@@ -201,41 +201,50 @@ def location_means(
     return out
 
 
-def sensor_rows(sensor_ids: np.ndarray) -> list[np.ndarray]:
-    """The row numbers of each sensor, sensors in ascending id, rows in their given order."""
+def clean_by_sensor(
+    sensor_ids: np.ndarray,
+    parameters: np.ndarray,
+    units: np.ndarray,
+    seconds: np.ndarray,
+    values: np.ndarray,
+) -> tuple[list[int], list[HourlySeries], np.ndarray]:
+    """Raw readings as columns, cleaned sensor by sensor (one sensor is one parameter, its
+    first row's): for each sensor, in ascending id, the row of its first reading, its cleaned
+    series, and how many readings each rule touched (`kernels.COUNTS` columns)."""
     order = np.argsort(sensor_ids, kind="stable")
     ids = sensor_ids[order]
     cuts = np.concatenate([[0], np.flatnonzero(np.diff(ids)) + 1, [ids.size]])
-    return [order[a:b] for a, b in itertools.pairwise(cuts.tolist()) if a != b]
-
-
-HOURLY_COLUMNS = ["sensor_id", "location_id", "parameter", "datetime_utc", "value"]
-
-
-def clean_readings(readings: pd.DataFrame) -> tuple[pd.DataFrame, CleaningReport]:
-    """Raw readings (columns sensor_id, location_id, parameter, units, datetime_utc, value;
-    one sensor is one parameter at one location) -> one value per (sensor, hour), columns
-    `HOURLY_COLUMNS`, sorted by sensor and hour: `clean_series` of every sensor."""
-    report = CleaningReport(rows_in=len(readings))
-    sensor_ids = readings["sensor_id"].to_numpy(dtype=np.int64)
-    groups = sensor_rows(sensor_ids)
-    seconds = epoch_seconds(readings["datetime_utc"])
-    values = readings["value"].to_numpy(dtype=np.float64, na_value=np.nan)
-    parameters = readings["parameter"].astype(str).to_numpy()
-    units = readings["units"].astype(str).to_numpy()
-    location_ids = readings["location_id"].to_numpy(dtype=np.int64)
+    groups = [order[a:b] for a, b in itertools.pairwise(cuts.tolist()) if a != b]
     cleaned, counts = _clean_with_counts(
         [
             RawSeries(seconds[rows], values[rows], str(parameters[rows[0]]), units[rows])
             for rows in groups
         ]
     )
+    return [int(rows[0]) for rows in groups], cleaned, counts
+
+
+def clean_readings(readings: pd.DataFrame) -> tuple[pd.DataFrame, CleaningReport]:
+    """Raw readings (columns sensor_id, location_id, parameter, units, datetime_utc, value;
+    one sensor is one parameter at one location) -> one value per (sensor, hour), columns
+    sensor_id, location_id, parameter, datetime_utc, value, sorted by sensor and hour:
+    `clean_by_sensor`."""
+    report = CleaningReport(rows_in=len(readings))
+    sensor_ids = readings["sensor_id"].to_numpy(dtype=np.int64)
+    parameters = readings["parameter"].astype(str).to_numpy()
+    location_ids = readings["location_id"].to_numpy(dtype=np.int64)
+    firsts, cleaned, counts = clean_by_sensor(
+        sensor_ids,
+        parameters,
+        readings["units"].astype(str).to_numpy(),
+        epoch_seconds(readings["datetime_utc"]),
+        readings["value"].to_numpy(dtype=np.float64, na_value=np.nan),
+    )
     from aq_assets.ml.kernels import COUNTS
 
     for name, total in zip(COUNTS, counts.sum(axis=0).tolist(), strict=True):
         setattr(report, name, int(total))
     sizes = [len(series) for series in cleaned]
-    firsts = [int(rows[0]) for rows in groups]
     hourly = pd.DataFrame(
         {
             "sensor_id": np.repeat([int(sensor_ids[i]) for i in firsts], sizes).astype(np.int64),

@@ -86,6 +86,11 @@ class FeatureSpec:
         training, and the forecast differs."""
         return max(*self.lags, *self.windows, 24 * max(PROFILE_DAYS)) + 1
 
+    @property
+    def sensor_code_of(self) -> dict[int, float]:
+        """The `sensor_code` feature of each sensor fixed at training (others: missing)."""
+        return {sensor: float(i) for i, sensor in enumerate(self.sensors)}
+
     def with_sensors(self, sensors: list[int]) -> FeatureSpec:
         return FeatureSpec(**{**asdict(self), "sensors": tuple(sorted(int(s) for s in sensors))})
 
@@ -331,7 +336,7 @@ def _rows(
         plan.sensor_codes.get(int(i.sensor_id), np.nan) if i.sensor_id is not None else np.nan
         for i in items
     ]
-    rows[:, col["sensor_code"]] = np.repeat(codes, counts) if len(items) > 1 else codes[:1] * n
+    rows[:, col["sensor_code"]] = np.repeat(codes, counts)
     rows[~valid] = np.nan
     return rows, valid
 
@@ -456,7 +461,7 @@ def _plan(spec: FeatureSpec) -> _Plan:
             ],
             dtype=np.int64,
         ),
-        sensor_codes={sensor: float(i) for i, sensor in enumerate(spec.sensors)},
+        sensor_codes=spec.sensor_code_of,
         columns=columns,
     )
 
@@ -544,8 +549,7 @@ def feature_matrix(frame: pd.DataFrame, spec: FeatureSpec) -> np.ndarray:
 
 
 def sensor_codes(sensor_ids: pd.Series, spec: FeatureSpec) -> np.ndarray:
-    codes = {sensor: float(i) for i, sensor in enumerate(spec.sensors)}
-    return sensor_ids.map(codes).to_numpy(dtype=np.float32, na_value=np.nan)
+    return sensor_ids.map(spec.sensor_code_of).to_numpy(dtype=np.float32, na_value=np.nan)
 
 
 def drift_view(frame: pd.DataFrame, covariates: tuple[str, ...]) -> pd.DataFrame:

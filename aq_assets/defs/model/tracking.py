@@ -101,7 +101,12 @@ class MLflowTracking(ConfigurableResource):
     # -- the active run: what a training records ---------------------------------------
 
     def log_training_set(
-        self, frame: pd.DataFrame, fingerprint: str, target: str, built_from: str, partitions: dict
+        self,
+        frame: pd.DataFrame,
+        fingerprint: str,
+        target: str,
+        built_from: str,
+        partitions: dict[str, Any],
     ) -> None:
         """The training set as the run's dataset input (its first 1,000 rows as the schema and
         profile, its content fingerprint as the digest, the partitions it was built from as
