@@ -1,7 +1,8 @@
 """The pandas reference of cleaning and features: the rules as whole-frame pandas operations,
 written the obvious way, against which the one implementation (`aq_assets.ml.cleaning`,
 `aq_assets.ml.features`: compiled loops at every origin) is checked in
-`test_online_features_vector.py`. Nothing outside the tests calls this."""
+`ml/test_cleaning.py`, `ml/test_features.py` and `serving/tests/test_snapshot.py`. Nothing
+outside the tests calls this."""
 
 from __future__ import annotations
 

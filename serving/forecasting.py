@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -17,12 +16,16 @@ import numpy as np
 
 from aq_assets.ml.cleaning import (
     PLAUSIBLE_RANGES,
-    HourlySeries,
     RawSeries,
     clean_many,
     location_mean,
 )
-from aq_assets.ml.features import FeatureSpec, Origin, check_timezone, origin_feature_rows
+from aq_assets.ml.features import (
+    FeatureSpec,
+    SensorSeries,
+    check_timezone,
+    origin_feature_rows,
+)
 from serving.champion import LoadedModel
 from serving.errors import ApiError, invalid
 from serving.readings import read_timestamps, read_values, seconds
@@ -36,17 +39,6 @@ _EPOCH = dt.datetime(1970, 1, 1)
 DEFAULT_UNITS: dict[str, str] = dict(reversed(list(PLAUSIBLE_RANGES)))
 
 
-@dataclass(frozen=True)
-class History:
-    """One series, cleaned, ready for `origin_feature_rows`."""
-
-    sensor_id: int | None
-    target: HourlySeries
-    covariates: dict[str, HourlySeries]
-    timezone: str | None
-    origin: int | None  # epoch hours; None: the latest valid reading's hour
-
-
 def compile_kernels() -> None:
     """Compile every loop a request runs (or load them from numba's cache), so that no
     request waits for it."""
@@ -56,7 +48,7 @@ def compile_kernels() -> None:
     read_values([("values", msgspec.Raw(b"[1.5,null]"))])
     series = clean_many([RawSeries(np.array([0, 3600]), np.array([1.0, 2.0]), "pm25", "µg/m³")])[0]
     location_mean([series, series])
-    origin_feature_rows(FeatureSpec(), [Origin(series, {"pm10": series}, 0)])
+    origin_feature_rows(FeatureSpec(), [SensorSeries(series, {"pm10": series})], [0])
 
 
 def read_request(body: bytes) -> ForecastRequest:
@@ -138,8 +130,11 @@ def _invalid_json(message: str, body: bytes) -> str:
     return f"Invalid JSON: {message}"
 
 
-def histories(request: ForecastRequest, model: LoadedModel, settings: Settings) -> list[History]:
-    """The request's series, checked against the limits and the model, then cleaned."""
+def histories(
+    request: ForecastRequest, model: LoadedModel, settings: Settings
+) -> list[tuple[SensorSeries, int | None]]:
+    """The request's series, checked against the limits and the model, then cleaned, each
+    with its origin (epoch hours; None: the latest valid reading's hour)."""
     spec = model.spec
     if len(request.series) > settings.max_series:
         raise ApiError(
@@ -195,7 +190,14 @@ def histories(request: ForecastRequest, model: LoadedModel, settings: Settings) 
         if series.origin is not None:
             origin_seconds = seconds([series.origin], f"series[{i}].origin", indexed=False)
             origin = int(origin_seconds[0] // SECONDS_PER_HOUR)
-        out.append(History(series.sensor_id, target, covariates, series.timezone, origin))
+        out.append(
+            (
+                SensorSeries(
+                    target, covariates, series.sensor_id, None, series.timezone, spec.parameter
+                ),
+                origin,
+            )
+        )
     return out
 
 
@@ -217,13 +219,15 @@ def _check_shape(n: int, n_values: int, at: str, settings: Settings) -> None:
         )
 
 
-def forecast(model: LoadedModel, items: list[History]) -> list[dict[str, Any]]:
-    """One result per history, in order: every feature row in one pass, every row through
-    the model in one call."""
+def forecast(
+    model: LoadedModel, items: list[tuple[SensorSeries, int | None]]
+) -> list[dict[str, Any]]:
+    """One result per sensor, in order, from its origin (None: its latest valid reading's
+    hour): every feature row in one pass, every row through the model in one call."""
     spec = model.spec
     origins = [
-        int(item.target.hours[-1]) if item.origin is None and len(item.target) else item.origin
-        for item in items
+        int(item.target.hours[-1]) if origin is None and len(item.target) else origin
+        for item, origin in items
     ]
     results: list[dict[str, Any]] = [
         {
@@ -233,21 +237,15 @@ def forecast(model: LoadedModel, items: list[History]) -> list[dict[str, Any]]:
             "forecasts": [],
             "note": None,
         }
-        for item, origin in zip(items, origins, strict=True)
+        for (item, _), origin in zip(items, origins, strict=True)
     ]
     todo = [(i, origin) for i, origin in enumerate(origins) if origin is not None]
     rows, valid = origin_feature_rows(
-        spec,
-        [
-            Origin(
-                items[i].target, items[i].covariates, origin, items[i].sensor_id, items[i].timezone
-            )
-            for i, origin in todo
-        ],
+        spec, [items[i][0] for i, _ in todo], [origin for _, origin in todo]
     )
     done = [(i, origin) for (i, origin), ok in zip(todo, valid.tolist(), strict=True) if ok]
     with_row = {i for i, _ in done}
-    for i, item in enumerate(items):
+    for i, (item, _) in enumerate(items):
         if i not in with_row:
             results[i]["note"] = (
                 "no valid reading (all null, sentinel, implausible or spikes)"
@@ -258,7 +256,7 @@ def forecast(model: LoadedModel, items: list[History]) -> list[dict[str, Any]]:
         return results
     rows = rows[valid]
     predicted = model.forecaster.predict(
-        rows, [items[i].sensor_id for i, _ in done], [origin for _, origin in done]
+        rows, [items[i][0].sensor_id for i, _ in done], [origin for _, origin in done]
     )
     levels = rows[:, model.forecaster.level_index].tolist()
     horizons = model.forecaster.horizons
@@ -324,18 +322,12 @@ def sensor_answer(model: LoadedModel, snapshot: OnlineSnapshot, sensor_id: int) 
             f"sensor {sensor_id} is not a {spec.parameter} sensor of the online_features snapshot",
             "unknown_sensor",
         )
-    zone_error = snapshot.timezone_errors.get(sensor.location_id)
+    location = sensor.location_id
+    zone_error = None if location is None else snapshot.timezone_errors.get(location)
     if zone_error is not None:  # the pipeline's data, not the request, is at fault
         raise ApiError(503, "sensor_id", f"online_features: {zone_error}", "snapshot_error")
-    item = History(
-        sensor_id,
-        sensor.series,
-        snapshot.history.covariates_of(sensor_id),
-        snapshot.timezones.get(sensor.location_id),
-        None,
-    )
-    (result,) = forecast(model, [item])
-    last = int(sensor.series.hours[-1]) if len(sensor.series) else None
+    (result,) = forecast(model, [(sensor, None)])
+    last = int(sensor.target.hours[-1]) if len(sensor.target) else None
     return encode(
         {
             "model_name": model.name,

@@ -5,14 +5,15 @@ cleaned once per file version, so a forecast for a known sensor only builds its 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from aq_assets.ml.cleaning import HourlySeries, clean_by_sensor, location_means
-from aq_assets.ml.features import check_timezone
+from aq_assets.ml.cleaning import clean_by_sensor, location_means
+from aq_assets.ml.features import SensorSeries, check_timezone
 
 COLUMNS = ("sensor_id", "location_id", "parameter", "units", "datetime_utc", "value", "timezone")
 
@@ -34,7 +35,6 @@ class OnlineSnapshot:
     latest_reading_at: dt.datetime | None  # the newest hour of any reading in it
     rows: int
     history: ReadingsHistory
-    timezones: dict[int, str | None]
     timezone_errors: dict[int, str]  # locations whose time zone build_features cannot read
 
     @classmethod
@@ -53,6 +53,11 @@ class OnlineSnapshot:
         times = pd.to_datetime(frame["datetime_utc"])
         if times.dt.tz is not None:
             times = times.dt.tz_convert("UTC").dt.tz_localize(None)
+        zones = frame.dropna(subset=["timezone"]).drop_duplicates("location_id")
+        timezones: dict[int, str | None] = {
+            int(loc): str(tz)
+            for loc, tz in zip(zones["location_id"], zones["timezone"], strict=True)
+        }
         history = readings_history(
             frame["sensor_id"].to_numpy(dtype=np.int64),
             frame["location_id"].to_numpy(dtype=np.int64),
@@ -60,12 +65,8 @@ class OnlineSnapshot:
             frame["units"].astype(str).to_numpy(),
             times.to_numpy().astype("datetime64[s]").astype(np.int64),
             frame["value"].to_numpy(dtype=np.float64, na_value=np.nan),
+            timezones,
         )
-        zones = frame.dropna(subset=["timezone"]).drop_duplicates("location_id")
-        timezones: dict[int, str | None] = {
-            int(loc): str(tz)
-            for loc, tz in zip(zones["location_id"], zones["timezone"], strict=True)
-        }
         timezone_errors = {}
         for location, zone in timezones.items():
             try:
@@ -82,7 +83,6 @@ class OnlineSnapshot:
             else latest.floor("h").to_pydatetime().replace(tzinfo=dt.UTC),
             rows=len(frame),
             history=history,
-            timezones=timezones,
             timezone_errors=timezone_errors,
         )
 
@@ -95,25 +95,11 @@ class OnlineSnapshot:
 
 
 @dataclass(frozen=True)
-class SensorHistory:
-    """A sensor's cleaned readings and where it stands."""
-
-    sensor_id: int
-    location_id: int
-    parameter: str
-    series: HourlySeries
-
-
-@dataclass(frozen=True)
 class ReadingsHistory:
-    """Cleaned readings of several sensors: each sensor's series, and each location's mean
-    series per parameter (what a target sensor's co-located parameters are read from)."""
+    """Cleaned readings of several sensors, each with its location's mean series per
+    parameter as its co-located parameters (as `build_features` reads them)."""
 
-    sensors: dict[int, SensorHistory]
-    locations: dict[int, dict[str, HourlySeries]]
-
-    def covariates_of(self, sensor_id: int) -> dict[str, HourlySeries]:
-        return self.locations.get(self.sensors[sensor_id].location_id, {})
+    sensors: dict[int, SensorSeries]
 
 
 def readings_history(
@@ -123,22 +109,28 @@ def readings_history(
     units: np.ndarray,
     seconds: np.ndarray,
     values: np.ndarray,
+    timezones: Mapping[int, str | None] | None = None,
 ) -> ReadingsHistory:
     """Raw readings as columns (one sensor = one parameter at one location, the first row's)
     → every sensor cleaned (`clean_by_sensor`) and every location's parameters averaged over its
-    sensors (`location_means`), as `clean_readings` + `build_features` see them."""
+    sensors (`location_means`), as `clean_readings` + `build_features` see them; `timezones`
+    by location."""
     sensor_id = np.asarray(sensor_id, dtype=np.int64)
     firsts, cleaned, _ = clean_by_sensor(
         sensor_id, np.asarray(parameter), np.asarray(units), np.asarray(seconds), np.asarray(values)
     )
-    sensors = {
-        int(sensor_id[first]): SensorHistory(
-            sensor_id=int(sensor_id[first]),
-            location_id=int(location_id[first]),
-            parameter=str(parameter[first]),
-            series=clean,
-        )
-        for first, clean in zip(firsts, cleaned, strict=True)
-    }
-    locations = location_means((h.location_id, h.parameter, h.series) for h in sensors.values())
-    return ReadingsHistory(sensors, locations)
+    where = [
+        (int(sensor_id[first]), int(location_id[first]), str(parameter[first])) for first in firsts
+    ]
+    locations = location_means(
+        (location, name, clean) for (_, location, name), clean in zip(where, cleaned, strict=True)
+    )
+    zones = timezones or {}
+    return ReadingsHistory(
+        {
+            sensor: SensorSeries(
+                clean, locations.get(location, {}), sensor, location, zones.get(location), name
+            )
+            for (sensor, location, name), clean in zip(where, cleaned, strict=True)
+        }
+    )

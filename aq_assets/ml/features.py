@@ -123,25 +123,15 @@ class FeatureSpec:
         return cls(**fields)
 
 
-def build_features(
-    hourly: pd.DataFrame,
-    spec: FeatureSpec,
-    timezones: Mapping[int, str | None] | None = None,
-    until: pd.Timestamp | None = None,
-) -> pd.DataFrame:
-    """Feature rows for every target-parameter sensor in `hourly` (`clean_readings`' output:
-    one value per sensor-hour, all parameters), one per hour from its first reading to its
-    last (or to `until`, the forecast origin, ignoring later readings), sensors in ascending
-    id. Columns: sensor_id, location_id, datetime_utc, y, the spec's feature columns, then
-    its target columns. Co-located parameters are the mean over the location's sensors."""
-    columns = ["sensor_id", "location_id", "datetime_utc", "y", *spec.feature_columns]
-    columns += spec.target_columns
+def sensor_series(
+    hourly: pd.DataFrame, spec: FeatureSpec, timezones: Mapping[int, str | None] | None = None
+) -> list[SensorSeries]:
+    """Every target-parameter sensor of `hourly` (`clean_readings`' output: one value per
+    sensor-hour, all parameters) with its location's co-located parameters (the mean over the
+    location's sensors) and time zone, sensors in ascending id."""
     target = hourly[hourly["parameter"] == spec.parameter]
-    if until is not None:
-        target = target[target["datetime_utc"] <= until]
     if target.empty:
-        return pd.DataFrame(columns=columns)
-    sensors = _series_by(target, "sensor_id")
+        return []
     locations = dict(zip(target["sensor_id"], target["location_id"], strict=False))
     covariate_rows = hourly[hourly["parameter"].isin(spec.covariates)]
     covariates = location_means(
@@ -150,22 +140,50 @@ def build_features(
             covariate_rows, ["sensor_id", "location_id", "parameter"]
         ).items()
     )
-    last = None if until is None else int(epoch_hours(pd.Series([until]))[0])
-    origins, items = [], []
-    for sensor_id, series in sensors.items():
-        end = int(series.hours[-1]) if last is None else last
-        hours = np.arange(int(series.hours[0]), end + 1, dtype=np.int64)
+    zones = timezones or {}
+    out = []
+    for sensor_id, series in _series_by(target, "sensor_id").items():
         location = int(locations[sensor_id])
-        origins.append(hours)
-        items.append(
-            _Sensor(
+        out.append(
+            SensorSeries(
                 series,
                 covariates.get(location, {}),
-                sensor_id,
+                int(sensor_id),
                 location,
-                (timezones or {}).get(location),
+                zones.get(location),
+                spec.parameter,
             )
         )
+    return out
+
+
+def build_features(
+    hourly: pd.DataFrame,
+    spec: FeatureSpec,
+    timezones: Mapping[int, str | None] | None = None,
+    until: pd.Timestamp | None = None,
+) -> pd.DataFrame:
+    """Feature rows for every target-parameter sensor in `hourly` (`sensor_series`), one per
+    hour from its first reading to its last (or to `until`, the forecast origin, ignoring
+    later readings), sensors in ascending id. Columns: sensor_id, location_id, datetime_utc,
+    y, the spec's feature columns, then its target columns."""
+    columns = ["sensor_id", "location_id", "datetime_utc", "y", *spec.feature_columns]
+    columns += spec.target_columns
+    if until is not None:
+        later = (hourly["parameter"] == spec.parameter) & (hourly["datetime_utc"] > until)
+        hourly = hourly[~later]
+    items = sensor_series(hourly, spec, timezones)
+    if not items:
+        return pd.DataFrame(columns=columns)
+    last = None if until is None else int(epoch_hours(pd.Series([until]))[0])
+    origins = [
+        np.arange(
+            int(item.target.hours[0]),
+            (int(item.target.hours[-1]) if last is None else last) + 1,
+            dtype=np.int64,
+        )
+        for item in items
+    ]
     rows, _ = _rows(spec, items, origins)
     every = np.concatenate(origins)
     frame = pd.DataFrame(rows, columns=spec.feature_columns)
@@ -181,15 +199,17 @@ def build_features(
 
 
 @dataclass(frozen=True)
-class _Sensor:
-    """A target sensor's cleaned series, its location's co-located parameters, and where
-    it is."""
+class SensorSeries:
+    """What a forecast reads of one sensor: its cleaned series (`target`), its location's
+    cleaned co-located parameters, and where it is. The one type of a sensor's history for
+    training, batch predictions and the service."""
 
     target: HourlySeries
-    covariates: Mapping[str, HourlySeries]
-    sensor_id: int | None
-    location_id: int | None
-    timezone: str | None
+    covariates: Mapping[str, HourlySeries] = field(default_factory=dict)
+    sensor_id: int | None = None
+    location_id: int | None = None
+    timezone: str | None = None
+    parameter: str | None = None  # of the target
 
 
 def _series_by(hourly: pd.DataFrame, keys: str | list[str]) -> dict[Any, HourlySeries]:
@@ -204,7 +224,9 @@ def _series_by(hourly: pd.DataFrame, keys: str | list[str]) -> dict[Any, HourlyS
     return out
 
 
-def _values_at(items: Sequence[_Sensor], origins: Sequence[np.ndarray], ahead: int) -> np.ndarray:
+def _values_at(
+    items: Sequence[SensorSeries], origins: Sequence[np.ndarray], ahead: int
+) -> np.ndarray:
     """Each sensor's cleaned value `ahead` hours after each of its origins (NaN: none)."""
     pieces = []
     for item, hours in zip(items, origins, strict=True):
@@ -216,50 +238,24 @@ def _values_at(items: Sequence[_Sensor], origins: Sequence[np.ndarray], ahead: i
     return np.concatenate(pieces)
 
 
-@dataclass(frozen=True)
-class Origin:
-    """One series to forecast: the target's cleaned series, the location's cleaned
-    co-located parameters, the origin hour (epoch hours), the sensor and its time zone."""
-
-    target: HourlySeries
-    covariates: Mapping[str, HourlySeries]
-    origin: int
-    sensor_id: int | None = None
-    timezone: str | None = None
-
-
-def origin_features(
-    spec: FeatureSpec,
-    target: HourlySeries,
-    covariates: Mapping[str, HourlySeries],
-    origin: int,
-    sensor_id: int | None = None,
-    timezone: str | None = None,
-) -> np.ndarray | None:
-    """The feature row (float64, `spec.feature_columns` order) of the target sensor at hour
-    `origin` (epoch hours), from its cleaned series and the location's cleaned co-located
-    parameters; None where there is no row (no reading at or before the origin). Readings
+def origin_features(spec: FeatureSpec, sensor: SensorSeries, origin: int) -> np.ndarray | None:
+    """The feature row (float64, `spec.feature_columns` order) of the sensor at hour `origin`
+    (epoch hours); None where there is no row (no reading at or before the origin). Readings
     after the origin are ignored."""
-    rows, valid = origin_feature_rows(
-        spec, [Origin(target, covariates, origin, sensor_id, timezone)]
-    )
+    rows, valid = origin_feature_rows(spec, [sensor], [origin])
     return rows[0] if valid[0] else None
 
 
 def origin_feature_rows(
-    spec: FeatureSpec, items: Sequence[Origin]
+    spec: FeatureSpec, sensors: Sequence[SensorSeries], origins: Sequence[int]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """`origin_features` of many series in one compiled pass: the rows (n × features) and
-    whether each has one (a row without is all NaN)."""
-    return _rows(
-        spec,
-        [_Sensor(i.target, i.covariates, i.sensor_id, None, i.timezone) for i in items],
-        [np.array([i.origin], dtype=np.int64) for i in items],
-    )
+    """`origin_features` of many sensors, one origin each, in one compiled pass: the rows
+    (n × features) and whether each has one (a row without is all NaN)."""
+    return _rows(spec, sensors, [np.array([o], dtype=np.int64) for o in origins])
 
 
 def _rows(
-    spec: FeatureSpec, items: Sequence[_Sensor], origins: Sequence[np.ndarray]
+    spec: FeatureSpec, items: Sequence[SensorSeries], origins: Sequence[np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray]:
     """The feature rows at each sensor's origins, every origin of every sensor in one call
     of `kernels.origin_rows`; sensors share their series between their origins."""

@@ -6,8 +6,8 @@ A request holds a few thousand readings; array operations on them cost ~1-3 µs 
 whatever their size, and the online path needed a few hundred of them. These loops do the
 arithmetic in one call each, in a fixed order (no fast-math, sums left to right), so the same
 input gives the same bits in training, batch predictions and the service.
-`aq_assets_tests/test_online_features_vector.py` holds them equal to the whole-frame pandas
-reference (`aq_assets_tests/oracle.py`).
+`aq_assets_tests/ml/test_cleaning.py` and `test_features.py` hold them equal to the
+whole-frame pandas reference (`aq_assets_tests/oracle.py`).
 
 Importing this module imports numba (~0.4 s). Each function compiles on its first call and
 keeps the machine code in numba's cache (`__pycache__` beside this file, or ~/.cache/numba,

@@ -29,6 +29,7 @@ from aq_assets.ml.forecasting import latest_forecasts  # noqa: E402
 from aq_assets.ml.model import Forecaster, TimeSplit, train_forecaster  # noqa: E402
 from serving.app import create_app  # noqa: E402
 from serving.settings import Settings  # noqa: E402
+from serving.snapshot import ReadingsHistory, readings_history  # noqa: E402
 
 MODEL = "aq-forecast"
 TOKEN = "test-token-3f9a-serving"
@@ -208,6 +209,20 @@ def session_client(store) -> Iterator[TestClient]:
 def own_store(store, tmp_path) -> Store:
     """A copy of the store this test may change (move the alias, add versions)."""
     return store.copy_to(tmp_path / "aq")
+
+
+def history_of(
+    readings: pd.DataFrame, timezones: dict[int, str | None] | None = None
+) -> ReadingsHistory:
+    return readings_history(
+        readings["sensor_id"].to_numpy(),
+        readings["location_id"].to_numpy(),
+        readings["parameter"].astype(str).to_numpy(),
+        readings["units"].astype(str).to_numpy(),
+        readings["datetime_utc"].to_numpy().astype("datetime64[s]").astype(np.int64),
+        readings["value"].to_numpy(dtype="float64"),
+        timezones,
+    )
 
 
 def expected_forecasts(

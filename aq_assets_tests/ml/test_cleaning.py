@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from aq_assets.ml import cleaning
 from aq_assets.ml.cleaning import clean_readings, stuck_hours, without_stuck
 from aq_assets_tests.hourly import UG, readings
 
@@ -117,3 +118,74 @@ def test_stuck_runs_of_the_target_are_quarantined_floors_gaps_and_covariates_are
     kept, quarantined = without_stuck(hourly, "pm25")
     assert quarantined == 12 and len(kept) == len(hourly) - 12
     assert (kept["sensor_id"] == 4).sum() == 14
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        pytest.param([10, None, 12], [10, 12], id="null"),
+        pytest.param([10, -999, 12], [10, 12], id="sentinel"),
+        pytest.param([10, 5000, 12], [10, 12], id="implausible"),
+        pytest.param([10, -3, 12], [10, 0, 12], id="small-negative"),
+        pytest.param([10, -15, 12], [10, 12], id="big-negative"),
+        pytest.param([*([10.0] * 24), 600.0, 11.0], [*([10.0] * 24), 11.0], id="spike"),
+    ],
+)
+def test_clean_series_rules(values, expected):
+    seconds = np.arange(len(values)) * cleaning.SECONDS_PER_HOUR
+    raw = np.array([np.nan if v is None else v for v in values], dtype="float64")
+
+    series = cleaning.clean_series(seconds, raw, "pm25", UG)
+
+    assert series.values.tolist() == [float(v) for v in expected]
+
+
+def test_a_batch_cleans_each_series_as_if_alone():
+    """Five readings are too few to call the sixth a spike; the series cleaned before it in
+    the same batch must not lend one (nor its hours, nor its units)."""
+    hour = 3600
+    before = cleaning.RawSeries(
+        np.arange(3) * hour, np.array([5.0, 5.0, 5.0]), "pm25", np.array(["ppb"] * 3)
+    )
+    alone = cleaning.RawSeries(
+        np.arange(6) * hour, np.array([5.0, 5.0, 5.0, 5.0, 5.0, 200.0]), "pm25", UG
+    )
+
+    cleaned = cleaning.clean_many([before, alone])
+
+    assert cleaned[1].values.tolist() == [5.0, 5.0, 5.0, 5.0, 5.0, 200.0]
+    np.testing.assert_array_equal(cleaned[1].hours, np.arange(6))
+    with_six = cleaning.RawSeries(np.arange(7) * hour, np.array([5.0] * 6 + [200.0]), "pm25", UG)
+    assert 200.0 not in cleaning.clean_many([before, with_six])[1].values  # the rule works
+
+
+@pytest.mark.parametrize(
+    "values", [[], [np.nan], [-999.0, 5000.0]], ids=["none", "null", "all-dropped"]
+)
+def test_a_batch_without_a_valid_reading_cleans_to_empty_series(values):
+    """Found by the API fuzz: a pm25 batch whose readings all go must not reach the spike rule."""
+    raw = cleaning.RawSeries(np.arange(len(values)) * 3600, np.array(values), "pm25", UG)
+
+    cleaned = cleaning.clean_many([raw, raw])
+
+    assert [len(series) for series in cleaned] == [0, 0]
+
+
+def test_values_within_an_hour_are_averaged_with_pandas_compensated_sum():
+    # Naive summation loses the small values next to the big ones; pandas' Kahan sum does not.
+    values = np.array([0.1, 1e15, 0.3, -1e15, 0.7, 0.2])
+    seconds = np.arange(values.size) * 60  # all in the first hour
+    readings = pd.DataFrame(
+        {
+            "sensor_id": 1,
+            "location_id": 1,
+            "parameter": "bc",
+            "units": UG,
+            "datetime_utc": pd.Timestamp("1970-01-01") + pd.to_timedelta(seconds, unit="s"),
+            "value": values,
+        }
+    )
+
+    series = cleaning.clean_series(seconds, values, "bc", UG)
+
+    assert series.values.tolist() == clean_readings(readings)[0]["value"].tolist()

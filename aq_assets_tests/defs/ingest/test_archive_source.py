@@ -25,8 +25,9 @@ from aq_assets.defs.ingest.sources.base import (
     SourceError,
     SourceUnreachable,
 )
+from aq_assets_tests.conftest import SHARED_DATA
 
-MIRROR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "openaq-archive"
+MIRROR = SHARED_DATA / "openaq-archive"
 BUCKET = "https://openaq-data-archive.s3.amazonaws.com"
 HEADER = "location_id,sensors_id,location,datetime,lat,lon,parameter,units,value"
 

@@ -28,8 +28,9 @@ from aq_assets.defs.ingest.sources.base import (
     SourceUnreachable,
 )
 from aq_assets.defs.ingest.sources.openaq import OpenAQSource, SharedRateLimiter
+from aq_assets_tests.conftest import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "openaq-v3"
+DATA = SHARED_DATA / "openaq-v3"
 DAY = dt.date(2023, 10, 16)  # the day of the real hourly measurements
 PM25 = Sensor(sensor_id=3920, location_id=2178, parameter="pm25", units="µg/m³")
 

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from aq_assets.ml import features
+from aq_assets.ml.cleaning import HourlySeries, clean_readings
 from aq_assets.ml.features import PROFILE_DAYS, FeatureSpec, build_features
+from aq_assets_tests import oracle
 from aq_assets_tests.hourly import START, at, diurnal, location_series, readings
+from aq_assets_tests.messy import SMALL_SPEC, assert_same_columns, epoch_hours, random_histories
 
 # ---------------------------------------------------------------------------------------------
 # build_features
@@ -175,3 +182,63 @@ def test_spec_of_a_training_set_names_missing_columns():
 
     with pytest.raises(ValueError, match=r"lacks feature columns \['pm10_now'\]"):
         FeatureSpec.of_training_set(frame.drop(columns="pm10_now"), "pm25")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), spec=st.sampled_from([FeatureSpec().with_sensors([1, 2]), SMALL_SPEC]))
+def test_a_batch_of_origins_gives_each_the_row_it_gets_alone(data, spec):
+    """The service computes a request's rows in one pass: no row may see another's data."""
+    readings, _, origin, timezones = data.draw(random_histories(spec, (1, 2, 3)))
+    hourly, _ = clean_readings(readings)
+    at = epoch_hours(origin)
+    sensors, origins = [], []
+    for sensor in features.sensor_series(hourly, spec, timezones):
+        for shift, zone in ((0, sensor.timezone), (-30, "Europe/Berlin"), (3, None)):
+            sensors.append(replace(sensor, timezone=zone))
+            origins.append(at + shift)
+    sensors.append(features.SensorSeries(HourlySeries.empty(), sensor_id=1))
+    origins.append(at)
+
+    rows, valid = features.origin_feature_rows(spec, sensors, origins)
+
+    assert rows.shape == (len(sensors), len(spec.feature_columns)) and not valid[-1]
+    for sensor, hour, row, ok in zip(sensors, origins, rows, valid, strict=True):
+        alone = features.origin_features(spec, sensor, hour)
+        if alone is None:
+            assert not ok and np.isnan(row).all()
+        else:
+            assert ok
+            np.testing.assert_array_equal(row, alone)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), spec=st.sampled_from([FeatureSpec().with_sensors([1, 2]), SMALL_SPEC]))
+def test_every_row_and_the_cleaning_report_match_the_pandas_reference(data, spec):
+    """What training and batch predictions get (every hour of every sensor) is the
+    reference's frame, column for column."""
+    readings, _, origin, timezones = data.draw(random_histories(spec, (1, 2, 3)))
+    until = data.draw(st.sampled_from([None, origin]))
+
+    hourly, report = clean_readings(readings)
+    frame = build_features(hourly, spec, timezones, until=until)  # type: ignore[arg-type]
+
+    expected_hourly, expected_report = oracle.clean_readings(readings)
+    assert report == expected_report
+    pd.testing.assert_frame_equal(hourly, expected_hourly, check_dtype=False)
+    expected = oracle.build_features(expected_hourly, spec, timezones, until=until)  # type: ignore[arg-type]
+    assert list(frame.columns) == list(expected.columns)
+    assert len(frame) == len(expected)
+    if frame.empty:
+        return
+    for name in ["sensor_id", "location_id", "datetime_utc", "y", *spec.target_columns]:
+        np.testing.assert_array_equal(frame[name].to_numpy(), expected[name].to_numpy(), name)
+    scale = float(np.nanmax(np.abs(hourly["value"].to_numpy())))
+    assert_same_columns(expected[spec.feature_columns], frame[spec.feature_columns], scale)
+
+
+@pytest.mark.parametrize(
+    "timezone", ["Mars/Olympus", "+25:00", "+05:75", "../etc/passwd", "x" * 300]
+)
+def test_unusable_time_zones_are_refused(timezone):
+    with pytest.raises(ValueError, match=r"zone|offset"):
+        features.check_timezone(timezone)
