@@ -24,6 +24,7 @@ def build_resources() -> dict[str, Any]:
         "forecast_target": ForecastTarget(
             parameter=env_or_default("AQ_PARAMETER", "pm25"),
             horizons=env_or_default("AQ_HORIZONS", "1,3,6,12,24"),
+            thresholds=env_or_default("AQ_THRESHOLDS", ""),
         ),
         "alerter": Alerter(webhook_url=env_or_default("AQ_ALERT_WEBHOOK_URL", "")),
         "service_links": ServiceLinks(

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 from dagster import ConfigurableResource
 
+from aq_assets.ml import air_quality
 from aq_assets.ml.features import FeatureSpec
 
 
 class ForecastTarget(ConfigurableResource):
     """One parameter (`AQ_PARAMETER`, the one the source discovers locations by) forecast at
-    these hours ahead (`AQ_HORIZONS`, comma-separated)."""
+    these hours ahead (`AQ_HORIZONS`, comma-separated), with the probability of exceeding
+    these concentrations (`AQ_THRESHOLDS`, comma-separated; empty: the parameter's defaults,
+    `air_quality.DEFAULT_THRESHOLDS`)."""
 
     parameter: str = "pm25"
     horizons: str = "1,3,6,12,24"
+    thresholds: str = ""
+
+    def exceedance_thresholds(self) -> tuple[float, ...]:
+        return air_quality.thresholds(self.parameter, self.thresholds)
 
     def spec(self) -> FeatureSpec:
         """The feature spec of this target, before training fixes its sensors."""

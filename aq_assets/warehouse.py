@@ -231,26 +231,26 @@ class Warehouse(DuckDBResource):
             ).df()
 
 
+def _sql_type(dtype: Any) -> str:
+    """TIMESTAMP, BIGINT, DOUBLE, BOOLEAN or VARCHAR for a pandas dtype."""
+    name = str(dtype).lower()
+    return next(
+        (sql for prefix, sql in _DUCKDB_TYPES.items() if name.startswith(prefix)), "VARCHAR"
+    )
+
+
 def _column_ddl(frame: pd.DataFrame) -> str:
-    """Column definitions from the frame's dtypes: TIMESTAMP, BIGINT, DOUBLE, BOOLEAN, VARCHAR."""
-
-    def sql_type(dtype: Any) -> str:
-        name = str(dtype).lower()
-        return next(
-            (sql for prefix, sql in _DUCKDB_TYPES.items() if name.startswith(prefix)), "VARCHAR"
-        )
-
-    return ", ".join(f'"{col}" {sql_type(dtype)}' for col, dtype in frame.dtypes.items())
+    """Column definitions from the frame's dtypes."""
+    return ", ".join(f'"{col}" {_sql_type(dtype)}' for col, dtype in frame.dtypes.items())
 
 
 def _insert_by_name(con: duckdb.DuckDBPyConnection, qualified: str, frame: pd.DataFrame) -> None:
+    """Insert by column name. Columns the table lacks are added (NULL in the rows already
+    there): an asset that gains an output column keeps its stored partitions."""
     table_columns = {row[0] for row in con.execute(f"DESCRIBE {qualified}").fetchall()}
-    unknown = [str(c) for c in frame.columns if c not in table_columns]
-    if unknown:
-        raise WarehouseError(
-            f"{qualified} has no column(s) {unknown}; the asset's output changed shape. "
-            "Drop the table (its partitions will need re-materializing) or add the columns."
-        )
+    for column, dtype in frame.dtypes.items():
+        if column not in table_columns:
+            con.execute(f'ALTER TABLE {qualified} ADD COLUMN "{column}" {_sql_type(dtype)}')
     con.execute(f"INSERT INTO {qualified} BY NAME SELECT * FROM aq_frame")
 
 

@@ -31,10 +31,19 @@ from aq_assets.defs.ingest.readings import collect_readings
 from aq_assets.defs.ingest.sources.archive import ArchiveSource
 from aq_assets.defs.model.assets import ForecastModelConfig
 from aq_assets.defs.model.gate import decide
-from aq_assets.ml.backtest import backtest, known_at, pooled_rmse, rolling_origins, summary
+from aq_assets.ml.air_quality import DEFAULT_THRESHOLDS
+from aq_assets.ml.backtest import (
+    backtest,
+    known_at,
+    pooled_distribution,
+    pooled_rmse,
+    rolling_origins,
+    summary,
+)
 from aq_assets.ml.cleaning import clean_readings
 from aq_assets.ml.evaluation import judge_candidate
 from aq_assets.ml.features import FeatureSpec, build_features
+from aq_assets.ml.intervals import INTERVALS
 from aq_assets.ml.model import fit_forecaster
 
 MIRROR = Path(__file__).resolve().parents[2] / "shared" / "data" / "openaq-archive"
@@ -122,7 +131,15 @@ def main() -> None:
         def fit(history: pd.DataFrame, spec: FeatureSpec) -> object:
             return fit_forecaster(history, spec, args.validation_days)
 
-        sums = backtest(frame, spec, origins, fit, args.window_days, dataset.step_days)  # type: ignore[arg-type]
+        sums = backtest(
+            frame,
+            spec,
+            origins,
+            fit,  # type: ignore[arg-type]
+            args.window_days,
+            dataset.step_days,
+            DEFAULT_THRESHOLDS["pm25"],
+        )
         pooled = pooled_rmse(sums, [])
         seasons = pooled_rmse(sums, ["season"])["skill_vs_best"].unstack("season")
         headline = summary(sums, BASELINE_TOLERANCE)
@@ -153,6 +170,18 @@ def main() -> None:
             f"within {BASELINE_TOLERANCE:.0%} of the best baseline at every horizon: "
             f"{headline['origins_within_tolerance']:.0%} (bar 90%)"
         )
+        distribution = pooled_distribution(sums, [])
+        if not distribution.empty:
+            print("\nintervals and exceedance probabilities (pooled over the origins):")
+            print(distribution.reset_index().to_markdown(index=False, floatfmt=".3f"))
+            off = max(
+                abs(distribution[f"coverage{nominal}"] - nominal / 100).max()
+                for nominal in INTERVALS
+            )
+            print(
+                f"80% and 90% coverage within 3 points of nominal at every horizon: "
+                f"{'PASS' if off <= 0.03 else 'FAIL'} (worst {off:.1%} off)"
+            )
         if promoted:
             print(
                 f"gate promotes a first trained model at {sum(promoted)}/{len(promoted)} "

@@ -36,6 +36,7 @@ class LoadedModel:
     trained_at: dt.datetime | None = None
     metrics: dict[int, dict[str, float]] = field(default_factory=dict)
     loaded_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    thresholds: tuple[float, ...] = ()  # exceedance probabilities answered (AQ_THRESHOLDS)
 
     @property
     def spec(self) -> FeatureSpec:
@@ -151,6 +152,7 @@ class OnlineForecaster:
         self.spec = forecaster.spec
         self.horizons = tuple(forecaster.spec.horizons)
         self._forecaster = forecaster
+        self.intervals = forecaster.intervals
         self._table = forecaster.blend_table()
         columns = self.spec.feature_columns
         self.level_index = columns.index("level")

@@ -15,7 +15,7 @@ import msgspec
 import numpy as np
 
 from aq_assets.ml.cleaning import (
-    PLAUSIBLE_RANGES,
+    DEFAULT_UNITS,
     RawSeries,
     clean_many,
     location_mean,
@@ -26,6 +26,8 @@ from aq_assets.ml.features import (
     check_timezone,
     origin_feature_rows,
 )
+from aq_assets.ml.forecasting import Outlook, quantile_name
+from aq_assets.ml.intervals import QUANTILES
 from serving.champion import LoadedModel
 from serving.errors import ApiError, invalid
 from serving.readings import read_timestamps, read_values, seconds
@@ -34,9 +36,8 @@ from serving.settings import Settings
 from serving.snapshot import OnlineSnapshot
 
 SECONDS_PER_HOUR = 3600
+QUANTILE_NAMES = tuple(quantile_name(q) for q in QUANTILES)
 _EPOCH = dt.datetime(1970, 1, 1)
-# The units a parameter's values are in when a request does not say: its first known range.
-DEFAULT_UNITS: dict[str, str] = dict(reversed(list(PLAUSIBLE_RANGES)))
 
 
 def compile_kernels() -> None:
@@ -260,12 +261,31 @@ def forecast(
     )
     levels = rows[:, model.forecaster.level_index].tolist()
     horizons = model.forecaster.horizons
-    for (i, origin), level, values in zip(done, levels, predicted.tolist(), strict=True):
+    outlook = Outlook.of(model.forecaster.intervals, spec.parameter, predicted, model.thresholds)
+    quantiles = outlook.quantiles.tolist() if outlook.quantiles is not None else None
+    exceedance = outlook.exceedance.tolist() if outlook.exceedance is not None else None
+    for k, ((i, origin), level, values) in enumerate(
+        zip(done, levels, predicted.tolist(), strict=True)
+    ):
         result = results[i]
         result["level"] = _number(level)
         result["forecasts"] = [
-            {"horizon_hours": h, "forecast_for_utc": _iso(origin + h), "value": _number(v)}
-            for h, v in zip(horizons, values, strict=True)
+            {
+                "horizon_hours": h,
+                "forecast_for_utc": _iso(origin + h),
+                "value": _number(v),
+                "quantiles": None
+                if quantiles is None
+                else dict(zip(QUANTILE_NAMES, map(_number, quantiles[k][j]), strict=True)),
+                "exceedance": None
+                if exceedance is None
+                else [
+                    {"above": t, "probability": _number(p)}
+                    for t, p in zip(model.thresholds, exceedance[k][j], strict=True)
+                ],
+                "category": None if outlook.categories is None else outlook.categories[k][j],
+            }
+            for j, (h, v) in enumerate(zip(horizons, values, strict=True))
         ]
         if result["level"] is None:
             result["note"] = (
@@ -283,6 +303,7 @@ def request_answer(model: LoadedModel, request: ForecastRequest, settings: Setti
             "model_name": model.name,
             "model_version": model.version,
             "parameter": model.spec.parameter,
+            "units": DEFAULT_UNITS.get(model.spec.parameter),
             "results": results,
         }
     )
@@ -333,6 +354,7 @@ def sensor_answer(model: LoadedModel, snapshot: OnlineSnapshot, sensor_id: int) 
             "model_name": model.name,
             "model_version": model.version,
             "parameter": spec.parameter,
+            "units": DEFAULT_UNITS.get(spec.parameter),
             "location_id": sensor.location_id,
             "last_reading_utc": _iso(last),
             "snapshot_modified_utc": _utc(snapshot.modified_at),

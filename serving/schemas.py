@@ -133,10 +133,39 @@ def forecast_request_schemas(ref_template: str) -> dict[str, Any]:
     return schemas
 
 
+class Quantiles(BaseModel):
+    """The forecast distribution's quantiles: the value is below `q10` with probability 0.1.
+    `q10`-`q90` is the 80% interval, `q05`-`q95` the 90% one."""
+
+    q05: float | None
+    q10: float | None
+    q50: float | None
+    q90: float | None
+    q95: float | None
+
+
+class Exceedance(BaseModel):
+    above: float = Field(description="A concentration (AQ_THRESHOLDS), in `units`.")
+    probability: float | None = Field(
+        description="The chance the hour's value is above it. The guidelines these thresholds "
+        "come from are for 24-hour means: an hour above is not a day above."
+    )
+
+
 class HorizonForecast(BaseModel):
     horizon_hours: int
     forecast_for_utc: dt.datetime = Field(description="The hour the forecast is for.")
     value: float | None = Field(description="Forecast level; null without a current level.")
+    quantiles: Quantiles | None = Field(
+        description="Null for a model registered before forecasts carried intervals."
+    )
+    exceedance: list[Exceedance] | None = Field(
+        description="One per threshold; null for a model without intervals."
+    )
+    category: str | None = Field(
+        description="The US EPA AQI category (2024 breakpoints) of `value` as if it lasted 24 "
+        "hours, as the EPA's NowCast reports an hour; null for a parameter without a scale."
+    )
 
 
 class SeriesForecast(BaseModel):
@@ -156,6 +185,7 @@ class ForecastResponse(BaseModel):
     model_name: str
     model_version: str
     parameter: str
+    units: str | None = Field(description="The units of every value and threshold.")
     results: list[SeriesForecast] = Field(description="One per series, in request order.")
 
 
@@ -165,6 +195,7 @@ class SensorForecastResponse(SeriesForecast):
     model_name: str
     model_version: str
     parameter: str
+    units: str | None = Field(description="The units of every value and threshold.")
     location_id: int
     last_reading_utc: dt.datetime | None
     snapshot_modified_utc: dt.datetime

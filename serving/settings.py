@@ -5,8 +5,10 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from aq_assets.ml import air_quality
 
 MIN_TOKEN_CHARS = 16
 
@@ -52,8 +54,20 @@ class Settings(BaseSettings):
         validation_alias="AQ_ONLINE_FEATURES",
         description="The online_features snapshot; default $AQ_HOME/online_features.parquet.",
     )
+    thresholds: str = Field(
+        default="",
+        validation_alias="AQ_THRESHOLDS",
+        description="Concentrations whose exceedance probability forecasts carry, "
+        "comma-separated; empty: the parameter's defaults (as the pipeline's predictions).",
+    )
     host: str = Field(default="127.0.0.1", validation_alias="AQ_API_HOST")
     port: int = Field(default=8000, ge=1, le=65535, validation_alias="AQ_API_PORT")
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds_parse(cls, value: str) -> str:
+        air_quality.thresholds("", value)  # raises naming the variable and the format
+        return value
 
     @model_validator(mode="after")
     def _token_or_open(self) -> Settings:

@@ -8,10 +8,11 @@ import asyncio
 import datetime as dt
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import anyio
 
+from aq_assets.ml import air_quality
 from serving.champion import LoadedModel, Registry
 from serving.forecasting import SensorAnswers
 from serving.metrics import ServiceMetrics
@@ -88,6 +89,10 @@ class ServingState:
         except Exception as exc:
             self._model_failed("model", version, exc)
             return
+        loaded = replace(
+            loaded,
+            thresholds=air_quality.thresholds(loaded.spec.parameter, self.settings.thresholds),
+        )
         self.model = loaded  # the swap: requests that started earlier keep their reference
         self.model_failure = None
         self.waiting_for = None

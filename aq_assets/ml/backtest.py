@@ -8,13 +8,14 @@ per origin.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from aq_assets.ml.evaluation import BASELINES, beside_baselines
 from aq_assets.ml.features import FeatureSpec
+from aq_assets.ml.intervals import INTERVALS, QUANTILES
 from aq_assets.ml.model import Forecaster
 
 SEASONS = {12: "DJF", 1: "DJF", 2: "DJF", 3: "MAM", 4: "MAM", 5: "MAM"}
@@ -47,11 +48,13 @@ def backtest(
     fit: Fit,
     window_days: int,
     test_days: int,
+    thresholds: Sequence[float] = (),
 ) -> pd.DataFrame:
     """Squared and absolute error sums per (origin, season, horizon, forecaster) over the rows
     where the target and every forecaster's value exist. `frame` holds feature rows of the
     whole period (features look back only); each fit sees the `window_days` before its origin,
-    and no row whose target lies at or after the origin."""
+    and no row whose target lies at or after the origin. The model's rows also carry the sums
+    of `distribution_scores` (its intervals, and exceedance of each of `thresholds`)."""
     times = frame["datetime_utc"]
     pieces = []
     # Climatology is each fit's own (from its history); the other baselines only look back.
@@ -68,10 +71,10 @@ def backtest(
             forecaster = fit(history, spec)
         except ValueError:  # too little to learn from (a long gap): no model at this origin
             continue
-        forecasts = beside_baselines(
-            {"model": forecaster.predict(test)}, frame, history, test, spec
-        )
-        pieces.append(error_sums(test, forecasts, spec).assign(origin=origin))
+        point = forecaster.predict(test)
+        forecasts = beside_baselines({"model": point}, frame, history, test, spec)
+        scores = distribution_scores(forecaster, point, test, history, thresholds)
+        pieces.append(error_sums(test, forecasts, spec, scores).assign(origin=origin))
     if not pieces:
         return pd.DataFrame(
             columns=["origin", "season", "horizon", "forecaster", "n", "sse", "sae"]
@@ -88,11 +91,61 @@ def known_at(history: pd.DataFrame, origin: pd.Timestamp, spec: FeatureSpec) -> 
     return history
 
 
+def distribution_scores(
+    forecaster: Forecaster,
+    point: pd.DataFrame,
+    test: pd.DataFrame,
+    history: pd.DataFrame,
+    thresholds: Sequence[float],
+) -> dict[int, pd.DataFrame] | None:
+    """Per horizon, per test row: whether the 80% and 90% intervals cover the value, their
+    widths, the mean pinball loss of the quantiles, and for each threshold T the squared error
+    of the exceedance probability (`brier_T`), of the sensor's climatological frequency of
+    exceeding it in `history` (`brier_ref_T`), and whether it was exceeded (`exceeded_T`).
+    None for a forecaster without intervals."""
+    intervals = forecaster.intervals
+    if intervals is None:
+        return None
+    spec = forecaster.spec
+    forecast = point[[f"h{h}" for h in spec.horizons]].to_numpy(dtype="float64")
+    quantiles = intervals.quantiles(forecast, QUANTILES)
+    exceedance = intervals.exceedance(forecast, thresholds)
+    # The reference forecast of an exceedance: how often the sensor exceeded it before.
+    references = []
+    for threshold in thresholds:
+        exceeded_before = (history["y"] > threshold).groupby(history["sensor_id"]).mean()
+        overall = float((history["y"] > threshold).mean())
+        references.append(test["sensor_id"].map(exceeded_before).fillna(overall).to_numpy())
+    out = {}
+    for j, h in enumerate(spec.horizons):
+        truth = test[f"target_h{h}"].to_numpy(dtype="float64")
+        columns: dict[str, np.ndarray] = {}
+        for nominal, (low, high) in INTERVALS.items():
+            lower = quantiles[:, j, QUANTILES.index(low)]
+            upper = quantiles[:, j, QUANTILES.index(high)]
+            columns[f"covered{nominal}"] = ((truth >= lower) & (truth <= upper)).astype(float)
+            columns[f"width{nominal}"] = upper - lower
+        gaps = truth[:, None] - quantiles[:, j, :]
+        levels = np.asarray(QUANTILES)[None, :]
+        columns["pinball"] = np.maximum(levels * gaps, (levels - 1) * gaps).mean(axis=1)
+        for k, (threshold, reference) in enumerate(zip(thresholds, references, strict=True)):
+            exceeded = (truth > threshold).astype(float)
+            columns[f"brier_{threshold:g}"] = (exceedance[:, j, k] - exceeded) ** 2
+            columns[f"brier_ref_{threshold:g}"] = (reference - exceeded) ** 2
+            columns[f"exceeded_{threshold:g}"] = exceeded
+        out[h] = pd.DataFrame(columns)
+    return out
+
+
 def error_sums(
-    test: pd.DataFrame, forecasts: dict[str, pd.DataFrame], spec: FeatureSpec
+    test: pd.DataFrame,
+    forecasts: dict[str, pd.DataFrame],
+    spec: FeatureSpec,
+    model_scores: dict[int, pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
     """Per (season, horizon, forecaster): rows n, squared error sum sse, absolute error sum
-    sae, each horizon over the rows where the target and every forecast exist."""
+    sae, each horizon over the rows where the target and every forecast exist; the model's
+    rows also sum `model_scores` (`distribution_scores`) over the same rows."""
     season = test["datetime_utc"].dt.month.map(SEASONS)
     rows = []
     for h in spec.horizons:
@@ -103,13 +156,13 @@ def error_sums(
         for name, forecast in forecasts.items():
             error = forecast[f"h{h}"].to_numpy(dtype="float64")[valid] - target[valid]
             errors = pd.DataFrame(
-                {"season": season.to_numpy()[valid], "se": error**2, "ae": np.abs(error)}
+                {"season": season.to_numpy()[valid], "sse": error**2, "sae": np.abs(error)}
             )
-            summary = (
-                errors.groupby("season")
-                .agg(n=("se", "size"), sse=("se", "sum"), sae=("ae", "sum"))
-                .reset_index()
-            )
+            if name == "model" and model_scores is not None:
+                scores = model_scores[h][valid].reset_index(drop=True)
+                errors = pd.concat([errors, scores], axis=1)
+            sums = {c: (c, "sum") for c in errors.columns if c != "season"}
+            summary = errors.groupby("season").agg(n=("sse", "size"), **sums).reset_index()
             rows.append(summary.assign(horizon=h, forecaster=name))
     return pd.concat(rows, ignore_index=True)
 
@@ -143,6 +196,29 @@ def pooled_rmse(sums: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     rmse["skill_vs_best"] = 1 - rmse["model"] / rmse["best_baseline"]
     rmse["skill_vs_persistence"] = 1 - rmse["model"] / rmse["persistence"]
     return rmse
+
+
+def pooled_distribution(sums: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """The model's intervals and exceedance probabilities per `by` + horizon: coverage and
+    mean width of the 80% and 90% intervals, mean pinball loss, and per threshold the Brier
+    skill over the climatological frequency and how many hours exceeded it."""
+    model = sums[sums["forecaster"] == "model"]
+    if "covered80" not in model.columns:
+        return pd.DataFrame()
+    grouped = model.groupby([*by, "horizon"]).sum(numeric_only=True)
+    out = pd.DataFrame(index=grouped.index)
+    for nominal in INTERVALS:
+        out[f"coverage{nominal}"] = grouped[f"covered{nominal}"] / grouped["n"]
+        out[f"width{nominal}"] = grouped[f"width{nominal}"] / grouped["n"]
+    out["pinball"] = grouped["pinball"] / grouped["n"]
+    for column in grouped.columns:
+        if column.startswith("brier_") and not column.startswith("brier_ref_"):
+            threshold = column.removeprefix("brier_")
+            out[f"brier_skill_{threshold}"] = (
+                1 - grouped[column] / grouped[f"brier_ref_{threshold}"]
+            )
+            out[f"exceeded_{threshold}"] = grouped[f"exceeded_{threshold}"].astype(int)
+    return out
 
 
 def summary(sums: pd.DataFrame, tolerance: float = 0.02) -> dict[str, object]:

@@ -47,6 +47,9 @@ PLAUSIBLE_RANGES: dict[tuple[str, str], PlausibleRange] = {
     ("relativehumidity", "%"): PlausibleRange(0, 100, 1),
 }
 
+# The units a parameter's values are in when nothing says: its first known range above.
+DEFAULT_UNITS: dict[str, str] = dict(reversed(list(PLAUSIBLE_RANGES)))
+
 # Placeholders some networks write for "no data"; never a measurement.
 SENTINELS = (-999.0, -9999.0, 9999.0, 99999.0)
 

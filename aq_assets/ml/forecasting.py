@@ -3,13 +3,59 @@ share, so both give the same numbers for the same input."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
 import pandas as pd
 
+from aq_assets.ml.air_quality import SCALES, category_indices
 from aq_assets.ml.cleaning import clean_readings, without_stuck
 from aq_assets.ml.features import build_features
+from aq_assets.ml.intervals import QUANTILES, Intervals
 from aq_assets.ml.model import Forecaster
 
 FORECAST_COLUMNS = ["sensor_id", "origin_utc", "horizon", "forecast_for_utc", "forecast"]
+
+
+@dataclass(frozen=True)
+class Outlook:
+    """What point forecasts (rows × horizons) mean: their quantiles (rows × horizons ×
+    QUANTILES) and probabilities of exceeding each threshold (rows × horizons × thresholds),
+    both None for a forecaster without intervals, and each forecast's air-quality category
+    (None for a parameter without a scale)."""
+
+    quantiles: np.ndarray | None
+    exceedance: np.ndarray | None
+    categories: list[list[str | None]] | None
+
+    @classmethod
+    def of(
+        cls,
+        intervals: Intervals | None,
+        parameter: str,
+        point: np.ndarray,
+        thresholds: Sequence[float],
+    ) -> Outlook:
+        scale = SCALES.get(parameter)
+        names = None
+        if scale is not None:
+            labels = [c.name for c in scale[0]]
+            index = category_indices(parameter, point)
+            names = [[labels[i] if i >= 0 else None for i in row] for row in index.tolist()]
+        if intervals is None:
+            return cls(None, None, names)
+        return cls(intervals.quantiles(point), intervals.exceedance(point, thresholds), names)
+
+
+def quantile_name(level: float) -> str:
+    """q05, q10, q50, q90, q95."""
+    return f"q{round(level * 100):02d}"
+
+
+def exceedance_name(threshold: float) -> str:
+    """p_above_15, p_above_35_4: a column name without a dot."""
+    return "p_above_" + f"{threshold:g}".replace(".", "_")
 
 
 def feature_rows(
@@ -29,26 +75,39 @@ def feature_rows(
     return build_features(hourly, forecaster.spec, timezones, until=until)
 
 
-def forecasts_from_rows(forecaster: Forecaster, rows: pd.DataFrame) -> pd.DataFrame:
+def forecasts_from_rows(
+    forecaster: Forecaster, rows: pd.DataFrame, thresholds: Sequence[float] = ()
+) -> pd.DataFrame:
     """Long format: one row per (sensor, origin hour, horizon) with the hour forecast and
-    the forecast level (NaN where the origin has no current level)."""
-    predicted = forecaster.predict(rows)
-    pieces = []
-    for h in forecaster.spec.horizons:
-        pieces.append(
-            pd.DataFrame(
-                {
-                    "sensor_id": rows["sensor_id"].to_numpy(),
-                    "origin_utc": rows["datetime_utc"].to_numpy(),
-                    "horizon": h,
-                    "forecast_for_utc": (rows["datetime_utc"] + pd.Timedelta(hours=h)).to_numpy(),
-                    "forecast": predicted[f"h{h}"].to_numpy(),
-                }
-            )
-        )
-    if not pieces:
+    the forecast level (NaN where the origin has no current level), then its quantiles,
+    probabilities of exceeding `thresholds` and category where the forecaster has them."""
+    if rows.empty or not forecaster.spec.horizons:
         return pd.DataFrame(columns=FORECAST_COLUMNS)
-    return pd.concat(pieces, ignore_index=True)
+    horizons = list(forecaster.spec.horizons)
+    point = forecaster.predict(rows)[[f"h{h}" for h in horizons]].to_numpy(dtype="float64")
+    outlook = Outlook.of(forecaster.intervals, forecaster.spec.parameter, point, thresholds)
+    n, width = len(rows), len(horizons)
+    origins = rows["datetime_utc"].to_numpy()
+    # Horizon-major, as the rows are laid out below: all of the first horizon, then the next.
+    frame = pd.DataFrame(
+        {
+            "sensor_id": np.tile(rows["sensor_id"].to_numpy(), width),
+            "origin_utc": np.tile(origins, width),
+            "horizon": np.repeat(horizons, n),
+            "forecast_for_utc": np.concatenate(
+                [origins + np.timedelta64(h, "h") for h in horizons]
+            ),
+            "forecast": point.T.reshape(-1),
+        }
+    )
+    if outlook.quantiles is not None and outlook.exceedance is not None:
+        for k, level in enumerate(QUANTILES):
+            frame[quantile_name(level)] = outlook.quantiles[:, :, k].T.reshape(-1)
+        for k, threshold in enumerate(thresholds):
+            frame[exceedance_name(threshold)] = outlook.exceedance[:, :, k].T.reshape(-1)
+    if outlook.categories is not None:
+        frame["category"] = np.array(outlook.categories, dtype=object).T.reshape(-1)
+    return frame
 
 
 def latest_forecasts(

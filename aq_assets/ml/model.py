@@ -24,9 +24,12 @@ import numpy as np
 import pandas as pd
 
 from aq_assets.ml.features import FeatureSpec, feature_matrix
+from aq_assets.ml.intervals import Intervals
 
-# Saved forecasters carry this; 3 = blend weights per horizon and component, sensor means.
-FORMAT = 3
+# Saved forecasters carry this; 3 = blend weights per horizon and component, sensor means;
+# 4 = forecast intervals. Format 3 still loads, without intervals.
+FORMAT = 4
+READABLE_FORMATS = (3, 4)
 
 # What each horizon's booster forecast is blended with: the current level (persistence), the
 # sensor's mean at the target hour of day (climatology), and the daily shape at the target
@@ -94,6 +97,7 @@ class Forecaster:
     blend_weights: dict[int, dict[str, float]] = field(default_factory=dict)
     climatology: pd.Series = field(default_factory=lambda: pd.Series(dtype="float64"))
     sensor_means: pd.Series = field(default_factory=lambda: pd.Series(dtype="float64"))
+    intervals: Intervals | None = None  # None: too few calibration rows, or format 3
 
     @property
     def is_baseline(self) -> bool:
@@ -141,7 +145,14 @@ class Forecaster:
             blend_weights={h: dict(w) for h, w in self.blend_weights.items()},
             climatology=climatology_of(frame),
             sensor_means=sensor_means_of(frame),
+            intervals=self.intervals,
         )
+
+    def calibrated(self, frame: pd.DataFrame) -> Forecaster:
+        """This forecaster with intervals from its errors on the rows of `frame`."""
+        truth = frame[self.spec.target_columns].to_numpy(dtype="float64")
+        self.intervals = Intervals.calibrate(self.predict(frame).to_numpy(), truth)
+        return self
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -152,6 +163,7 @@ class Forecaster:
             "blend_weights": self.blend_weights,
             "climatology": [[int(s), int(hr), float(v)] for (s, hr), v in self.climatology.items()],
             "sensor_means": [[int(s), float(v)] for s, v in self.sensor_means.items()],
+            "intervals": self.intervals.to_dict() if self.intervals else None,
         }
         (directory / "forecaster.json").write_text(json.dumps(state))
         for h, booster in self.boosters.items():
@@ -163,7 +175,7 @@ class Forecaster:
 
         spec = FeatureSpec.from_json((directory / "spec.json").read_text())
         state = json.loads((directory / "forecaster.json").read_text())
-        if state.get("format") != FORMAT:
+        if state.get("format") not in READABLE_FORMATS:
             raise ValueError(
                 f"{directory} holds a forecaster of format {state.get('format')}, this code reads "
                 f"format {FORMAT}: retrain (aq train) to register a current version."
@@ -195,6 +207,7 @@ class Forecaster:
             blend_weights={int(k): v for k, v in state["blend_weights"].items()},
             climatology=climatology,
             sensor_means=sensor_means,
+            intervals=Intervals.from_dict(state["intervals"]) if state.get("intervals") else None,
         )
 
 
@@ -381,7 +394,7 @@ def baseline_forecaster(
         blend_weights={h: {choice[h]: 1.0} if choice[h] != "persistence" else {} for h in choice},
         climatology=climatology_of(frame),
         sensor_means=sensor_means_of(frame),
-    )
+    ).calibrated(frame)
 
 
 def _train_booster(
@@ -460,4 +473,6 @@ def train_forecaster(
         forecaster.blend_weights[h] = {
             c: float(w) for c, w in zip(BLEND_COMPONENTS, weights, strict=True) if w > 0
         }
-    return forecaster
+    # The boosters did not learn the validation days (only their rounds and the blend were
+    # chosen there): their errors there are what the intervals are made of.
+    return forecaster.calibrated(validation)

@@ -40,12 +40,15 @@ def predictions(
     context: AssetExecutionContext,
     warehouse: Warehouse,
     mlflow_tracking: MLflowTracking,
+    forecast_target: ForecastTarget,
     sensor_catalog: pd.DataFrame,
 ) -> Output[pd.DataFrame]:
     """For every sensor of the target parameter and every hour of the day, the forecast made
     1, 3, 6, 12 and 24 hours before by the model holding the `champion` alias when the run
-    started (its version on every row), with the actual value once it is known. Re-running a
-    day replaces it, e.g. to fill in actuals that arrived late."""
+    started (its version on every row), its quantiles (q05-q95), the probability of exceeding
+    each threshold (p_above_*, AQ_THRESHOLDS) and its air-quality category, with the actual
+    value once it is known. Re-running a day replaces it, e.g. to fill in actuals that
+    arrived late."""
     version = mlflow_tracking.champion_version()
     if version is None:
         raise ValueError(
@@ -58,7 +61,9 @@ def predictions(
     readings = warehouse.readings_between(forecaster.spec.parameter, day_start - history, day_end)
     timezones = timezones_of(sensor_catalog)
     rows = feature_rows(forecaster, readings, timezones, until=day_end - pd.Timedelta(hours=1))
-    frame = daily_predictions(forecaster, rows, day_start, day_end)
+    frame = daily_predictions(
+        forecaster, rows, day_start, day_end, forecast_target.exceedance_thresholds()
+    )
     frame["model_version"] = version
     frame["predicted_at"] = pd.Timestamp.now(tz="UTC").tz_localize(None)
     known = frame["actual"].notna() & frame["forecast"].notna()
@@ -76,10 +81,14 @@ def predictions(
 
 
 def daily_predictions(
-    forecaster, rows: pd.DataFrame, day_start: pd.Timestamp, day_end: pd.Timestamp
+    forecaster,
+    rows: pd.DataFrame,
+    day_start: pd.Timestamp,
+    day_end: pd.Timestamp,
+    thresholds: tuple[float, ...] = (),
 ) -> pd.DataFrame:
     """Forecasts whose target hour falls in [day_start, day_end), joined to the actual value."""
-    forecasts = forecasts_from_rows(forecaster, rows)
+    forecasts = forecasts_from_rows(forecaster, rows, thresholds)
     in_day = (forecasts["forecast_for_utc"] >= day_start) & (
         forecasts["forecast_for_utc"] < day_end
     )
