@@ -99,7 +99,13 @@ def gate_passes(
         judged = judge_candidate(history, spec, validation_days=validation_days)
     except ValueError:
         return False
-    return decide(judged.scores, GATE.baseline_tolerance, GATE.champion_tolerance).passed
+    return decide(
+        judged.scores,
+        GATE.baseline_tolerance,
+        GATE.champion_tolerance,
+        intervals=judged.intervals,
+        coverage_tolerance=GATE.coverage_tolerance,
+    ).passed
 
 
 def main() -> None:

@@ -14,13 +14,16 @@ trap 'status=$?; case "$BASH_COMMAND" in
 esac; echo "scripts/test.sh: \`$BASH_COMMAND\` failed (exit $status): $hint" >&2' ERR
 ./scripts/setup.sh
 # The production-topology test checks docker-compose.yml with Debian's docker-compose and runs
-# against the local PostgreSQL; the docs tests render pages in Debian's headless Chromium.
+# against the local PostgreSQL; the docs and page tests render pages in Debian's headless
+# Chromium.
 # Install what is missing where we may (root on Debian), else those tests fail and say so.
 missing=()
 if ! command -v docker-compose >/dev/null && ! docker compose version >/dev/null 2>&1; then
   missing+=(docker-compose)
 fi
 command -v chromium >/dev/null || missing+=(chromium)
+# the forecast page's test drives Chromium through its WebDriver (selenium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
 # the README's service commands, run as written by serving/tests/test_readme.py
 command -v curl >/dev/null || missing+=(curl)
 command -v openssl >/dev/null || missing+=(openssl)

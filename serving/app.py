@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from serving.errors import ApiError
 from serving.forecasting import compile_kernels
 from serving.metrics import MetricsMiddleware, ServiceMetrics
-from serving.routers import forecast, health, model, reports
+from serving.routers import forecast, health, model, pages, reports
 from serving.schemas import forecast_request_schemas
 from serving.settings import Settings, get_settings
 from serving.state import ServingState
@@ -80,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(model.router)
     app.include_router(reports.router)
     app.include_router(health.router)
+    app.include_router(pages.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

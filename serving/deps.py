@@ -3,6 +3,7 @@ dependency in a worker thread, and every node of the tree costs on every request
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from dataclasses import dataclass
 from typing import Annotated
@@ -41,6 +42,25 @@ class Served:
     model: LoadedModel
 
 
+SESSION_COOKIE = "aq_session"
+
+
+def session_value(token: bytes) -> str:
+    """What a signed-in browser's cookie holds: an HMAC of a fixed message under the token,
+    so the cookie proves the token was known without being it, and stops working when the
+    token changes."""
+    return hmac.new(token, b"aq browser session", hashlib.sha256).hexdigest()
+
+
+def signed_in(service: ServingState, request: Request) -> bool:
+    """Whether the request carries a valid session cookie (or the service is open)."""
+    expected = service.settings.token()
+    if expected is None:
+        return True
+    cookie = request.cookies.get(SESSION_COOKIE, "")
+    return hmac.compare_digest(cookie.encode(), session_value(expected).encode())
+
+
 def _check_token(service: ServingState, credentials: HTTPAuthorizationCredentials | None) -> None:
     """401 unless the bearer token matches (constant-time comparison); a service started
     open (AQ_API_OPEN=true) takes any request."""
@@ -59,8 +79,11 @@ async def token_checked(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> ServingState:
-    """The service, once the bearer token checks out, model or not (reports, files)."""
+    """The service, once the bearer token or a browser's session cookie checks out, model or
+    not (reports, files: pages a browser opens)."""
     service = service_of(request)
+    if credentials is None and signed_in(service, request):
+        return service
     _check_token(service, credentials)
     return service
 

@@ -15,7 +15,7 @@ import pandas as pd
 
 from aq_assets.ml.evaluation import BASELINES, beside_baselines
 from aq_assets.ml.features import FeatureSpec
-from aq_assets.ml.intervals import INTERVALS, QUANTILES
+from aq_assets.ml.intervals import INTERVALS, interval_scores
 from aq_assets.ml.model import Forecaster
 
 SEASONS = {12: "DJF", 1: "DJF", 2: "DJF", 3: "MAM", 4: "MAM", 5: "MAM"}
@@ -108,7 +108,8 @@ def distribution_scores(
         return None
     spec = forecaster.spec
     forecast = point[[f"h{h}" for h in spec.horizons]].to_numpy(dtype="float64")
-    quantiles = intervals.quantiles(forecast, QUANTILES)
+    truths = test[spec.target_columns].to_numpy(dtype="float64")
+    per_row = interval_scores(intervals, forecast, truths)
     exceedance = intervals.exceedance(forecast, thresholds)
     # The reference forecast of an exceedance: how often the sensor exceeded it before.
     references = []
@@ -118,16 +119,8 @@ def distribution_scores(
         references.append(test["sensor_id"].map(exceeded_before).fillna(overall).to_numpy())
     out = {}
     for j, h in enumerate(spec.horizons):
-        truth = test[f"target_h{h}"].to_numpy(dtype="float64")
-        columns: dict[str, np.ndarray] = {}
-        for nominal, (low, high) in INTERVALS.items():
-            lower = quantiles[:, j, QUANTILES.index(low)]
-            upper = quantiles[:, j, QUANTILES.index(high)]
-            columns[f"covered{nominal}"] = ((truth >= lower) & (truth <= upper)).astype(float)
-            columns[f"width{nominal}"] = upper - lower
-        gaps = truth[:, None] - quantiles[:, j, :]
-        levels = np.asarray(QUANTILES)[None, :]
-        columns["pinball"] = np.maximum(levels * gaps, (levels - 1) * gaps).mean(axis=1)
+        truth = truths[:, j]
+        columns = {name: values[:, j] for name, values in per_row.items()}
         for k, (threshold, reference) in enumerate(zip(thresholds, references, strict=True)):
             exceeded = (truth > threshold).astype(float)
             columns[f"brier_{threshold:g}"] = (exceedance[:, j, k] - exceeded) ** 2

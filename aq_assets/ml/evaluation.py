@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from aq_assets.ml.features import FeatureSpec
+from aq_assets.ml.intervals import interval_scores
 from aq_assets.ml.model import Forecaster, TimeSplit, days_at_most_a_quarter, train_forecaster
 
 BASELINES = ("persistence", "same_hour_yesterday", "climatology")
@@ -108,6 +109,32 @@ class Judged:
     scores: pd.DataFrame
     holdout_days: int  # as used: at most a quarter of the days each
     validation_days: int
+    intervals: pd.DataFrame | None = None  # `interval_summary` of the candidate's holdout
+
+
+def interval_summary(forecaster: Forecaster, frame: pd.DataFrame) -> pd.DataFrame | None:
+    """Per horizon over the rows of `frame` with a forecast and a target: how often the 80%
+    and 90% intervals covered the value, their mean widths and the mean pinball loss; None
+    for a forecaster without intervals."""
+    if forecaster.intervals is None:
+        return None
+    spec = forecaster.spec
+    forecast = forecaster.predict(frame)[[f"h{h}" for h in spec.horizons]].to_numpy()
+    truth = frame[spec.target_columns].to_numpy(dtype="float64")
+    scores = interval_scores(forecaster.intervals, forecast, truth)
+    known = np.isfinite(scores["pinball"])
+    return pd.DataFrame(
+        {
+            "horizon": list(spec.horizons),
+            "rows": known.sum(axis=0),
+            **{
+                name.replace("covered", "coverage"): np.nanmean(values, axis=0)
+                if known.any()
+                else np.full(len(spec.horizons), np.nan)
+                for name, values in scores.items()
+            },
+        }
+    )
 
 
 def judge_candidate(
@@ -131,7 +158,15 @@ def judge_candidate(
         {"model": candidate.predict(holdout)}, frame, before, holdout, spec
     )
     scores = evaluate(holdout, forecasts, spec)
-    return Judged(candidate, before, holdout, scores, holdout_days, validation_days)
+    return Judged(
+        candidate,
+        before,
+        holdout,
+        scores,
+        holdout_days,
+        validation_days,
+        interval_summary(candidate, holdout),
+    )
 
 
 def scores_of_day(

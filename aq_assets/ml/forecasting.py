@@ -12,7 +12,7 @@ import pandas as pd
 from aq_assets.ml.air_quality import SCALES, category_indices
 from aq_assets.ml.cleaning import clean_readings, without_stuck
 from aq_assets.ml.features import build_features
-from aq_assets.ml.intervals import QUANTILES, Intervals
+from aq_assets.ml.intervals import INTERVALS, QUANTILES, Intervals
 from aq_assets.ml.model import Forecaster
 
 FORECAST_COLUMNS = ["sensor_id", "origin_utc", "horizon", "forecast_for_utc", "forecast"]
@@ -75,6 +75,33 @@ def feature_rows(
     return build_features(hourly, forecaster.spec, timezones, until=until)
 
 
+def served_coverage(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Per horizon of served forecasts (`predictions` rows with their quantile columns and
+    `actual`): how many have an actual, and the share of those inside each central interval
+    (`coverage80`, `coverage90`). Empty for forecasts without quantiles."""
+    if quantile_name(QUANTILES[0]) not in predictions.columns:
+        return pd.DataFrame(
+            {
+                "horizon": pd.Series(dtype="int64"),
+                "rows": pd.Series(dtype="int64"),
+                **{f"coverage{n}": pd.Series(dtype="float64") for n in INTERVALS},
+            }
+        )
+    known = predictions[predictions["actual"].notna() & predictions["q50"].notna()]
+    inside = {
+        f"coverage{nominal}": known["actual"].between(
+            known[quantile_name(low)], known[quantile_name(high)]
+        )
+        for nominal, (low, high) in INTERVALS.items()
+    }
+    return (
+        pd.DataFrame({"horizon": known["horizon"], **inside})
+        .groupby("horizon")
+        .agg(rows=("horizon", "size"), **{name: (name, "mean") for name in inside})
+        .reset_index()
+    )
+
+
 def forecasts_from_rows(
     forecaster: Forecaster, rows: pd.DataFrame, thresholds: Sequence[float] = ()
 ) -> pd.DataFrame:
@@ -115,11 +142,12 @@ def latest_forecasts(
     readings: pd.DataFrame,
     timezones: dict[int, str] | None = None,
     origin: pd.Timestamp | None = None,
+    thresholds: Sequence[float] = (),
 ) -> pd.DataFrame:
-    """Each target sensor's forecasts from its forecast origin: `origin` when given (an hour,
-    UTC), else the sensor's latest reading hour."""
+    """Each target sensor's forecasts (`forecasts_from_rows`) from its forecast origin:
+    `origin` when given (an hour, UTC), else the sensor's latest reading hour."""
     rows = feature_rows(forecaster, readings, timezones, until=origin)
     if rows.empty:
         return pd.DataFrame(columns=FORECAST_COLUMNS)
     at_origin = rows.groupby("sensor_id", sort=True).tail(1)
-    return forecasts_from_rows(forecaster, at_origin)
+    return forecasts_from_rows(forecaster, at_origin, thresholds)

@@ -98,3 +98,24 @@ class Intervals:
             tuple(np.asarray(e, dtype=np.float64) for e in state["edges"]),
             tuple(np.asarray(e, dtype=np.float64).reshape(-1, _GRID.size) for e in state["errors"]),
         )
+
+
+def interval_scores(
+    intervals: Intervals, forecast: np.ndarray, truth: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Per row and horizon (NaN where the forecast or the truth is unknown): whether each
+    central interval covers the truth (`covered80`, `covered90`: 1 or 0), its width, and the
+    pinball loss averaged over QUANTILES."""
+    quantiles = intervals.quantiles(forecast)
+    known = np.isfinite(forecast) & np.isfinite(truth)
+    scores = {}
+    for nominal, (low, high) in INTERVALS.items():
+        lower = quantiles[:, :, QUANTILES.index(low)]
+        upper = quantiles[:, :, QUANTILES.index(high)]
+        scores[f"covered{nominal}"] = np.where(known, (truth >= lower) & (truth <= upper), np.nan)
+        scores[f"width{nominal}"] = np.where(known, upper - lower, np.nan)
+    gaps = truth[:, :, None] - quantiles
+    levels = np.asarray(QUANTILES)
+    pinball = np.maximum(levels * gaps, (levels - 1) * gaps).mean(axis=2)
+    scores["pinball"] = np.where(known, pinball, np.nan)
+    return scores

@@ -6,7 +6,10 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
+import socket
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 
 # Before the app modules are imported: never read the developer's store or token.
@@ -278,3 +282,25 @@ def history_body(
 
 def values_of(result: dict) -> list[float | None]:
     return [f["value"] for f in result["forecasts"]]
+
+
+@pytest.fixture(scope="session")
+def live_service(store) -> Iterator[str]:
+    """The service on a free local port, in this process."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings_for(store.home)), host="127.0.0.1", port=port, log_level="warning"
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while not server.started:  # set by uvicorn once it listens
+        assert thread.is_alive() and time.monotonic() < deadline, "the service did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=30)

@@ -4,17 +4,9 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
 import subprocess
-import threading
-import time
-from collections.abc import Iterator
 
 import pytest
-import uvicorn
-
-from serving.app import create_app
-from serving.tests.conftest import settings_for
 
 ASSET = re.compile(r'(?:src|href)="([^"]+)"')
 
@@ -31,28 +23,6 @@ def test_doc_pages_load_only_assets_the_service_serves(session_client, page):
         response = session_client.get(url)
         assert response.status_code == 200, url
         assert len(response.content) > 1000 or url.endswith(".png"), url
-
-
-@pytest.fixture(scope="module")
-def live_service(store) -> Iterator[str]:
-    """The service on a free local port, in this process."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings_for(store.home)), host="127.0.0.1", port=port, log_level="warning"
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 120
-    while not server.started:  # set by uvicorn once it listens
-        assert thread.is_alive() and time.monotonic() < deadline, "the service did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=30)
 
 
 def rendered(url: str) -> str:

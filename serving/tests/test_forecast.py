@@ -44,6 +44,45 @@ def fields(response) -> list[str]:
 # Same numbers as the batch path
 
 
+def test_answers_carry_the_batch_paths_intervals_chances_and_categories(session_client, store):
+    from aq_assets.ml.forecasting import latest_forecasts
+
+    snapshot = snapshot_readings(store)
+    sensor = store.spec.sensors[0]
+    readings = location_readings(snapshot, sensor)
+
+    answer = post(session_client, history_body(snapshot, sensor, store.timezones)).json()
+
+    assert answer["units"] == "µg/m³"
+    batch = latest_forecasts(
+        store.forecasters["1"], readings, store.timezones, thresholds=(15.0, 35.4)
+    ).set_index("horizon")
+    assert store.forecasters["1"].intervals is not None
+    for forecast in answer["results"][0]["forecasts"]:
+        row = batch.loc[forecast["horizon_hours"]]
+        quantiles = forecast["quantiles"]
+        assert list(quantiles) == ["q05", "q10", "q50", "q90", "q95"]
+        assert_close(list(quantiles.values()), row[list(quantiles)].tolist())
+        assert list(quantiles.values()) == sorted(quantiles.values())
+        assert [e["above"] for e in forecast["exceedance"]] == [15.0, 35.4]
+        assert_close(
+            [e["probability"] for e in forecast["exceedance"]],
+            row[["p_above_15", "p_above_35_4"]].tolist(),
+        )
+        assert forecast["category"] == row["category"]
+
+
+def test_a_service_configured_with_other_thresholds_answers_those(store):
+    app = create_app(settings_for(store.home, thresholds="25,50"))
+    snapshot = snapshot_readings(store)
+
+    with TestClient(app) as client:
+        answer = post(client, history_body(snapshot, store.spec.sensors[0], store.timezones))
+
+    for forecast in answer.json()["results"][0]["forecasts"]:
+        assert [e["above"] for e in forecast["exceedance"]] == [25.0, 50.0]
+
+
 @pytest.mark.parametrize(
     "hours_after_last", [None, -30, 0, 2], ids=["latest", "earlier", "at-last", "after-last"]
 )
@@ -378,3 +417,10 @@ def test_without_a_snapshot_sensor_forecasts_are_503_and_histories_still_work(st
 
     assert missing.status_code == 503 and "online_features" in missing.json()["detail"]
     assert history.status_code == 200
+
+
+def test_thresholds_that_do_not_parse_stop_the_service_with_the_variable_named(store):
+    import pydantic
+
+    with pytest.raises(pydantic.ValidationError, match="AQ_THRESHOLDS"):
+        settings_for(store.home, thresholds="15;35")

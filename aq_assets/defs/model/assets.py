@@ -51,6 +51,9 @@ class ForecastModelConfig(Config):
     """How much worse than the champion (relative RMSE) a new model may be and still pass.
     Retraining on nearly the same data moves a horizon's RMSE by 2-3%, so a tighter bound
     refuses equivalent models at random."""
+    coverage_tolerance: float = 0.05
+    """How far from nominal (80% and 90%) the candidate's intervals may cover on the held-out
+    days and still pass."""
     max_rounds: int = 3000
     """Upper bound on boosting rounds per horizon (early stopping usually ends sooner)."""
     backtest_origins: int = 1
@@ -101,6 +104,7 @@ def forecast_model(
         config.baseline_tolerance,
         config.champion_tolerance,
         config.max_rounds,
+        config.coverage_tolerance,
     )
 
     tags = {
@@ -135,7 +139,8 @@ def forecast_model(
                 **{f"xgb_{k}": v for k, v in DEFAULT_PARAMS.items()},
             }
         )
-        mlflow_tracking.log_metrics(score_metrics(judged.scores, chosen.registered_scores))
+        metrics = score_metrics(judged.scores, chosen.registered_scores, judged.intervals)
+        mlflow_tracking.log_metrics(metrics)
         table = scores_table(judged.scores)
         mlflow_tracking.log_text(table, "evaluation.md")
         if config.backtest_origins and chosen.decision.passed:
@@ -189,6 +194,9 @@ def forecast_model(
             {str(h): w for h, w in registered.blend_weights.items()}
         ),
     }
+    for name, value in metrics.items():
+        if name.startswith(("coverage", "width", "pinball")):
+            metadata[name] = value
     for h, row in chosen.registered_scores.set_index("horizon").iterrows():
         metadata[f"rmse_h{h}"] = float(row["rmse"])
         metadata[f"mae_h{h}"] = float(row["mae"])

@@ -9,6 +9,7 @@ import pandas as pd
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetKey, MetadataValue
 
 from aq_assets.ml.evaluation import BASELINES
+from aq_assets.ml.intervals import INTERVALS
 
 # The champion is compared with the candidate only on held-out days it never learnt from,
 # and only when there are at least this many: a champion trained up to yesterday knows 13 of
@@ -25,9 +26,10 @@ GATE = AssetCheckSpec(
     description=(
         "Blocks promotion unless, at every horizon on the held-out rows, the candidate (a fit "
         "that did not see them) is not worse than the best baseline beyond the baseline "
-        "tolerance, and not worse than the current champion beyond the champion tolerance on "
+        "tolerance, not worse than the current champion beyond the champion tolerance on "
         f"the held-out days the champion did not train on (when there are {MIN_CHAMPION_DAYS} "
-        "or more). "
+        "or more), and its 80% and 90% intervals cover within the coverage tolerance of "
+        "their nominal share. "
         "When there is no usable champion and the candidate is refused, a baseline forecaster "
         "is registered instead and the check passes, saying so in its reasons."
     ),
@@ -53,11 +55,14 @@ def decide(
     baseline_tolerance: float,
     champion_tolerance: float,
     champion_scores: pd.DataFrame | None = None,
+    intervals: pd.DataFrame | None = None,
+    coverage_tolerance: float = 0.05,
 ) -> GateDecision:
     """Pass when, at every horizon, the model's RMSE <= the best baseline's × (1 + baseline
-    tolerance) in `scores`, and, where the champion was scored (`champion_scores`: model and
-    champion on the rows the champion did not train on), <= the champion's × (1 + champion
-    tolerance)."""
+    tolerance) in `scores`, where the champion was scored (`champion_scores`: model and
+    champion on the rows the champion did not train on) <= the champion's × (1 + champion
+    tolerance), and where the model has intervals (`intervals`: `interval_summary` on the
+    same held-out rows) each covers within `coverage_tolerance` of its nominal share."""
     model = scores[scores.forecaster == "model"].set_index("horizon")["rmse"]
     best = best_baselines(scores)
     reasons = []
@@ -79,6 +84,14 @@ def decide(
                 reasons.append(
                     f"{h} h: RMSE {row['model']:.3f} is worse than the champion's "
                     f"{row['champion']:.3f} beyond the {champion_tolerance:.0%} tolerance"
+                )
+    for row in intervals.itertuples() if intervals is not None else ():
+        for nominal in INTERVALS:
+            coverage = getattr(row, f"coverage{nominal}")
+            if not abs(coverage - nominal / 100) <= coverage_tolerance:
+                reasons.append(
+                    f"{row.horizon} h: the {nominal}% interval covered {coverage:.1%} of the "
+                    f"held-out values, beyond {coverage_tolerance:.0%} of nominal"
                 )
     return GateDecision(passed=not reasons, reasons=reasons)
 

@@ -30,6 +30,7 @@ class Settings:
     baseline_tolerance: float
     champion_tolerance: float
     max_rounds: int
+    coverage_tolerance: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,12 @@ def select(
                 f"{MIN_CHAMPION_DAYS}); the baselines are the bar."
             )
     decision = decide(
-        scores, settings.baseline_tolerance, settings.champion_tolerance, champion_scores
+        scores,
+        settings.baseline_tolerance,
+        settings.champion_tolerance,
+        champion_scores,
+        judged.intervals,
+        settings.coverage_tolerance,
     )
     trained_until = training_set["datetime_utc"].max()
     note, registered_scores = "", scores[scores.forecaster == "model"]
@@ -151,11 +157,18 @@ def recent_backtest(
     )
 
 
-def score_metrics(scores: pd.DataFrame, registered: pd.DataFrame) -> dict[str, float]:
+def score_metrics(
+    scores: pd.DataFrame, registered: pd.DataFrame, intervals: pd.DataFrame | None = None
+) -> dict[str, float]:
     """Held-out RMSE and MAE of every forecaster (`rmse_<name>_h<h>`), and of the registered
     version (`rmse_h<h>`, `mae_h<h>`, `skill_h<h>`: the candidate's, or for a baseline
-    forecaster the baseline's it forecasts; the service shows these)."""
+    forecaster the baseline's it forecasts; the service shows these), and the candidate's
+    intervals (`coverage80_h<h>`, `width80_h<h>`, ..., `pinball_h<h>`)."""
     metrics: dict[str, float] = {}
+    for row in intervals.to_dict("records") if intervals is not None else ():
+        for name, value in row.items():
+            if name not in ("horizon", "rows"):
+                metrics[f"{name}_h{row['horizon']}"] = float(value)
     for row in scores.itertuples():
         name = "candidate" if row.forecaster == "model" else row.forecaster
         metrics[f"rmse_{name}_h{row.horizon}"] = float(row.rmse)

@@ -22,7 +22,7 @@ from aq_assets.defs.ingest.catalog import timezones_of
 from aq_assets.defs.model.tracking import MLflowTracking
 from aq_assets.defs.monitoring.alerts import ServiceLinks
 from aq_assets.ml.features import drift_view
-from aq_assets.ml.forecasting import feature_rows
+from aq_assets.ml.forecasting import feature_rows, served_coverage
 from aq_assets.partitions import DAILY_READINGS, FOLLOWS_NEW_READINGS, day_partitions
 from aq_assets.warehouse import Warehouse
 
@@ -274,13 +274,20 @@ def forecast_accuracy(
     served = served_forecasts(predictions, origins, spec.horizons)
     known = rows[rows["datetime_utc"] < day_start]
     scores = scores_of_day(origins, served, known, spec, day_start)
-    today = scores.assign(day=day_start, model_version=version)
+    coverage = served_coverage(predictions)
+    today = scores.merge(
+        coverage.drop(columns="rows").assign(forecaster="champion"),
+        on=["horizon", "forecaster"],
+        how="left",
+    ).assign(day=day_start, model_version=version)
 
     earlier = warehouse.accuracy_of(
         version, day_start - pd.Timedelta(days=config.window_days - 1), day_start
     )
     window = (
-        pd.concat([earlier[today.columns], today], ignore_index=True) if len(earlier) else today
+        pd.concat([earlier.reindex(columns=today.columns), today], ignore_index=True)
+        if len(earlier)
+        else today
     )
     verdict = loss_differential(window, "champion", config.min_days, config.alpha)
     lost = bool(verdict["worse"].any()) if len(verdict) else False
@@ -293,6 +300,9 @@ def forecast_accuracy(
         metadata[f"rmse_best_baseline_h{h}"] = float(row.drop("champion").min())
     for row in verdict.itertuples():
         metadata[f"window_skill_vs_best_h{row.horizon}"] = row.skill_vs_best
+    for row in coverage.itertuples():  # the intervals served that day, per horizon
+        metadata[f"coverage80_h{row.horizon}"] = float(row.coverage80)
+        metadata[f"coverage90_h{row.horizon}"] = float(row.coverage90)
     yield Output(
         today[
             [
@@ -303,6 +313,8 @@ def forecast_accuracy(
                 "rmse",
                 "mae",
                 "rmse_episodes",
+                "coverage80",
+                "coverage90",
                 "model_version",
             ]
         ],

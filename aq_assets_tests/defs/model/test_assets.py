@@ -4,6 +4,7 @@ sqlite store under tmp_path: promotion, the gate refusing a worse model, failed 
 import datetime as dt
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 from dagster import AssetKey, materialize
@@ -288,15 +289,22 @@ def test_predictions_replace_their_day_and_match_the_shared_forecast_path(instan
         readings,
         dict(zip(catalog.location_id, catalog.timezone, strict=True)),
         origin=origin,
+        thresholds=(15.0, 35.4),  # AQ_THRESHOLDS' defaults for pm25
     )
     batch = stored[stored["origin_utc"] == origin]
     both = batch.merge(
         shared, on=["sensor_id", "horizon", "forecast_for_utc"], suffixes=("_batch", "_shared")
     )
     assert len(both) == len(batch) == 5 * 4  # from 09:00 the 24 h forecast belongs to the next day
-    assert both["forecast_batch"].to_numpy() == pytest.approx(
-        both["forecast_shared"].to_numpy(), rel=1e-6
-    )
+    for column in ["forecast", "q05", "q10", "q50", "q90", "q95", "p_above_15", "p_above_35_4"]:
+        assert both[f"{column}_batch"].to_numpy() == pytest.approx(
+            both[f"{column}_shared"].to_numpy(), rel=1e-6
+        ), column
+    assert (both["category_batch"] == both["category_shared"]).all()
+    quantiles = stored[["q05", "q10", "q50", "q90", "q95"]].to_numpy()
+    assert (np.diff(quantiles, axis=1) >= 0).all()  # ordered, the interval around the median
+    assert set(stored["category"]) <= {"Good", "Moderate", "Unhealthy for Sensitive Groups"}
+    assert (stored["p_above_35_4"] <= stored["p_above_15"]).all()
 
     snapshot = materialize(
         assets, selection=[online_features], instance=instance, resources=resources

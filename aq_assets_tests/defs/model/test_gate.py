@@ -76,3 +76,33 @@ def test_gate_passes_a_model_worse_than_the_champion_within_tolerance():
     decision = gate(model, champion)
 
     assert decision.passed, decision.reasons
+
+
+def intervals(coverage80: float, coverage90: float) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "horizon": [1, 3],
+            "rows": 100,
+            "coverage80": [0.8, coverage80],
+            "coverage90": [0.9, coverage90],
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("coverage80", "coverage90", "passed"),
+    [(0.8, 0.9, True), (0.76, 0.94, True), (0.74, 0.9, False), (0.8, 0.96, False)],
+)
+def test_gate_requires_intervals_within_five_points_of_nominal(coverage80, coverage90, passed):
+    model = {1: 4.0, 3: 6.0}
+
+    decision = decide(
+        scores(model, BASELINE_RMSE), 0.02, 0.05, None, intervals(coverage80, coverage90), 0.05
+    )
+
+    assert decision.passed is passed
+    assert all(r.startswith("3 h: the ") and "interval covered" in r for r in decision.reasons)
+
+
+def test_gate_without_intervals_judges_the_forecasts_alone():
+    assert decide(scores({1: 4.0, 3: 6.0}, BASELINE_RMSE), 0.02, 0.05, None, None).passed
