@@ -45,7 +45,7 @@ class Outlook:
             names = [[labels[i] if i >= 0 else None for i in row] for row in index.tolist()]
         if intervals is None:
             return cls(None, None, names)
-        return cls(intervals.quantiles(point), intervals.exceedance(point, thresholds), names)
+        return cls(*intervals.both(point, thresholds), names)
 
 
 def quantile_name(level: float) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,37 @@ INTERVALS = {80: (0.1, 0.9), 90: (0.05, 0.95)}
 MIN_BAND_ROWS = 250
 MAX_BANDS = 4
 _GRID = np.linspace(0.0, 1.0, 201)  # the probabilities each band's error quantiles sit at
+
+
+# Wider than any span of log errors (a factor of e^100 is no forecast error).
+_STRIDE = 1000.0
+
+
+@dataclass(frozen=True)
+class _Table:
+    """Every (horizon, band) cell's errors, one row each, and the same laid end to end on
+    one line (each cell shifted by its index × _STRIDE) for a single interpolation."""
+
+    errors: np.ndarray  # cells × len(_GRID)
+    first: np.ndarray  # per horizon, the index of its first band's cell
+    edges: np.ndarray  # horizons × (MAX_BANDS - 1), padded with +inf
+    line: np.ndarray
+    probabilities: np.ndarray
+    quantile_shifts: np.ndarray  # cells × QUANTILES
+    lowest: np.ndarray  # per cell, its smallest and largest error
+    highest: np.ndarray
+
+    @classmethod
+    def of(cls, edges: tuple[np.ndarray, ...], errors: tuple[np.ndarray, ...]) -> _Table:
+        rows = np.vstack(errors)
+        padded = np.full((len(edges), MAX_BANDS - 1), np.inf)
+        for j, cuts in enumerate(edges):
+            padded[j, : cuts.size] = cuts
+        first = np.cumsum([0, *(e.shape[0] for e in errors[:-1])])
+        line = (rows + (np.arange(rows.shape[0]) * _STRIDE)[:, None]).ravel()
+        shifts = np.stack([np.interp(QUANTILES, _GRID, row) for row in rows])
+        probabilities = np.tile(_GRID, rows.shape[0])
+        return cls(rows, first, padded, line, probabilities, shifts, rows[:, 0], rows[:, -1])
 
 
 @dataclass(frozen=True)
@@ -56,33 +88,52 @@ class Intervals:
 
     def quantiles(self, forecast: np.ndarray, levels: Sequence[float] = QUANTILES) -> np.ndarray:
         """rows × horizons × levels: the forecast quantiles (NaN where the forecast is)."""
-        out = np.full((*forecast.shape, len(levels)), np.nan)
-        for j, band, rows, base in self._bands(forecast):
-            shifts = np.interp(levels, _GRID, self.errors[j][band])
-            out[rows, j, :] = np.exp(base[:, None] + shifts[None, :]) - self.offset
-        return np.maximum(out, 0.0)
+        return self._quantiles(*self._cells(forecast), levels)
 
     def exceedance(self, forecast: np.ndarray, thresholds: Sequence[float]) -> np.ndarray:
         """rows × horizons × thresholds: the probability that the hour's value exceeds each
         threshold (NaN where the forecast is)."""
-        out = np.full((*forecast.shape, len(thresholds)), np.nan)
-        logs = np.log(np.maximum(np.asarray(thresholds, dtype=np.float64), 0.0) + self.offset)
-        for j, band, rows, base in self._bands(forecast):
-            gaps = logs[None, :] - base[:, None]
-            below = np.interp(gaps.ravel(), self.errors[j][band], _GRID, left=0.0, right=1.0)
-            out[rows, j, :] = 1.0 - below.reshape(gaps.shape)
-        return out
+        return self._exceedance(*self._cells(forecast), thresholds)
 
-    def _bands(self, forecast: np.ndarray):
-        """(horizon, band, the rows in it, their log forecast) for every known forecast."""
-        for j in range(forecast.shape[1]):
-            column = forecast[:, j]
-            known = np.flatnonzero(np.isfinite(column))
-            level = np.maximum(column[known], 0.0)
-            band = np.searchsorted(self.edges[j], level, side="right")
-            for b in np.unique(band):
-                inside = band == b
-                yield j, int(b), known[inside], np.log(level[inside] + self.offset)
+    def both(
+        self, forecast: np.ndarray, thresholds: Sequence[float]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`quantiles` at QUANTILES and `exceedance`, finding each forecast's cell once."""
+        cell, base = self._cells(forecast)
+        return self._quantiles(cell, base, QUANTILES), self._exceedance(cell, base, thresholds)
+
+    def _quantiles(self, cell: np.ndarray, base: np.ndarray, levels: Sequence[float]) -> np.ndarray:
+        table = self._table
+        shifts = (
+            table.quantile_shifts
+            if tuple(levels) == QUANTILES
+            else np.stack([np.interp(levels, _GRID, row) for row in table.errors])
+        )
+        return np.maximum(np.exp(base[:, :, None] + shifts[cell]) - self.offset, 0.0)
+
+    def _exceedance(
+        self, cell: np.ndarray, base: np.ndarray, thresholds: Sequence[float]
+    ) -> np.ndarray:
+        table = self._table
+        logs = np.log(np.maximum(np.asarray(thresholds, dtype=np.float64), 0.0) + self.offset)
+        gaps = logs[None, None, :] - base[:, :, None]
+        # One interpolation for every cell: each cell's errors are moved to their own stretch
+        # of the line (cell × _STRIDE), and each gap clipped into its cell's stretch.
+        low, high = table.lowest[cell][:, :, None], table.highest[cell][:, :, None]
+        x = np.clip(gaps, low, high) + (cell * _STRIDE)[:, :, None]
+        below = np.interp(x.ravel(), table.line, table.probabilities).reshape(gaps.shape)
+        return 1.0 - np.where(gaps < low, 0.0, np.where(gaps >= high, 1.0, below))
+
+    def _cells(self, forecast: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per row and horizon: the (horizon, band) cell of `_table.errors` its forecast
+        falls in, and the log of the forecast (NaN where it is unknown)."""
+        level = np.maximum(forecast, 0.0)
+        bands = (self._table.edges[None, :, :] <= level[:, :, None]).sum(axis=2)
+        return self._table.first[None, :] + bands, np.log(level + self.offset)
+
+    @cached_property
+    def _table(self) -> _Table:
+        return _Table.of(self.edges, self.errors)
 
     def to_dict(self) -> dict[str, Any]:
         return {
