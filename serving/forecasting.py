@@ -6,7 +6,6 @@ every series of a request in one call of the trees, and encode the answer."""
 from __future__ import annotations
 
 import datetime as dt
-import math
 import re
 from functools import lru_cache
 from typing import Any
@@ -14,12 +13,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from aq_assets.ml.cleaning import (
-    DEFAULT_UNITS,
-    RawSeries,
-    clean_many,
-    location_mean,
-)
+from aq_assets.ml.cleaning import DEFAULT_UNITS, clean_laid, location_mean
 from aq_assets.ml.features import (
     FeatureSpec,
     SensorSeries,
@@ -47,7 +41,9 @@ def compile_kernels() -> None:
         [("timestamps", msgspec.Raw(b'["2025-01-01T00:00:00Z","2025-01-01T01:00:00Z"]'))]
     )
     read_values([("values", msgspec.Raw(b"[1.5,null]"))])
-    series = clean_many([RawSeries(np.array([0, 3600]), np.array([1.0, 2.0]), "pm25", "µg/m³")])[0]
+    (series,) = clean_laid(
+        np.array([0, 3600]), np.array([1.0, 2.0]), np.array([0, 2]), ["pm25"], ["µg/m³"]
+    )
     location_mean([series, series])
     origin_feature_rows(FeatureSpec(), [SensorSeries(series, {"pm10": series})], [0])
 
@@ -171,14 +167,18 @@ def histories(
             parts.append((f"{at}.covariates.{name}", readings, name))
     stamps = read_timestamps([(f"{at}.timestamps", r.timestamps) for at, r, _ in parts])
     values = read_values([(f"{at}.values", r.values) for at, r, _ in parts])
-    for (at, _, _), times, numbers in zip(parts, stamps, values, strict=True):
-        _check_shape(len(times), len(numbers), at, settings)
+    n, n_values = stamps.counts, values.counts
+    wrong = (n > settings.max_history_rows) | (n != n_values)
+    if wrong.any():
+        k = int(np.argmax(wrong))
+        _check_shape(int(n[k]), int(n_values[k]), parts[k][0], settings)
     cleaned = iter(
-        clean_many(
-            [
-                RawSeries(times, numbers, parameter, r.units or DEFAULT_UNITS.get(parameter, ""))
-                for (_, r, parameter), times, numbers in zip(parts, stamps, values, strict=True)
-            ]
+        clean_laid(
+            stamps.items,
+            values.items,
+            stamps.offsets,
+            [parameter for _, _, parameter in parts],
+            [r.units or DEFAULT_UNITS.get(parameter, "") for _, r, parameter in parts],
         )
     )
     out = []
@@ -259,33 +259,35 @@ def forecast(
     predicted = model.forecaster.predict(
         rows, [items[i][0].sensor_id for i, _ in done], [origin for _, origin in done]
     )
-    levels = rows[:, model.forecaster.level_index].tolist()
+    levels = _numbers(rows[:, model.forecaster.level_index])
     horizons = model.forecaster.horizons
     outlook = Outlook.of(model.forecaster.intervals, spec.parameter, predicted, model.thresholds)
-    quantiles = outlook.quantiles.tolist() if outlook.quantiles is not None else None
-    exceedance = outlook.exceedance.tolist() if outlook.exceedance is not None else None
+    quantiles = None if outlook.quantiles is None else _numbers(outlook.quantiles)
+    exceedance = None if outlook.exceedance is None else _numbers(outlook.exceedance)
     for k, ((i, origin), level, values) in enumerate(
-        zip(done, levels, predicted.tolist(), strict=True)
+        zip(done, levels, _numbers(predicted), strict=True)
     ):
         result = results[i]
-        result["level"] = _number(level)
+        result["level"] = level
         result["forecasts"] = [
             {
                 "horizon_hours": h,
-                "forecast_for_utc": _iso(origin + h),
-                "value": _number(v),
+                "forecast_for_utc": at,
+                "value": v,
                 "quantiles": None
                 if quantiles is None
-                else dict(zip(QUANTILE_NAMES, map(_number, quantiles[k][j]), strict=True)),
+                else dict(zip(QUANTILE_NAMES, quantiles[k][j], strict=True)),
                 "exceedance": None
                 if exceedance is None
                 else [
-                    {"above": t, "probability": _number(p)}
+                    {"above": t, "probability": p}
                     for t, p in zip(model.thresholds, exceedance[k][j], strict=True)
                 ],
                 "category": None if outlook.categories is None else outlook.categories[k][j],
             }
-            for j, (h, v) in enumerate(zip(horizons, values, strict=True))
+            for j, (h, at, v) in enumerate(
+                zip(horizons, _isos_ahead(origin, horizons), values, strict=True)
+            )
         ]
         if result["level"] is None:
             result["note"] = (
@@ -365,16 +367,26 @@ def sensor_answer(model: LoadedModel, snapshot: OnlineSnapshot, sensor_id: int) 
 
 
 def encode(payload: dict[str, Any]) -> bytes:
-    """Compact JSON, by msgspec (~5x json.dumps). Numbers are finite here (`_number`)."""
+    """Compact JSON, by msgspec (~5x json.dumps). Numbers are finite here (`_numbers`)."""
     return msgspec.json.encode(payload)
 
 
-def _number(value: float) -> float | None:
-    return float(value) if math.isfinite(value) else None
+def _numbers(values: np.ndarray) -> list[Any]:
+    """`values.tolist()` with None in place of NaN and infinities: one conversion for the
+    whole array, not a call per number."""
+    out = values.astype(object)
+    out[~np.isfinite(values)] = None
+    return list(out.tolist())
 
 
 def _utc(moment: dt.datetime | None) -> str | None:
     return None if moment is None else moment.isoformat().replace("+00:00", "Z")
+
+
+@lru_cache(maxsize=8192)
+def _isos_ahead(origin: int, horizons: tuple[int, ...]) -> tuple[str | None, ...]:
+    """`_iso` of each hour `horizons` ahead of `origin`: one lookup a series."""
+    return tuple(_iso(origin + h) for h in horizons)
 
 
 @lru_cache(maxsize=8192)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -39,39 +40,65 @@ warnings.filterwarnings(
 )
 
 
-def read_timestamps(lists: Sequence[tuple[str, msgspec.Raw]]) -> list[np.ndarray]:
+@dataclass(frozen=True)
+class Laid:
+    """The items of several lists one after the other: list k is
+    items[offsets[k]:offsets[k + 1]]. A request's lists stay in one array from the reader
+    through cleaning: no array, and no copy, per list."""
+
+    items: np.ndarray
+    offsets: np.ndarray
+
+    @classmethod
+    def of(cls, lists: Sequence[np.ndarray], dtype: type[np.generic]) -> Laid:
+        offsets = np.zeros(len(lists) + 1, dtype=np.int64)
+        np.cumsum([a.size for a in lists], out=offsets[1:])
+        return cls(np.concatenate([np.empty(0, dtype=dtype), *lists]), offsets)
+
+    @property
+    def counts(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def lists(self) -> list[np.ndarray]:
+        return [self.items[a:b] for a, b in itertools.pairwise(self.offsets.tolist())]
+
+
+def read_timestamps(lists: Sequence[tuple[str, msgspec.Raw]]) -> Laid:
     """Unix seconds (int64) of each (JSON path, JSON text of a list of timestamps), or a 422
     naming the first stamp that is not a time between 1970 and 2100."""
     fast = _compiled_read(read_utc_stamps, lists, np.int64)
     if fast is not None:
         return fast
-    return [seconds(_decode(READ_TIMESTAMPS, raw, at), at) for at, raw in lists]
+    return Laid.of([seconds(_decode(READ_TIMESTAMPS, raw, at), at) for at, raw in lists], np.int64)
 
 
-def read_values(lists: Sequence[tuple[str, msgspec.Raw]]) -> list[np.ndarray]:
+def read_values(lists: Sequence[tuple[str, msgspec.Raw]]) -> Laid:
     """float64 of each (JSON path, JSON text of a list of values), NaN for null, or a 422
     naming the first that is not a number within ±MAX_ABS_VALUE."""
     fast = _compiled_read(partial(read_numbers, limit=MAX_ABS_VALUE), lists, np.float64)
     if fast is not None:
         return fast
-    return [
-        np.array(_decode(READ_VALUES, raw, at), dtype=np.float64)  # None becomes NaN
-        for at, raw in lists
-    ]
+    return Laid.of(
+        [
+            np.array(_decode(READ_VALUES, raw, at), dtype=np.float64)  # None becomes NaN
+            for at, raw in lists
+        ],
+        np.float64,
+    )
 
 
 def _compiled_read(
     reader: Callable[..., bool], lists: Sequence[tuple[str, msgspec.Raw]], dtype: type[np.generic]
-) -> list[np.ndarray] | None:
-    """What `reader` reads from all lists at once, one array per list; None where it leaves
-    them to the general path."""
+) -> Laid | None:
+    """What `reader` reads from all lists at once; None where it leaves them to the general
+    path."""
     buffer = np.frombuffer(b"".join(raw for _, raw in lists), dtype=np.uint8)
     out: np.ndarray = np.empty(buffer.size // 2 + 1, dtype=dtype)  # an item, a comma each
-    counts = np.empty(len(lists), dtype=np.int64)
-    if not reader(buffer, out=out, counts=counts):
+    offsets = np.zeros(len(lists) + 1, dtype=np.int64)
+    if not reader(buffer, out=out, counts=offsets[1:]):
         return None
-    ends = itertools.accumulate(counts.tolist())
-    return [out[a:b] for a, b in itertools.pairwise([0, *ends])]
+    np.cumsum(offsets, out=offsets)
+    return Laid(out[: offsets[-1]], offsets)
 
 
 def _decode(decoder: msgspec.json.Decoder[Any], raw: msgspec.Raw, at: str) -> Any:

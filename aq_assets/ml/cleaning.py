@@ -131,11 +131,33 @@ def clean_many(batch: Sequence[RawSeries]) -> list[HourlySeries]:
     return cleaned
 
 
+def clean_laid(
+    seconds: np.ndarray,
+    values: np.ndarray,
+    offsets: np.ndarray,
+    parameters: Sequence[str],
+    units: Sequence[str],
+) -> list[HourlySeries]:
+    """`clean_many` of series laid end to end (series g is offsets[g]:offsets[g+1] of
+    `seconds` and `values`), one parameter and units each: a request's lists as its reader
+    lays them out, cleaned without a copy per series or a plausible range per reading."""
+    ranges = np.array([_range_of(p, u) for p, u in zip(parameters, units, strict=True)])
+    excess = np.array([SPIKE_MIN_EXCESS.get(p, np.nan) for p in parameters])
+    cleaned, _ = _clean_laid(
+        np.asarray(seconds, dtype=np.int64) // SECONDS_PER_HOUR,
+        np.asarray(values, dtype=np.float64),
+        np.asarray(offsets, dtype=np.int64),
+        ranges.reshape(-1, 3).T,
+        excess,
+        per_series=True,
+    )
+    return cleaned
+
+
 def _clean_with_counts(batch: Sequence[RawSeries]) -> tuple[list[HourlySeries], np.ndarray]:
     """The cleaned series and, per series, how many readings each rule touched
     (`kernels.COUNTS` columns)."""
     from aq_assets.ml.kernels import COUNTS
-    from aq_assets.ml.kernels import clean_series as compiled
 
     if not batch:
         return [], np.zeros((0, len(COUNTS)), dtype=np.int64)
@@ -145,26 +167,45 @@ def _clean_with_counts(batch: Sequence[RawSeries]) -> tuple[list[HourlySeries], 
     values = np.concatenate([np.asarray(raw.values, dtype=np.float64) for raw in batch])
     hours = np.concatenate([np.asarray(raw.seconds, dtype=np.int64) for raw in batch])
     hours //= SECONDS_PER_HOUR
-    # The plausible range of every reading: low, high, tolerance.
-    if all(isinstance(raw.units, str) for raw in batch):  # a request: units per series
-        ranges = np.array([_range_of(raw.parameter, str(raw.units)) for raw in batch])
-        bounds = np.repeat(ranges.T, lengths, axis=1)
+    # The plausible range (low, high, tolerance) of each series, or of each reading.
+    per_series = all(isinstance(raw.units, str) for raw in batch)
+    if per_series:
+        bounds = np.array([_range_of(raw.parameter, str(raw.units)) for raw in batch]).T
     else:
         bounds = np.empty((3, values.size))
         for raw, a, b in zip(batch, offsets[:-1].tolist(), offsets[1:].tolist(), strict=True):
             for k, part in enumerate(_bounds(raw.parameter, raw.units, b - a)):
                 bounds[k, a:b] = part
     excess = np.array([SPIKE_MIN_EXCESS.get(raw.parameter, np.nan) for raw in batch])
+    return _clean_laid(hours, values, offsets, bounds, excess, per_series)
+
+
+def _clean_laid(
+    hours: np.ndarray,
+    values: np.ndarray,
+    offsets: np.ndarray,
+    bounds: np.ndarray,
+    excess: np.ndarray,
+    per_series: bool,
+) -> tuple[list[HourlySeries], np.ndarray]:
+    """`_clean_with_counts` of series laid end to end: `hours` (int64 epoch hours) and
+    `values` split by `offsets`, `bounds` (3 rows: low, high, tolerance) one column per
+    series (`per_series`) or per reading, `excess` per series."""
+    from aq_assets.ml.kernels import clean_series as compiled
+
+    n_series = offsets.size - 1
     # Each series in order of hour; readings within an hour keep their order.
     steps = np.diff(hours)
     steps[offsets[1:-1][(offsets[1:-1] > 0) & (offsets[1:-1] < hours.size)] - 1] = 0
     if (steps < 0).any():
-        series = np.repeat(np.arange(len(batch)), lengths)
+        series = np.repeat(np.arange(n_series), np.diff(offsets))
         order = np.lexsort((hours, series))
-        values, hours, bounds = values[order], hours[order], bounds[:, order]
+        values, hours = values[order], hours[order]
+        if not per_series:  # ranges per series stay with their series
+            bounds = bounds[:, order]
     low, high, tolerance = bounds
     hourly_hours, hourly, cuts, counts = compiled(
-        values, hours, low, high, tolerance, offsets, excess
+        values, hours, low, high, tolerance, per_series, offsets, excess
     )
     cleaned = [
         HourlySeries(hourly_hours[a:b], hourly[a:b]) for a, b in itertools.pairwise(cuts.tolist())

@@ -276,9 +276,7 @@ def _rows(
     target_starts, target_ends = _slices_to(target, item_of, every)
     # The co-located parameter p of origin k is series item_of[k] * P + p, at k * P + p.
     n_covariates = len(plan.covariates)
-    covariates = _laid_end_to_end(
-        [i.covariates.get(p, _EMPTY) for i in items for p in plan.covariates]
-    )
+    covariates = _covariates_laid(items, plan.covariates)
     cov_starts, cov_ends = _slices_to(
         covariates,
         (item_of[:, None] * n_covariates + np.arange(n_covariates)).reshape(-1),
@@ -356,7 +354,6 @@ def _slices_to(
 
 
 _NO_READING = np.iinfo(np.int64).max  # the first hour of a series without readings
-_EMPTY = HourlySeries.empty()
 
 # Wider than any span of epoch hours a series can have (1970-2100 is ~1.1 million hours).
 _SERIES_STRIDE = np.int64(1 << 32)
@@ -370,6 +367,30 @@ def _laid_end_to_end(series: Sequence[HourlySeries]) -> tuple[np.ndarray, np.nda
         return np.empty(0, dtype=np.int64), np.empty(0), offsets
     hours = np.concatenate([s.hours for s in series]).astype(np.int64, copy=False)
     values = np.concatenate([s.values for s in series]).astype(np.float64, copy=False)
+    return hours, values, offsets
+
+
+def _covariates_laid(
+    items: Sequence[SensorSeries], names: tuple[str, ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`_laid_end_to_end` of every item's co-located series, parameter p of item i the
+    series i * len(names) + p (empty where the item lacks it): a lookup per parameter only
+    for the items that have any, since a batch of target-only series has 100 × 11 gaps."""
+    present = [
+        (i * len(names) + p, one)
+        for i, item in enumerate(items)
+        if item.covariates
+        for p, name in enumerate(names)
+        if (one := item.covariates.get(name)) is not None and len(one)
+    ]
+    sizes = np.zeros(len(items) * len(names), dtype=np.int64)
+    offsets = np.zeros(sizes.size + 1, dtype=np.int64)
+    if not present:
+        return np.empty(0, dtype=np.int64), np.empty(0), offsets
+    sizes[[k for k, _ in present]] = [one.hours.size for _, one in present]
+    np.cumsum(sizes, out=offsets[1:])
+    hours = np.concatenate([one.hours for _, one in present]).astype(np.int64, copy=False)
+    values = np.concatenate([one.values for _, one in present]).astype(np.float64, copy=False)
     return hours, values, offsets
 
 

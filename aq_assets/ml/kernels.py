@@ -56,10 +56,10 @@ COUNTS = (
 
 
 @compiled
-def clean_series(values, hours, low, high, tolerance, offsets, excess):
+def clean_series(values, hours, low, high, tolerance, per_series, offsets, excess):
     """`cleaning.clean_many` on series laid end to end (series g is offsets[g]:offsets[g+1],
-    its readings in order of hour; low, high and tolerance per reading, NaN where the range
-    is unknown; excess per series, NaN: no spike rule). Returns hours, hourly values, their
+    its readings in order of hour; low, high and tolerance per series if `per_series`, else
+    per reading, NaN where the range is unknown; excess per series, NaN: no spike rule). Returns hours, hourly values, their
     offsets per series, and per series how many readings each rule touched (`COUNTS`)."""
     n_series = offsets.size - 1
     out_hours = np.empty(values.size, dtype=np.int64)
@@ -74,6 +74,7 @@ def clean_series(values, hours, low, high, tolerance, offsets, excess):
         n = 0
         for j in range(offsets[g], offsets[g + 1]):
             v = values[j]
+            r = g if per_series else j
             sentinel = False
             for placeholder in SENTINELS:
                 sentinel |= v == placeholder
@@ -81,12 +82,12 @@ def clean_series(values, hours, low, high, tolerance, offsets, excess):
                 counts[g, 0] += 1
             elif sentinel:
                 counts[g, 1] += 1
-            elif v > high[j] or v < low[j] - tolerance[j]:
+            elif v > high[r] or v < low[r] - tolerance[r]:
                 counts[g, 2] += 1
             else:
-                counts[g, 3] += v < low[j]
+                counts[g, 3] += v < low[r]
                 kept_hours[n] = hours[j]
-                kept[n] = low[j] if v < low[j] else v
+                kept[n] = low[r] if v < low[r] else v
                 n += 1
         start = at
         at += _hour_means_into(kept_hours[:n], kept[:n], out_hours[at:], out_values[at:])

@@ -40,7 +40,7 @@ def read_fast(texts: list[bytes], reader=read_utc_stamps, *limit: float) -> np.n
     dtype = np.int64 if reader is read_utc_stamps else np.float64
     read = (lambda b, out, counts: reader(b, *limit, out, counts)) if limit else reader
     got = _compiled_read(read, [("x", msgspec.Raw(t)) for t in texts], dtype)
-    return None if got is None else np.concatenate(got)
+    return None if got is None else got.items
 
 
 @settings(max_examples=200, deadline=None)
@@ -56,7 +56,9 @@ def test_stamps_read_as_numpy_reads_them(lists, with_z, style):
     ]
     texts = [raw(s, style) for s in stamps]
 
-    got = read_timestamps([(f"series[{i}].timestamps", text) for i, text in enumerate(texts)])
+    got = read_timestamps(
+        [(f"series[{i}].timestamps", text) for i, text in enumerate(texts)]
+    ).lists()
 
     assert [g.tolist() for g in got] == [numpy_seconds(s) for s in stamps]
     assert read_fast([bytes(t) for t in texts]) is not None  # and by the compiled path
@@ -107,7 +109,7 @@ def test_anything_else_is_left_to_the_general_path(text):
     ],
 )
 def test_every_form_reads_as_numpy_reads_it(text, expected, fast):
-    (got,) = read_timestamps([("series[0].timestamps", msgspec.Raw(text))])
+    (got,) = read_timestamps([("series[0].timestamps", msgspec.Raw(text))]).lists()
     if expected is None:
         expected = [1746104400, 1746108000, 1746111600]
     assert got.tolist() == expected
@@ -120,12 +122,12 @@ def test_a_request_reads_in_one_pass_and_a_bad_stamp_is_named():
         ("series[0].covariates.pm10.timestamps", raw([])),
         ("series[1].timestamps", raw(["2025-05-01T14:00:00Z"])),
     ]
-    first, empty, second = read_timestamps(good)
+    first, empty, second = read_timestamps(good).lists()
     assert first.tolist() == [1746104400, 1746108000] and second.tolist() == [1746108000]
     assert empty.dtype == np.int64 and empty.size == 0
 
     mixed = [good[0], ("series[1].timestamps", raw([0]))]
-    assert [s.tolist() for s in read_timestamps(mixed)] == [[1746104400, 1746108000], [0]]
+    assert [s.tolist() for s in read_timestamps(mixed).lists()] == [[1746104400, 1746108000], [0]]
 
     bad = [*good, ("series[2].timestamps", raw(["2025-05-01T13:00:00Z", "2025-02-30T00:00:00Z"]))]
     with pytest.raises(ApiError) as caught:
@@ -156,7 +158,7 @@ def as_read_by_msgspec(values: list) -> np.ndarray:
 def test_values_read_exactly_as_msgspec_reads_them(lists, style):
     texts = [msgspec.Raw(json.dumps(v, **STYLES[style]).encode()) for v in lists]
 
-    got = read_values([(f"series[{i}].values", text) for i, text in enumerate(texts)])
+    got = read_values([(f"series[{i}].values", text) for i, text in enumerate(texts)]).lists()
 
     assert [bits(g) for g in got] == [bits(as_read_by_msgspec(v)) for v in lists]
 
@@ -187,7 +189,7 @@ def test_decimal_numbers_in_every_form_read_as_python_reads_them(numbers):
         return  # over the limit: the general path says so (below)
 
     fast = read_fast([text], read_numbers, 1e9)
-    (got,) = read_values([("series[0].values", msgspec.Raw(text))])
+    (got,) = read_values([("series[0].values", msgspec.Raw(text))]).lists()
 
     assert bits(got) == bits(np.array(expected))
     if fast is not None:  # the compiled path answered: with exactly these numbers
@@ -233,7 +235,7 @@ def test_the_compiled_reader_leaves_anything_unusual_to_the_general_path(text):
     ],
 )
 def test_the_general_path_reads_what_the_compiled_one_leaves(text, expected):
-    (got,) = read_values([("series[0].values", msgspec.Raw(text))])
+    (got,) = read_values([("series[0].values", msgspec.Raw(text))]).lists()
     assert bits(got) == bits(np.array(expected, dtype=np.float64))
 
 
