@@ -106,11 +106,20 @@ def test_rows_outside_the_partitions_written_are_refused(warehouse):
     assert set(stored(warehouse).value) == {1.0}
 
 
-def test_a_new_column_is_a_clear_error(warehouse):
+def test_a_new_output_column_is_added_and_stored_partitions_keep_their_rows(warehouse):
+    """An asset that gains a column (predictions gained quantiles) keeps what it stored."""
     write(warehouse, day_rows("2025-01-02", 1), ["2025-01-02|1"])
-    with pytest.raises(WarehouseError, match=r"no column\(s\) \['extra'\]"):
-        write(warehouse, day_rows("2025-01-02", 1).assign(extra=1), ["2025-01-02|1"])
-    assert len(stored(warehouse)) == 24
+
+    write(warehouse, day_rows("2025-01-03", 1).assign(extra=1.5), ["2025-01-03|1"])
+
+    table = stored(warehouse)
+    assert len(table) == 48
+    by_day = table.groupby(table["datetime_utc"].dt.date.astype(str))["extra"]
+    assert by_day.apply(lambda e: e.isna().all()).to_dict() == {
+        "2025-01-02": True,
+        "2025-01-03": False,
+    }
+    assert (table.loc[table["extra"].notna(), "extra"] == 1.5).all()
 
 
 def test_reading_a_missing_table_names_it(warehouse):
