@@ -45,6 +45,9 @@ def test_a_level_shift_fails_the_check_retrains_once_and_then_passes(tmp_path, i
     assert before.report_url == f"http://127.0.0.1:8000/v1/reports/drift/{before.day}"
     assert before.accuracy["rmse_champion_h1"] < before.accuracy["rmse_persistence_h1"]
     assert before.accuracy["rmse_best_baseline_h24"] <= before.accuracy["rmse_persistence_h24"]
+    # And how often the served intervals held the value, per horizon (the 80% inside the 90%).
+    for h in (1, 24):
+        assert 0.5 <= before.accuracy[f"coverage80_h{h}"] <= before.accuracy[f"coverage90_h{h}"]
     failed = [o for o in after[:2] if not o.check_passed]
     assert failed, "drift must fail the check on its first or second day"
     assert "log_ratio_to_pm10" in failed[0].drifted_features
