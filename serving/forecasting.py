@@ -261,7 +261,13 @@ def forecast(
     )
     levels = rows[:, model.forecaster.level_index].tolist()
     horizons = model.forecaster.horizons
-    outlook = Outlook.of(model.forecaster.intervals, spec.parameter, predicted, model.thresholds)
+    outlook = Outlook.of(
+        model.forecaster.intervals,
+        spec.parameter,
+        predicted,
+        model.thresholds,
+        model.forecaster.recent(rows),
+    )
     quantiles = outlook.quantiles.tolist() if outlook.quantiles is not None else None
     exceedance = outlook.exceedance.tolist() if outlook.exceedance is not None else None
     for k, ((i, origin), level, values) in enumerate(

@@ -15,7 +15,7 @@ import pandas as pd
 
 from aq_assets.ml.evaluation import BASELINES, beside_baselines
 from aq_assets.ml.features import FeatureSpec
-from aq_assets.ml.intervals import INTERVALS, QUANTILES
+from aq_assets.ml.intervals import INTERVALS, QUANTILES, recent_of
 from aq_assets.ml.model import Forecaster
 
 SEASONS = {12: "DJF", 1: "DJF", 2: "DJF", 3: "MAM", 4: "MAM", 5: "MAM"}
@@ -108,8 +108,9 @@ def distribution_scores(
         return None
     spec = forecaster.spec
     forecast = point[[f"h{h}" for h in spec.horizons]].to_numpy(dtype="float64")
-    quantiles = intervals.quantiles(forecast, QUANTILES)
-    exceedance = intervals.exceedance(forecast, thresholds)
+    recent = recent_of(test)
+    quantiles = intervals.quantiles(forecast, QUANTILES, recent)
+    exceedance = intervals.exceedance(forecast, thresholds, recent)
     # The reference forecast of an exceedance: how often the sensor exceeded it before.
     references = []
     for threshold in thresholds:

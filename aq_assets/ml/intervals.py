@@ -3,11 +3,22 @@ forecaster's errors on days its boosters did not learn from (split-conformal res
 
 Errors are taken on a log scale, `log(y + c) - log(ŷ + c)` with `c` the typical level of the
 calibration days: pollution's errors grow with its level, and relative errors are nearly
-alike across levels. What remains is absorbed by banding the calibration rows by forecast
-level (up to four bands, each with at least `MIN_BAND_ROWS` rows) and keeping each band's
-error distribution whole (201 quantiles), so that any quantile and any threshold's exceedance
-probability are read from one table, consistently: the 0.9 quantile lies at the threshold
-whose exceedance probability is 0.1.
+alike across levels. They are then divided by a scale that follows how unsettled the air has
+been lately (locally-adaptive conformal scores): `v + v̄`, with `v` the relative variability of
+the last 24 hours (`std_24 / (mean_24 + c)`, known at every forecast origin) and `v̄` its
+median over the calibration rows, so that a calm day gets narrower intervals than an episode
+and no row's scale falls below half the typical one. What remains is absorbed by banding the
+calibration rows by forecast level (up to four bands, each with at least `MIN_BAND_ROWS` rows)
+and keeping each band's score distribution whole (201 quantiles), so that any quantile and any
+threshold's exceedance probability are read from one table, consistently: the 0.9 quantile lies
+at the threshold whose exceedance probability is 0.1.
+
+The calibration rows are hours of a few weeks, and hours of one day share its weather: they
+are far fewer independent draws than rows. Each band's table is therefore widened by the
+finite-sample correction of split conformal for `n` exchangeable scores (a central interval of
+nominal coverage `p` is read at `p (n + 1) / n`), with `n` the effective number of independent
+scores: the batch-means estimate over calibration days of how much the share of scores outside
+the central 80% and 90% intervals varies from day to day.
 """
 
 from __future__ import annotations
@@ -17,61 +28,119 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 QUANTILES = (0.05, 0.1, 0.5, 0.9, 0.95)
 # The central intervals the quantiles bound, by nominal coverage.
 INTERVALS = {80: (0.1, 0.9), 90: (0.05, 0.95)}
 MIN_BAND_ROWS = 250
 MAX_BANDS = 4
-_GRID = np.linspace(0.0, 1.0, 201)  # the probabilities each band's error quantiles sit at
+_GRID = np.linspace(0.0, 1.0, 201)  # the probabilities each band's score quantiles sit at
+# The feature columns of the recent variability that scales the scores, in this order.
+RECENT_COLUMNS = ("mean_24", "std_24")
+
+
+def recent_of(frame: pd.DataFrame) -> np.ndarray:
+    """rows × RECENT_COLUMNS of feature rows (NaN where the spec has none)."""
+    return frame.reindex(columns=list(RECENT_COLUMNS)).to_numpy(dtype="float64")
 
 
 @dataclass(frozen=True)
 class Intervals:
-    """Per horizon: the forecast-level edges between bands, and each band's error quantiles
-    (bands × len(_GRID), log scale)."""
+    """Per horizon: the forecast-level edges between bands, and each band's score quantiles
+    (bands × len(_GRID), log scale over the row's scale); `spread` is the median recent
+    variability of the calibration rows (None: scores are not scaled, as in format 4)."""
 
     offset: float
     edges: tuple[np.ndarray, ...]
     errors: tuple[np.ndarray, ...]
+    spread: float | None = None
 
     @classmethod
-    def calibrate(cls, forecast: np.ndarray, truth: np.ndarray) -> Intervals | None:
+    def calibrate(
+        cls,
+        forecast: np.ndarray,
+        truth: np.ndarray,
+        recent: np.ndarray | None = None,
+        days: np.ndarray | None = None,
+    ) -> Intervals | None:
         """From point forecasts and what happened (rows × horizons) on days the point model
-        did not learn from; None when a horizon has fewer than MIN_BAND_ROWS known pairs."""
+        did not learn from, the rows' RECENT_COLUMNS (None: scores unscaled) and the day of
+        each row (None: rows are taken as independent); None when a horizon has fewer than
+        MIN_BAND_ROWS known pairs."""
         known = np.isfinite(forecast) & np.isfinite(truth)
         if forecast.size == 0 or (known.sum(axis=0) < MIN_BAND_ROWS).any():
             return None
         offset = float(max(np.median(np.maximum(truth[known], 0.0)), 1e-6))
+        spread = None
+        if recent is not None:
+            variability = _variability(recent, offset)
+            finite = variability[np.isfinite(variability)]
+            if finite.size and np.median(finite) > 0:
+                spread = float(np.median(finite))
+        scale = cls(offset, (), (), spread)._scale(recent, len(forecast))
         edges, errors = [], []
         for j in range(forecast.shape[1]):
-            level = np.maximum(forecast[known[:, j], j], 0.0)
-            error = np.log(np.maximum(truth[known[:, j], j], 0.0) + offset) - np.log(level + offset)
+            rows = known[:, j]
+            level = np.maximum(forecast[rows, j], 0.0)
+            error = np.log(np.maximum(truth[rows, j], 0.0) + offset) - np.log(level + offset)
+            score = error / scale[rows]
             bands = int(min(MAX_BANDS, max(1, level.size // MIN_BAND_ROWS)))
             cuts = np.quantile(level, np.arange(1, bands) / bands)
             band = np.searchsorted(cuts, level, side="right")
             edges.append(cuts)
-            errors.append(np.vstack([np.quantile(error[band == b], _GRID) for b in range(bands)]))
-        return cls(offset, tuple(edges), tuple(errors))
+            tables = []
+            for b in range(bands):
+                inside = band == b
+                n = effective_size(score[inside], None if days is None else days[rows][inside])
+                # Nominal p read at the level a central interval of p (n + 1) / n sits at.
+                widened = np.clip(0.5 + (_GRID - 0.5) * (n + 1) / n, 0.0, 1.0)
+                tables.append(np.quantile(score[inside], widened))
+            errors.append(np.vstack(tables))
+        return cls(offset, tuple(edges), tuple(errors), spread)
 
-    def quantiles(self, forecast: np.ndarray, levels: Sequence[float] = QUANTILES) -> np.ndarray:
-        """rows × horizons × levels: the forecast quantiles (NaN where the forecast is)."""
+    def quantiles(
+        self,
+        forecast: np.ndarray,
+        levels: Sequence[float] = QUANTILES,
+        recent: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """rows × horizons × levels: the forecast quantiles (NaN where the forecast is), for
+        rows with RECENT_COLUMNS `recent` (None or NaN: a typical variability)."""
         out = np.full((*forecast.shape, len(levels)), np.nan)
+        scale = self._scale(recent, len(forecast))
         for j, band, rows, base in self._bands(forecast):
             shifts = np.interp(levels, _GRID, self.errors[j][band])
-            out[rows, j, :] = np.exp(base[:, None] + shifts[None, :]) - self.offset
-        return np.maximum(out, 0.0)
+            out[rows, j, :] = np.exp(base[:, None] + scale[rows, None] * shifts[None, :])
+        return np.maximum(out - self.offset, 0.0)
 
-    def exceedance(self, forecast: np.ndarray, thresholds: Sequence[float]) -> np.ndarray:
+    def exceedance(
+        self,
+        forecast: np.ndarray,
+        thresholds: Sequence[float],
+        recent: np.ndarray | None = None,
+    ) -> np.ndarray:
         """rows × horizons × thresholds: the probability that the hour's value exceeds each
-        threshold (NaN where the forecast is)."""
+        threshold (NaN where the forecast is), for rows with RECENT_COLUMNS `recent`."""
         out = np.full((*forecast.shape, len(thresholds)), np.nan)
         logs = np.log(np.maximum(np.asarray(thresholds, dtype=np.float64), 0.0) + self.offset)
+        scale = self._scale(recent, len(forecast))
         for j, band, rows, base in self._bands(forecast):
-            gaps = logs[None, :] - base[:, None]
-            below = np.interp(gaps.ravel(), self.errors[j][band], _GRID, left=0.0, right=1.0)
+            gaps = (logs[None, :] - base[:, None]) / scale[rows, None]
+            table = np.maximum.accumulate(self.errors[j][band])
+            below = np.interp(gaps.ravel(), table, _GRID, left=0.0, right=1.0)
             out[rows, j, :] = 1.0 - below.reshape(gaps.shape)
         return out
+
+    def _scale(self, recent: np.ndarray | None, rows: int) -> np.ndarray:
+        """Each row's score scale: its recent variability plus the typical one (a row without
+        one: twice the typical); ones when scores are not scaled."""
+        if self.spread is None:
+            return np.ones(rows)
+        if recent is None:
+            return np.full(rows, 2.0 * self.spread)
+        variability = _variability(recent, self.offset)
+        return np.where(np.isfinite(variability), variability, self.spread) + self.spread
 
     def _bands(self, forecast: np.ndarray):
         """(horizon, band, the rows in it, their log forecast) for every known forecast."""
@@ -89,12 +158,39 @@ class Intervals:
             "offset": self.offset,
             "edges": [e.tolist() for e in self.edges],
             "errors": [e.tolist() for e in self.errors],
+            "spread": self.spread,
         }
 
     @classmethod
     def from_dict(cls, state: dict[str, Any]) -> Intervals:
+        spread = state.get("spread")
         return cls(
             float(state["offset"]),
             tuple(np.asarray(e, dtype=np.float64) for e in state["edges"]),
             tuple(np.asarray(e, dtype=np.float64).reshape(-1, _GRID.size) for e in state["errors"]),
+            None if spread is None else float(spread),
         )
+
+
+def _variability(recent: np.ndarray, offset: float) -> np.ndarray:
+    """The relative variability of the last 24 hours, `std_24 / (mean_24 + offset)`."""
+    recent = np.asarray(recent, dtype=np.float64).reshape(-1, len(RECENT_COLUMNS))
+    return np.maximum(recent[:, 1], 0.0) / (np.maximum(recent[:, 0], 0.0) + offset)
+
+
+def effective_size(score: np.ndarray, days: np.ndarray | None) -> float:
+    """How many independent scores `score` is worth: for the central 80% and 90% intervals,
+    the share of scores outside varies between days (batch means) as that of n independent
+    scores would; the smaller n, at most the number of scores. Without days: the number of
+    scores."""
+    if days is None or score.size < 2:
+        return float(max(score.size, 1))
+    sizes = []
+    for nominal in INTERVALS:
+        low, high = np.quantile(score, [0.5 - nominal / 200, 0.5 + nominal / 200])
+        outside = ((score < low) | (score > high)).astype(np.float64)
+        share = outside.mean()
+        by_day = pd.Series(outside).groupby(np.asarray(days)).mean()
+        spread = float(by_day.var(ddof=1)) if len(by_day) > 1 else share * (1 - share)
+        sizes.append(len(by_day) * share * (1 - share) / max(spread, 1e-12))
+    return float(min(max(min(sizes), 1.0), score.size))
