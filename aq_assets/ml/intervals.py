@@ -7,11 +7,11 @@ alike across levels. They are then divided by a scale that follows how unsettled
 been lately (locally-adaptive conformal scores): `v + v̄`, with `v` the relative variability of
 the last 24 hours (`std_24 / (mean_24 + c)`, known at every forecast origin) and `v̄` its
 median over the calibration rows, so that a calm day gets narrower intervals than an episode
-and no row's scale falls below half the typical one. What remains is absorbed by banding the
-calibration rows by forecast level (up to four bands, each with at least `MIN_BAND_ROWS` rows)
-and keeping each band's score distribution whole (201 quantiles), so that any quantile and any
-threshold's exceedance probability are read from one table, consistently: the 0.9 quantile lies
-at the threshold whose exceedance probability is 0.1.
+and no row's scale falls below half the typical one. Each horizon's score distribution is kept
+whole (201 quantiles), so that any quantile and any threshold's exceedance probability are read
+from one table, consistently: the 0.9 quantile lies at the threshold whose exceedance
+probability is 0.1. Tables may be banded by forecast level (format 4 had up to four bands);
+with scaled scores one band covers better in backtests (fewer, noisier tails otherwise).
 
 The calibration rows are hours of a few weeks, and hours of one day share its weather: they
 are far fewer independent draws than rows. Each band's table is therefore widened by the
@@ -34,7 +34,7 @@ QUANTILES = (0.05, 0.1, 0.5, 0.9, 0.95)
 # The central intervals the quantiles bound, by nominal coverage.
 INTERVALS = {80: (0.1, 0.9), 90: (0.05, 0.95)}
 MIN_BAND_ROWS = 250
-MAX_BANDS = 4
+MAX_BANDS = 1  # bands by forecast level, each with at least MIN_BAND_ROWS rows
 _GRID = np.linspace(0.0, 1.0, 201)  # the probabilities each band's score quantiles sit at
 # The feature columns of the recent variability that scales the scores, in this order.
 RECENT_COLUMNS = ("mean_24", "std_24")
