@@ -98,9 +98,9 @@ def distribution_scores(
     history: pd.DataFrame,
     thresholds: Sequence[float],
 ) -> dict[int, pd.DataFrame] | None:
-    """Per horizon, per test row: whether the 80% and 90% intervals cover the value, their
-    widths, the mean pinball loss of the quantiles, and for each threshold T the squared error
-    of the exceedance probability (`brier_T`), of the sensor's climatological frequency of
+    """Per horizon, per test row: that it is scored (`scored`, 1), whether the 80% and 90%
+    intervals cover the value, their widths, the mean pinball loss of the quantiles, and for
+    each threshold T the squared error of the exceedance probability (`brier_T`), of the sensor's climatological frequency of
     exceeding it in `history` (`brier_ref_T`), and whether it was exceeded (`exceeded_T`).
     None for a forecaster without intervals."""
     intervals = forecaster.intervals
@@ -120,7 +120,7 @@ def distribution_scores(
     out = {}
     for j, h in enumerate(spec.horizons):
         truth = test[f"target_h{h}"].to_numpy(dtype="float64")
-        columns: dict[str, np.ndarray] = {}
+        columns: dict[str, np.ndarray] = {"scored": np.ones(len(truth))}
         for nominal, (low, high) in INTERVALS.items():
             lower = quantiles[:, j, QUANTILES.index(low)]
             upper = quantiles[:, j, QUANTILES.index(high)]
@@ -207,11 +207,14 @@ def pooled_distribution(sums: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     if "covered80" not in model.columns:
         return pd.DataFrame()
     grouped = model.groupby([*by, "horizon"]).sum(numeric_only=True)
+    # Over the rows scored: an origin whose forecaster has no intervals (too few calibration
+    # rows) has none, and its rows count neither as covered nor as missed.
+    scored = grouped["scored"] if "scored" in grouped.columns else grouped["n"]
     out = pd.DataFrame(index=grouped.index)
     for nominal in INTERVALS:
-        out[f"coverage{nominal}"] = grouped[f"covered{nominal}"] / grouped["n"]
-        out[f"width{nominal}"] = grouped[f"width{nominal}"] / grouped["n"]
-    out["pinball"] = grouped["pinball"] / grouped["n"]
+        out[f"coverage{nominal}"] = grouped[f"covered{nominal}"] / scored
+        out[f"width{nominal}"] = grouped[f"width{nominal}"] / scored
+    out["pinball"] = grouped["pinball"] / scored
     for column in grouped.columns:
         if column.startswith("brier_") and not column.startswith("brier_ref_"):
             threshold = column.removeprefix("brier_")
