@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from aq_assets.ml.features import FeatureSpec
+from aq_assets.ml.intervals import RECENT_COLUMNS
 from aq_assets.ml.model import RECENT_MEANS, Forecaster
 
 if TYPE_CHECKING:
@@ -157,6 +158,7 @@ class OnlineForecaster:
         columns = self.spec.feature_columns
         self.level_index = columns.index("level")
         self._recent_means = [columns.index(c) for c in RECENT_MEANS if c in columns]
+        self._recent = [columns.index(c) for c in RECENT_COLUMNS if c in columns]
         self.compiled_error: str | None = None
         self._changes = self._predictor(len(columns))
 
@@ -189,6 +191,12 @@ class OnlineForecaster:
         except (ImportError, ValueError, KeyError) as exc:  # numba missing, a layout unknown
             self.compiled_error = f"{type(exc).__name__}: {exc}"
         return self._forecaster.changes
+
+    def recent(self, rows: np.ndarray) -> np.ndarray | None:
+        """The rows' RECENT_COLUMNS, which scale the intervals (None: the spec lacks them)."""
+        if len(self._recent) < len(RECENT_COLUMNS):
+            return None
+        return np.atleast_2d(rows)[:, self._recent]
 
     def predict(
         self,

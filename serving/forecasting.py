@@ -261,7 +261,13 @@ def forecast(
     )
     levels = _numbers(rows[:, model.forecaster.level_index])
     horizons = model.forecaster.horizons
-    outlook = Outlook.of(model.forecaster.intervals, spec.parameter, predicted, model.thresholds)
+    outlook = Outlook.of(
+        model.forecaster.intervals,
+        spec.parameter,
+        predicted,
+        model.thresholds,
+        model.forecaster.recent(rows),
+    )
     quantiles = None if outlook.quantiles is None else _numbers(outlook.quantiles)
     exceedance = None if outlook.exceedance is None else _numbers(outlook.exceedance)
     for k, ((i, origin), level, values) in enumerate(

@@ -15,7 +15,7 @@ import pandas as pd
 
 from aq_assets.ml.evaluation import BASELINES, beside_baselines
 from aq_assets.ml.features import FeatureSpec
-from aq_assets.ml.intervals import INTERVALS, interval_scores
+from aq_assets.ml.intervals import INTERVALS, interval_scores, recent_of
 from aq_assets.ml.model import Forecaster
 
 SEASONS = {12: "DJF", 1: "DJF", 2: "DJF", 3: "MAM", 4: "MAM", 5: "MAM"}
@@ -98,9 +98,9 @@ def distribution_scores(
     history: pd.DataFrame,
     thresholds: Sequence[float],
 ) -> dict[int, pd.DataFrame] | None:
-    """Per horizon, per test row: whether the 80% and 90% intervals cover the value, their
-    widths, the mean pinball loss of the quantiles, and for each threshold T the squared error
-    of the exceedance probability (`brier_T`), of the sensor's climatological frequency of
+    """Per horizon, per test row: that it is scored (`scored`, 1), whether the 80% and 90%
+    intervals cover the value, their widths, the mean pinball loss of the quantiles, and for
+    each threshold T the squared error of the exceedance probability (`brier_T`), of the sensor's climatological frequency of
     exceeding it in `history` (`brier_ref_T`), and whether it was exceeded (`exceeded_T`).
     None for a forecaster without intervals."""
     intervals = forecaster.intervals
@@ -109,8 +109,9 @@ def distribution_scores(
     spec = forecaster.spec
     forecast = point[[f"h{h}" for h in spec.horizons]].to_numpy(dtype="float64")
     truths = test[spec.target_columns].to_numpy(dtype="float64")
-    per_row = interval_scores(intervals, forecast, truths)
-    exceedance = intervals.exceedance(forecast, thresholds)
+    recent = recent_of(test)
+    per_row = interval_scores(intervals, forecast, truths, recent)
+    exceedance = intervals.exceedance(forecast, thresholds, recent)
     # The reference forecast of an exceedance: how often the sensor exceeded it before.
     references = []
     for threshold in thresholds:
@@ -120,7 +121,8 @@ def distribution_scores(
     out = {}
     for j, h in enumerate(spec.horizons):
         truth = truths[:, j]
-        columns = {name: values[:, j] for name, values in per_row.items()}
+        columns = {"scored": np.ones(len(truth))}
+        columns |= {name: values[:, j] for name, values in per_row.items()}
         for k, (threshold, reference) in enumerate(zip(thresholds, references, strict=True)):
             exceeded = (truth > threshold).astype(float)
             columns[f"brier_{threshold:g}"] = (exceedance[:, j, k] - exceeded) ** 2
@@ -199,11 +201,14 @@ def pooled_distribution(sums: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     if "covered80" not in model.columns:
         return pd.DataFrame()
     grouped = model.groupby([*by, "horizon"]).sum(numeric_only=True)
+    # Over the rows scored: an origin whose forecaster has no intervals (too few calibration
+    # rows) has none, and its rows count neither as covered nor as missed.
+    scored = grouped["scored"] if "scored" in grouped.columns else grouped["n"]
     out = pd.DataFrame(index=grouped.index)
     for nominal in INTERVALS:
-        out[f"coverage{nominal}"] = grouped[f"covered{nominal}"] / grouped["n"]
-        out[f"width{nominal}"] = grouped[f"width{nominal}"] / grouped["n"]
-    out["pinball"] = grouped["pinball"] / grouped["n"]
+        out[f"coverage{nominal}"] = grouped[f"covered{nominal}"] / scored
+        out[f"width{nominal}"] = grouped[f"width{nominal}"] / scored
+    out["pinball"] = grouped["pinball"] / scored
     for column in grouped.columns:
         if column.startswith("brier_") and not column.startswith("brier_ref_"):
             threshold = column.removeprefix("brier_")

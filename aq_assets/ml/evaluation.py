@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from aq_assets.ml.features import FeatureSpec
-from aq_assets.ml.intervals import interval_scores
+from aq_assets.ml.intervals import interval_scores, recent_of
 from aq_assets.ml.model import Forecaster, TimeSplit, days_at_most_a_quarter, train_forecaster
 
 BASELINES = ("persistence", "same_hour_yesterday", "climatology")
@@ -121,7 +121,7 @@ def interval_summary(forecaster: Forecaster, frame: pd.DataFrame) -> pd.DataFram
     spec = forecaster.spec
     forecast = forecaster.predict(frame)[[f"h{h}" for h in spec.horizons]].to_numpy()
     truth = frame[spec.target_columns].to_numpy(dtype="float64")
-    scores = interval_scores(forecaster.intervals, forecast, truth)
+    scores = interval_scores(forecaster.intervals, forecast, truth, recent_of(frame))
     known = np.isfinite(scores["pinball"])
     return pd.DataFrame(
         {

@@ -12,7 +12,7 @@ import pandas as pd
 from aq_assets.ml.air_quality import SCALES, category_indices
 from aq_assets.ml.cleaning import clean_readings, without_stuck
 from aq_assets.ml.features import build_features
-from aq_assets.ml.intervals import INTERVALS, QUANTILES, Intervals
+from aq_assets.ml.intervals import INTERVALS, QUANTILES, Intervals, recent_of
 from aq_assets.ml.model import Forecaster
 
 FORECAST_COLUMNS = ["sensor_id", "origin_utc", "horizon", "forecast_for_utc", "forecast"]
@@ -36,6 +36,7 @@ class Outlook:
         parameter: str,
         point: np.ndarray,
         thresholds: Sequence[float],
+        recent: np.ndarray | None = None,
     ) -> Outlook:
         scale = SCALES.get(parameter)
         names = None
@@ -45,7 +46,7 @@ class Outlook:
             names = [[labels[i] if i >= 0 else None for i in row] for row in index.tolist()]
         if intervals is None:
             return cls(None, None, names)
-        return cls(*intervals.both(point, thresholds), names)
+        return cls(*intervals.both(point, thresholds, recent), names)
 
 
 def quantile_name(level: float) -> str:
@@ -112,7 +113,9 @@ def forecasts_from_rows(
         return pd.DataFrame(columns=FORECAST_COLUMNS)
     horizons = list(forecaster.spec.horizons)
     point = forecaster.predict(rows)[[f"h{h}" for h in horizons]].to_numpy(dtype="float64")
-    outlook = Outlook.of(forecaster.intervals, forecaster.spec.parameter, point, thresholds)
+    outlook = Outlook.of(
+        forecaster.intervals, forecaster.spec.parameter, point, thresholds, recent_of(rows)
+    )
     n, width = len(rows), len(horizons)
     origins = rows["datetime_utc"].to_numpy()
     # Horizon-major, as the rows are laid out below: all of the first horizon, then the next.

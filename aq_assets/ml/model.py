@@ -16,6 +16,7 @@ every day with the rounds and weights chosen there, so it learns the newest days
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,12 +25,13 @@ import numpy as np
 import pandas as pd
 
 from aq_assets.ml.features import FeatureSpec, feature_matrix
-from aq_assets.ml.intervals import Intervals
+from aq_assets.ml.intervals import Intervals, recent_of
 
 # Saved forecasters carry this; 3 = blend weights per horizon and component, sensor means;
-# 4 = forecast intervals. Format 3 still loads, without intervals.
-FORMAT = 4
-READABLE_FORMATS = (3, 4)
+# 4 = forecast intervals; 5 = interval scores scaled by the recent variability. Format 3 still
+# loads, without intervals, and format 4 with its unscaled intervals.
+FORMAT = 5
+READABLE_FORMATS = (3, 4, 5)
 
 # What each horizon's booster forecast is blended with: the current level (persistence), the
 # sensor's mean at the target hour of day (climatology), and the daily shape at the target
@@ -148,10 +150,18 @@ class Forecaster:
             intervals=self.intervals,
         )
 
-    def calibrated(self, frame: pd.DataFrame) -> Forecaster:
-        """This forecaster with intervals from its errors on the rows of `frame`."""
-        truth = frame[self.spec.target_columns].to_numpy(dtype="float64")
-        self.intervals = Intervals.calibrate(self.predict(frame).to_numpy(), truth)
+    def calibrated(
+        self, frame: pd.DataFrame, earlier: Sequence[tuple[Forecaster, pd.DataFrame]] = ()
+    ) -> Forecaster:
+        """This forecaster with intervals from its errors on the rows of `frame`, and from
+        each `earlier` forecaster's errors on its rows (days it did not learn from either)."""
+        parts = [(self, frame), *earlier]
+        frames = [rows for _, rows in parts]
+        forecast = np.vstack([f.predict(rows).to_numpy() for f, rows in parts])
+        truth = np.vstack([rows[self.spec.target_columns].to_numpy("float64") for rows in frames])
+        recent = np.vstack([recent_of(rows) for rows in frames])
+        days = np.concatenate([rows["datetime_utc"].dt.floor("D").to_numpy() for rows in frames])
+        self.intervals = Intervals.calibrate(forecast, truth, recent, days)
         return self
 
     def save(self, directory: Path) -> None:
@@ -365,13 +375,39 @@ def fit_forecaster(
 ) -> Forecaster:
     """The forecaster for the rows of `frame`: the number of rounds of each horizon's booster
     and the blend weights chosen on the last `validation_days` (at most a quarter of the
-    days), then everything trained again on all of `frame`, so the newest days are learnt."""
+    days), then everything trained again on all of `frame`, so the newest days are learnt.
+    Its intervals are calibrated on its errors on the validation days and, where enough
+    precedes them, on as many days before them (`earlier_fold`)."""
     split = TimeSplit.last_days(
         frame["datetime_utc"], 0, days_at_most_a_quarter(frame, validation_days)
     )
     train, validation, _ = split.parts(frame, max(spec.horizons))
     chosen = train_forecaster(train, validation, spec, params, max_rounds, early_stopping_rounds)
+    earlier = earlier_fold(chosen, frame, split, params)
+    if earlier is not None:
+        chosen.calibrated(validation, [earlier])
     return chosen.refit(frame, params)
+
+
+def earlier_fold(
+    chosen: Forecaster,
+    frame: pd.DataFrame,
+    split: TimeSplit,
+    params: dict[str, Any] | None = None,
+) -> tuple[Forecaster, pd.DataFrame] | None:
+    """More days to calibrate the intervals on: `chosen` (its rounds and blend weights) trained
+    again on the rows before the as many days before its validation days, with those days'
+    rows, which neither it learnt from nor its rounds and weights were chosen on. None when too
+    little precedes them (less than those days)."""
+    days = split.holdout_start - split.validation_start
+    fold = TimeSplit(split.validation_start - days, split.validation_start)
+    before, rows, _ = fold.parts(frame, max(chosen.spec.horizons))
+    if before.empty or before["datetime_utc"].max() - before["datetime_utc"].min() < days:
+        return None
+    try:
+        return chosen.refit(before, params), rows
+    except ValueError:  # no rows with a level and a target to learn from
+        return None
 
 
 def days_at_most_a_quarter(frame: pd.DataFrame, days: int) -> int:

@@ -8,7 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aq_assets.ml.backtest import backtest, origins_table, pooled_rmse, rolling_origins, summary
+from aq_assets.ml.backtest import (
+    backtest,
+    origins_table,
+    pooled_distribution,
+    pooled_rmse,
+    rolling_origins,
+    summary,
+)
 from aq_assets.ml.evaluation import loss_differential
 from aq_assets.ml.features import FeatureSpec, build_features
 from aq_assets.ml.model import Forecaster, baseline_forecaster
@@ -125,3 +132,23 @@ def test_a_champion_worse_than_persistence_day_after_day_is_worse_with_evidence(
 )
 def test_no_evidence_is_not_worse(champion):
     assert not loss_differential(daily_scores(champion), min_days=7).iloc[0]["worse"]
+
+
+def test_pooled_coverage_leaves_out_origins_without_intervals():
+    """An origin whose forecaster has no intervals has rows but no scores: they count neither
+    as covered nor as missed."""
+    with_intervals = {"n": 10, "scored": 10, "covered80": 8, "covered90": 9, "width80": 20.0}
+    without = {"n": 30}
+    sums = pd.DataFrame(
+        [
+            {"origin": 1, "horizon": 1, "forecaster": "model", "width90": 30.0, "pinball": 1.0}
+            | with_intervals,
+            {"origin": 2, "horizon": 1, "forecaster": "model"} | without,
+        ]
+    )
+
+    pooled = pooled_distribution(sums, [])
+
+    assert pooled.loc[1, "coverage80"] == pytest.approx(0.8)
+    assert pooled.loc[1, "coverage90"] == pytest.approx(0.9)
+    assert pooled.loc[1, "width80"] == pytest.approx(2.0)

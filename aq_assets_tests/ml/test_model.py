@@ -13,6 +13,7 @@ from aq_assets.ml.model import (
     Forecaster,
     TimeSplit,
     baseline_forecaster,
+    earlier_fold,
     fit_blend_weights,
     fit_forecaster,
     train_forecaster,
@@ -187,6 +188,26 @@ def test_fit_forecaster_trains_on_every_row(trained):
     by_hand = train_forecaster(earlier, later, MODEL_SPEC, max_rounds=150).refit(frame)
 
     pd.testing.assert_frame_equal(fitted.predict(holdout), by_hand.predict(holdout))
+
+
+def test_fit_forecaster_calibrates_on_the_validation_days_and_as_many_before(trained):
+    """The intervals come from the chosen forecaster's errors on its validation days and from
+    its refit on the rows before the 5 days before them, on those days."""
+    _, train, validation, _ = trained
+    frame = pd.concat([train, validation])
+
+    fitted = fit_forecaster(frame, MODEL_SPEC, validation_days=5, max_rounds=150)
+    split = TimeSplit.last_days(frame["datetime_utc"], 0, 5)
+    earlier, later, _ = split.parts(frame, max(MODEL_SPEC.horizons))
+    chosen = train_forecaster(earlier, later, MODEL_SPEC, max_rounds=150)
+    fold = earlier_fold(chosen, frame, split)
+    assert fold is not None
+    assert fold[1]["datetime_utc"].min() >= split.validation_start - pd.Timedelta(days=5)
+    assert fold[1]["datetime_utc"].max() < split.validation_start
+    by_hand = chosen.calibrated(later, [fold]).intervals
+
+    assert fitted.intervals is not None and by_hand is not None
+    assert fitted.intervals.to_dict() == by_hand.to_dict()
 
 
 def test_baseline_forecaster_forecasts_the_chosen_baseline(trained):
