@@ -106,3 +106,13 @@ def test_gate_requires_intervals_within_five_points_of_nominal(coverage80, cover
 
 def test_gate_without_intervals_judges_the_forecasts_alone():
     assert decide(scores({1: 4.0, 3: 6.0}, BASELINE_RMSE), 0.02, 0.05, None, None).passed
+
+
+@pytest.mark.parametrize(("se", "passed"), [(0.02, True), (0.005, False)])
+def test_the_coverage_bar_allows_for_what_a_fortnight_cannot_tell(se, passed):
+    """7 points short: within 5 points and two standard errors of 2 points, not of 0.5."""
+    covered = intervals(0.73, 0.9).assign(coverage80_se=se, coverage90_se=se)
+
+    decision = decide(scores({1: 4.0, 3: 6.0}, BASELINE_RMSE), 0.02, 0.05, None, covered, 0.05)
+
+    assert decision.passed is passed
