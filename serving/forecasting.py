@@ -268,10 +268,12 @@ def forecast(
         model.thresholds,
         model.forecaster.recent(rows),
     )
-    quantiles = None if outlook.quantiles is None else _numbers(outlook.quantiles)
-    exceedance = None if outlook.exceedance is None else _numbers(outlook.exceedance)
+    # Plain lists: msgspec writes NaN as null, so these need no None in place of NaN.
+    quantiles = None if outlook.quantiles is None else outlook.quantiles.tolist()
+    exceedance = None if outlook.exceedance is None else outlook.exceedance.tolist()
+    categories = outlook.categories
     for k, ((i, origin), level, values) in enumerate(
-        zip(done, levels, _numbers(predicted), strict=True)
+        zip(done, levels, predicted.tolist(), strict=True)
     ):
         result = results[i]
         result["level"] = level
@@ -289,7 +291,7 @@ def forecast(
                     {"above": t, "probability": p}
                     for t, p in zip(model.thresholds, exceedance[k][j], strict=True)
                 ],
-                "category": None if outlook.categories is None else outlook.categories[k][j],
+                "category": None if categories is None else categories[k][j],
             }
             for j, (h, at, v) in enumerate(
                 zip(horizons, _isos_ahead(origin, horizons), values, strict=True)
@@ -373,7 +375,7 @@ def sensor_answer(model: LoadedModel, snapshot: OnlineSnapshot, sensor_id: int) 
 
 
 def encode(payload: dict[str, Any]) -> bytes:
-    """Compact JSON, by msgspec (~5x json.dumps). Numbers are finite here (`_numbers`)."""
+    """Compact JSON, by msgspec (~5x json.dumps); NaN and infinities are written as null."""
     return msgspec.json.encode(payload)
 
 
