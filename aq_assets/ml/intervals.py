@@ -10,11 +10,12 @@ median over the calibration rows, so that a calm day gets narrower intervals tha
 and no row's scale falls below half the typical one. Each horizon's score distribution is kept
 whole (201 quantiles), so that any quantile and any threshold's exceedance probability are read
 from one table, consistently: the 0.9 quantile lies at the threshold whose exceedance
-probability is 0.1. Tables may be banded by forecast level (format 4 had up to four bands);
-with scaled scores one band covers better in backtests (fewer, noisier tails otherwise).
+probability is 0.1. Format 4 banded the calibration rows by forecast level (up to four
+tables per horizon, still read); with scaled scores one table per horizon covers better in
+backtests (bands only split the rows into noisier tails), so calibration makes one.
 
 The calibration rows are hours of a few weeks, and hours of one day share its weather: they
-are far fewer independent draws than rows. Each band's table is therefore widened by the
+are far fewer independent draws than rows. Each table is therefore widened by the
 finite-sample correction of split conformal for `n` exchangeable scores (a central interval of
 nominal coverage `p` is read at `p (n + 1) / n`), with `n` the effective number of independent
 scores: the batch-means estimate over calibration days of how much the share of scores outside
@@ -34,9 +35,8 @@ import pandas as pd
 QUANTILES = (0.05, 0.1, 0.5, 0.9, 0.95)
 # The central intervals the quantiles bound, by nominal coverage.
 INTERVALS = {80: (0.1, 0.9), 90: (0.05, 0.95)}
-MIN_BAND_ROWS = 250
-MAX_BANDS = 1  # bands by forecast level, each with at least MIN_BAND_ROWS rows
-_GRID = np.linspace(0.0, 1.0, 201)  # the probabilities each band's score quantiles sit at
+MIN_CALIBRATION_ROWS = 250  # per horizon
+_GRID = np.linspace(0.0, 1.0, 201)  # the probabilities each table's score quantiles sit at
 # The feature columns of the recent variability that scales the scores, in this order.
 RECENT_COLUMNS = ("mean_24", "std_24")
 
@@ -99,9 +99,9 @@ class Intervals:
         """From point forecasts and what happened (rows × horizons) on days the point model
         did not learn from, the rows' RECENT_COLUMNS (None: scores unscaled) and the day of
         each row (None: rows are taken as independent); None when a horizon has fewer than
-        MIN_BAND_ROWS known pairs."""
+        MIN_CALIBRATION_ROWS known pairs."""
         known = np.isfinite(forecast) & np.isfinite(truth)
-        if forecast.size == 0 or (known.sum(axis=0) < MIN_BAND_ROWS).any():
+        if forecast.size == 0 or (known.sum(axis=0) < MIN_CALIBRATION_ROWS).any():
             return None
         offset = float(max(np.median(np.maximum(truth[known], 0.0)), 1e-6))
         spread = None
@@ -111,25 +111,18 @@ class Intervals:
             if finite.size and np.median(finite) > 0:
                 spread = float(np.median(finite))
         scale = cls(offset, (), (), spread)._scale(recent, len(forecast))
-        edges, errors = [], []
+        errors = []
         for j in range(forecast.shape[1]):
             rows = known[:, j]
             level = np.maximum(forecast[rows, j], 0.0)
             error = np.log(np.maximum(truth[rows, j], 0.0) + offset) - np.log(level + offset)
             score = error / scale[rows]
-            bands = int(min(MAX_BANDS, max(1, level.size // MIN_BAND_ROWS)))
-            cuts = np.quantile(level, np.arange(1, bands) / bands)
-            band = np.searchsorted(cuts, level, side="right")
-            edges.append(cuts)
-            tables = []
-            for b in range(bands):
-                inside = band == b
-                n = effective_size(score[inside], None if days is None else days[rows][inside])
-                # Nominal p read at the level a central interval of p (n + 1) / n sits at.
-                widened = np.clip(0.5 + (_GRID - 0.5) * (n + 1) / n, 0.0, 1.0)
-                tables.append(np.quantile(score[inside], widened))
-            errors.append(np.vstack(tables))
-        return cls(offset, tuple(edges), tuple(errors), spread)
+            n = effective_size(score, None if days is None else days[rows])
+            # Nominal p read at the level a central interval of p (n + 1) / n sits at.
+            widened = np.clip(0.5 + (_GRID - 0.5) * (n + 1) / n, 0.0, 1.0)
+            errors.append(np.quantile(score, widened)[None, :])
+        no_edges = tuple(np.empty(0) for _ in errors)  # one table per horizon
+        return cls(offset, no_edges, tuple(errors), spread)
 
     def quantiles(
         self,

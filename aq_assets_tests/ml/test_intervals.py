@@ -7,7 +7,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from aq_assets.ml.intervals import INTERVALS, MIN_BAND_ROWS, QUANTILES, Intervals, effective_size
+from aq_assets.ml.intervals import (
+    INTERVALS,
+    MIN_CALIBRATION_ROWS,
+    QUANTILES,
+    Intervals,
+    effective_size,
+)
 
 
 def forecasts_and_truth(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -67,7 +73,7 @@ def test_an_unknown_forecast_has_no_interval():
 
 def test_too_few_calibration_rows_give_no_intervals():
     rng = np.random.default_rng(10)
-    forecast, truth = forecasts_and_truth(rng, MIN_BAND_ROWS + 20)
+    forecast, truth = forecasts_and_truth(rng, MIN_CALIBRATION_ROWS + 20)
     truth[:40, 1] = np.nan  # one horizon below the minimum
 
     assert Intervals.calibrate(forecast, truth) is None
@@ -161,3 +167,18 @@ def test_intervals_round_trip_and_unscaled_ones_still_load():
     assert unscaled.spread is None
     assert np.isfinite(unscaled.quantiles(forecast)).all()
     assert not pd.isna(unscaled.exceedance(forecast, [35.4])).any()
+
+
+def test_a_format_4_table_banded_by_level_reads_each_forecasts_own_band():
+    """Format 4 saved up to four tables per horizon, by forecast level; they still load."""
+    narrow, wide = np.linspace(-0.1, 0.1, 201), np.linspace(-1.0, 1.0, 201)
+    state = {"offset": 10.0, "edges": [[20.0]], "errors": [np.vstack([narrow, wide]).tolist()]}
+    intervals = Intervals.from_dict(state)  # no "spread": unscaled, as format 4
+    forecast = np.array([[15.0], [25.0]])  # one below the edge, one above
+
+    quantiles = intervals.quantiles(forecast)
+    chances = intervals.exceedance(forecast, [30.0])
+
+    log_widths = np.log(quantiles[:, 0, -1] + 10) - np.log(quantiles[:, 0, 0] + 10)
+    np.testing.assert_allclose(log_widths, [0.18, 1.8])  # each row's own table, 5%-95%
+    assert chances[0, 0, 0] == 0.0 and 0.0 < chances[1, 0, 0] < 0.5
