@@ -112,15 +112,18 @@ class Judged:
     intervals: pd.DataFrame | None = None  # `interval_summary` of the candidate's holdout
 
 
-def interval_summary(forecaster: Forecaster, frame: pd.DataFrame) -> pd.DataFrame | None:
-    """Per horizon over the rows of `frame` with a forecast and a target: how often the 80%
+def interval_summary(
+    forecaster: Forecaster, frame: pd.DataFrame, point: pd.DataFrame
+) -> pd.DataFrame | None:
+    """Per horizon over the rows of `frame` with a forecast (`point`: the forecaster's
+    `predict` of `frame`) and a target: how often the 80%
     and 90% intervals covered the value (`coverage80`, with `coverage80_se` its standard
     error from the day-to-day variation: hours of one day share its weather), their mean
     widths and the mean pinball loss; None for a forecaster without intervals."""
     if forecaster.intervals is None:
         return None
     spec = forecaster.spec
-    forecast = forecaster.predict(frame)[[f"h{h}" for h in spec.horizons]].to_numpy()
+    forecast = point[[f"h{h}" for h in spec.horizons]].to_numpy(dtype="float64")
     truth = frame[spec.target_columns].to_numpy(dtype="float64")
     scores = interval_scores(forecaster.intervals, forecast, truth, recent_of(frame))
     known = np.isfinite(scores["pinball"])
@@ -162,9 +165,8 @@ def judge_candidate(
     # Its intervals are calibrated on the validation days alone (the registered fit adds an
     # earlier window): a stricter test of them than the registered version's, at no extra fit.
     candidate = train_forecaster(train, validation, spec, max_rounds=max_rounds)
-    forecasts = beside_baselines(
-        {"model": candidate.predict(holdout)}, frame, before, holdout, spec
-    )
+    point = candidate.predict(holdout)
+    forecasts = beside_baselines({"model": point}, frame, before, holdout, spec)
     scores = evaluate(holdout, forecasts, spec)
     return Judged(
         candidate,
@@ -173,7 +175,7 @@ def judge_candidate(
         scores,
         holdout_days,
         validation_days,
-        interval_summary(candidate, holdout),
+        interval_summary(candidate, holdout, point),
     )
 
 
