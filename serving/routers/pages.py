@@ -14,8 +14,10 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from aq_assets.ml.air_quality import SCALES
+from serving.champion import LoadedModel
 from serving.deps import SESSION_COOKIE, ServiceDep, session_value, signed_in
 from serving.page import BOTTOM, HEIGHT, LEFT, RIGHT, TOP, WIDTH, chart, templates
+from serving.snapshot import OnlineSnapshot
 from serving.state import ServingState
 
 router = APIRouter(tags=["pages"])
@@ -71,21 +73,26 @@ async def logout() -> Response:
     return response
 
 
-def _signed_in_or_redirect(service: ServingState, request: Request) -> Response | None:
-    if signed_in(service, request):
-        return None
-    return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
+def _served(
+    service: ServingState, request: Request
+) -> RedirectResponse | tuple[LoadedModel, OnlineSnapshot]:
+    """What a page draws from (the model and the snapshot), or the way to sign in first;
+    503 while either is missing."""
+    if not signed_in(service, request):
+        return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
+    model, snapshot = service.model, service.snapshot
+    if model is None or snapshot is None:
+        raise HTTPException(503, "No model or online_features snapshot loaded yet.")
+    return model, snapshot
 
 
 @router.get("/", response_class=HTMLResponse, responses=HTML)
 async def sensors(request: Request, service: ServiceDep) -> Response:
     """The sensors the service forecasts from its snapshot, each linking to its page."""
-    redirect = _signed_in_or_redirect(service, request)
-    if redirect is not None:
-        return redirect
-    model, snapshot = service.model, service.snapshot
-    if model is None or snapshot is None:
-        raise HTTPException(503, "No model or online_features snapshot loaded yet.")
+    served = _served(service, request)
+    if isinstance(served, RedirectResponse):
+        return served
+    model, snapshot = served
     ids = sorted(
         sensor_id
         for sensor_id, series in snapshot.history.sensors.items()
@@ -106,12 +113,10 @@ async def sensor_page(
     hours with its 80% and 90% bands over the AQI colours, and hour by hour the forecast, its
     ranges, its category and the chance of exceeding each threshold. The numbers are GET
     /v1/sensors/{id}/forecast's."""
-    redirect = _signed_in_or_redirect(service, request)
-    if redirect is not None:
-        return redirect
-    model, snapshot = service.model, service.snapshot
-    if model is None or snapshot is None:
-        raise HTTPException(503, "No model or online_features snapshot loaded yet.")
+    served = _served(service, request)
+    if isinstance(served, RedirectResponse):
+        return served
+    model, snapshot = served
     answer = msgspec.json.decode(service.sensor_answers.get(model, snapshot, sensor_id))
     parameter = model.spec.parameter
     last = answer.get("last_reading_utc")

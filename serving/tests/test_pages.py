@@ -34,14 +34,19 @@ def a_sensor(session_client) -> int:
     return int(page.text[first : page.text.index('"', first)])
 
 
-def signed_in(session_client) -> str:
-    """Sign in; the client keeps the cookie, returned too."""
-    response = session_client.post(
+def sign_in(client, token: str = TOKEN, target: str = "/"):
+    """POST the sign-in form as a browser does; the client keeps any cookie it sets."""
+    return client.post(
         "/login",
-        content=f"token={TOKEN}&next=/",
+        content=f"token={token}&next={target}",
         headers={"Content-Type": "application/x-www-form-urlencoded"},
         follow_redirects=False,
     )
+
+
+def signed_in(session_client) -> str:
+    """Sign in; the client keeps the cookie, returned too."""
+    response = sign_in(session_client)
     assert response.status_code == 303
     return response.cookies[SESSION_COOKIE]
 
@@ -55,12 +60,7 @@ def test_a_page_without_a_session_sends_the_browser_to_sign_in(client):
 
 
 def test_signing_in_sets_a_session_cookie_that_is_not_the_token(client):
-    response = client.post(
-        "/login",
-        content=f"token={TOKEN}&next=/sensors/1",
-        headers={"Content-Type": "application/x-www-form-urlencoded"},
-        follow_redirects=False,
-    )
+    response = sign_in(client, target="/sensors/1")
 
     assert response.status_code == 303 and response.headers["location"] == "/sensors/1"
     cookie = response.headers["set-cookie"]
@@ -74,12 +74,7 @@ def test_signing_in_sets_a_session_cookie_that_is_not_the_token(client):
 
 @pytest.mark.parametrize("token", ["", "wrong-token-of-enough-length", TOKEN + "x"])
 def test_a_wrong_token_is_refused_and_sets_nothing(client, token):
-    response = client.post(
-        "/login",
-        content=f"token={token}&next=/",
-        headers={"Content-Type": "application/x-www-form-urlencoded"},
-        follow_redirects=False,
-    )
+    response = sign_in(client, token)
 
     assert response.status_code == 401
     assert "not the service" in response.text
@@ -90,12 +85,7 @@ def test_a_wrong_token_is_refused_and_sets_nothing(client, token):
 
 @pytest.mark.parametrize("target", ["//evil.example/x", "https://evil.example/", "javascript:1"])
 def test_signing_in_never_redirects_off_the_site(client, target):
-    response = client.post(
-        "/login",
-        content=f"token={TOKEN}&next={target}",
-        headers={"Content-Type": "application/x-www-form-urlencoded"},
-        follow_redirects=False,
-    )
+    response = sign_in(client, target=target)
 
     assert response.headers["location"] == "/"
 
