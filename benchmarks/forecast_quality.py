@@ -1,15 +1,15 @@
 """Forecast quality on every real set in ../shared/data: rolling-origin backtests.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/forecast_quality.py [--sets poland,toronto]
-        [--window-days 365] [--no-gate] [--cache DIR]
+        [--window-days 365] [--cache DIR]
 
 For each dataset (Mexico City, Toronto, the low-cost sensor 3276359, Poland), the readings
 are read through the archive source from the local mirror, cleaned and featurized by the
-code `training_set` runs, and then, at an origin every few weeks, a forecaster is trained by
-`fit_forecaster` (what `forecast_model` registers) on the `--window-days` before the origin
-and scored on the weeks after it, beside persistence, same-hour-yesterday and hour-of-day
-climatology on the same rows. The gate is replayed at each origin too: would a first model
-trained there have been promoted (`judge_candidate` + `decide`, as `forecast_model` does)?
+code `training_set` runs, and then, at an origin every few weeks, a forecaster is trained as
+`forecast_model` trains it (a candidate judged on the last held-out days, then its settings
+trained on every day) on the `--window-days` before the origin and scored on the weeks after
+it, beside persistence, same-hour-yesterday and hour-of-day climatology on the same rows. The
+gate is replayed on the same candidate: would a first model trained there have been promoted?
 
 Prints one table per dataset (pooled RMSE per horizon, skill per season) and the bars of the
 forecaster issue.
@@ -33,8 +33,8 @@ from aq_assets.defs.model.assets import ForecastModelConfig
 from aq_assets.defs.model.gate import decide
 from aq_assets.ml.air_quality import DEFAULT_THRESHOLDS
 from aq_assets.ml.backtest import (
+    Fit,
     backtest,
-    known_at,
     pooled_distribution,
     pooled_rmse,
     rolling_origins,
@@ -44,7 +44,7 @@ from aq_assets.ml.cleaning import clean_readings
 from aq_assets.ml.evaluation import judge_candidate
 from aq_assets.ml.features import FeatureSpec, build_features
 from aq_assets.ml.intervals import INTERVALS
-from aq_assets.ml.model import fit_forecaster
+from aq_assets.ml.model import Forecaster
 
 MIRROR = Path(__file__).resolve().parents[2] / "shared" / "data" / "openaq-archive"
 
@@ -86,26 +86,29 @@ def readings_of(name: str, dataset: Dataset, cache: Path) -> tuple[pd.DataFrame,
     return readings, catalog
 
 
-def gate_passes(
-    frame: pd.DataFrame, spec: FeatureSpec, origin: pd.Timestamp, days: int, validation_days: int
-) -> bool:
-    """Whether forecast_model, run at `origin` on the `days` before it with no champion,
-    would have promoted its trained model."""
-    times = frame["datetime_utc"]
-    history = known_at(
-        frame[(times >= origin - pd.Timedelta(days=days)) & (times < origin)], origin, spec
-    )
-    try:
-        judged = judge_candidate(history, spec, validation_days=validation_days)
-    except ValueError:
-        return False
-    return decide(
-        judged.scores,
-        GATE.baseline_tolerance,
-        GATE.champion_tolerance,
-        intervals=judged.intervals,
-        coverage_tolerance=GATE.coverage_tolerance,
-    ).passed
+def fit_and_gate(promoted: list[bool], validation_days: int) -> Fit:
+    """What `forecast_model` registers at an origin with no champion, and whether it would
+    have promoted it (appended to `promoted`): a candidate judged on the last held-out days
+    (`judge_candidate` + `decide`), then its settings trained on every day. The backtest
+    scores the trained version whether or not the gate passed it."""
+
+    def fit(history: pd.DataFrame, spec: FeatureSpec) -> Forecaster:
+        try:
+            judged = judge_candidate(history, spec, validation_days=validation_days)
+        except ValueError:  # too little to learn from: nothing promoted, no model scored
+            promoted.append(False)
+            raise
+        decision = decide(
+            judged.scores,
+            GATE.baseline_tolerance,
+            GATE.champion_tolerance,
+            intervals=judged.intervals,
+            coverage_tolerance=GATE.coverage_tolerance,
+        )
+        promoted.append(decision.passed)
+        return judged.on_every_day(history)
+
+    return fit
 
 
 def main() -> None:
@@ -113,7 +116,6 @@ def main() -> None:
     parser.add_argument("--sets", default=",".join(DATASETS))
     parser.add_argument("--window-days", type=int, default=365, help="training_set default")
     parser.add_argument("--validation-days", type=int, default=14)
-    parser.add_argument("--no-gate", action="store_true", help="skip replaying the gate")
     parser.add_argument("--cache", type=Path, default=Path(".aq/benchmark-readings"))
     args = parser.parse_args()
 
@@ -134,14 +136,12 @@ def main() -> None:
             frame["datetime_utc"], dataset.min_train_days, dataset.step_days, dataset.step_days
         )
 
-        def fit(history: pd.DataFrame, spec: FeatureSpec) -> object:
-            return fit_forecaster(history, spec, args.validation_days)
-
+        promoted: list[bool] = []
         sums = backtest(
             frame,
             spec,
             origins,
-            fit,  # type: ignore[arg-type]
+            fit_and_gate(promoted, args.validation_days),
             args.window_days,
             dataset.step_days,
             DEFAULT_THRESHOLDS["pm25"],
@@ -149,11 +149,6 @@ def main() -> None:
         pooled = pooled_rmse(sums, [])
         seasons = pooled_rmse(sums, ["season"])["skill_vs_best"].unstack("season")
         headline = summary(sums, BASELINE_TOLERANCE)
-        promoted = (
-            [gate_passes(frame, spec, o, args.window_days, args.validation_days) for o in origins]
-            if not args.no_gate
-            else []
-        )
         elapsed = time.perf_counter() - started
 
         print(

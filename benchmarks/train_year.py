@@ -28,8 +28,9 @@ champion and without MLflow:
 - features: `build_features` for the target sensors, then the last `window_days` kept
 - judge: `judge_candidate` (a candidate fitted without the held-out days, scored on them
   beside the baselines) and the gate's `decide`
-- fit: the registered forecaster, `fit_forecaster` on every day (the baseline forecaster if
-  the gate refused the candidate). Where `select` does judge and fit in one call, its calls of
+- fit: the registered forecaster, trained on every day (`Judged.on_every_day`,
+  `fit_forecaster` before 2026-12-06; the baseline forecaster if the gate refused the
+  candidate). Where `select` does judge and fit in one call, its calls of
   them are timed and judge is the rest
 - backtest: `recent_backtest` (`_backtest` before) over `backtest_origins` fortnights, when
   the gate passed
@@ -306,8 +307,12 @@ def measure(code: Code, cache: Path, days: int, save_frame: Path | None) -> dict
     if code.selection is not None:
         # `select` judges, decides and fits in one call: its fits are timed where it calls them.
         fits: list[float] = []
-        for name in ("fit_forecaster", "baseline_forecaster"):
-            setattr(code.selection, name, _stopwatch(getattr(code.selection, name), fits))
+        for name in ("fit_forecaster", "baseline_forecaster"):  # the first until 2026-12-06
+            if hasattr(code.selection, name):
+                setattr(code.selection, name, _stopwatch(getattr(code.selection, name), fits))
+        judged_class = code.evaluation.Judged
+        if hasattr(judged_class, "on_every_day"):  # its successor, a method
+            judged_class.on_every_day = _stopwatch(judged_class.on_every_day, fits)
         start = time.perf_counter()
         spec = code.features.FeatureSpec.of_training_set(frame, parameter)
         settings = code.selection.Settings(

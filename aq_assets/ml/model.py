@@ -16,8 +16,7 @@ every day with the rounds and weights chosen there, so it learns the newest days
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -150,19 +149,14 @@ class Forecaster:
             intervals=self.intervals,
         )
 
-    def calibrated(
-        self, frame: pd.DataFrame, earlier: Sequence[tuple[Forecaster, pd.DataFrame]] = ()
-    ) -> Forecaster:
-        """This forecaster with intervals from its errors on the rows of `frame`, and from
-        each `earlier` forecaster's errors on its rows (days it did not learn from either)."""
-        parts = [(self, frame), *earlier]
-        frames = [rows for _, rows in parts]
-        forecast = np.vstack([f.predict(rows).to_numpy() for f, rows in parts])
+    def calibrated(self, *frames: pd.DataFrame) -> Forecaster:
+        """A copy of this forecaster with intervals from its errors on the rows of `frames`
+        (days it did not learn from)."""
+        forecast = np.vstack([self.predict(rows).to_numpy() for rows in frames])
         truth = np.vstack([rows[self.spec.target_columns].to_numpy("float64") for rows in frames])
         recent = np.vstack([recent_of(rows) for rows in frames])
         days = np.concatenate([rows["datetime_utc"].dt.floor("D").to_numpy() for rows in frames])
-        self.intervals = Intervals.calibrate(forecast, truth, recent, days)
-        return self
+        return replace(self, intervals=Intervals.calibrate(forecast, truth, recent, days))
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -363,51 +357,6 @@ def fit_blend_weights(model: np.ndarray, components: np.ndarray, truth: np.ndarr
     weights, _ = nnls(gaps, truth[ok] - model[ok])
     total = weights.sum()
     return weights / total if total > 1 else weights
-
-
-def fit_forecaster(
-    frame: pd.DataFrame,
-    spec: FeatureSpec,
-    validation_days: int = 14,
-    params: dict[str, Any] | None = None,
-    max_rounds: int = 3000,
-    early_stopping_rounds: int = 80,
-) -> Forecaster:
-    """The forecaster for the rows of `frame`: the number of rounds of each horizon's booster
-    and the blend weights chosen on the last `validation_days` (at most a quarter of the
-    days), then everything trained again on all of `frame`, so the newest days are learnt.
-    Its intervals are calibrated on its errors on the validation days and, where enough
-    precedes them, on as many days before them (`earlier_fold`)."""
-    split = TimeSplit.last_days(
-        frame["datetime_utc"], 0, days_at_most_a_quarter(frame, validation_days)
-    )
-    train, validation, _ = split.parts(frame, max(spec.horizons))
-    chosen = train_forecaster(train, validation, spec, params, max_rounds, early_stopping_rounds)
-    earlier = earlier_fold(chosen, frame, split, params)
-    if earlier is not None:
-        chosen.calibrated(validation, [earlier])
-    return chosen.refit(frame, params)
-
-
-def earlier_fold(
-    chosen: Forecaster,
-    frame: pd.DataFrame,
-    split: TimeSplit,
-    params: dict[str, Any] | None = None,
-) -> tuple[Forecaster, pd.DataFrame] | None:
-    """More days to calibrate the intervals on: `chosen` (its rounds and blend weights) trained
-    again on the rows before the as many days before its validation days, with those days'
-    rows, which neither it learnt from nor its rounds and weights were chosen on. None when too
-    little precedes them (less than those days)."""
-    days = split.holdout_start - split.validation_start
-    fold = TimeSplit(split.validation_start - days, split.validation_start)
-    before, rows, _ = fold.parts(frame, max(chosen.spec.horizons))
-    if before.empty or before["datetime_utc"].max() - before["datetime_utc"].min() < days:
-        return None
-    try:
-        return chosen.refit(before, params), rows
-    except ValueError:  # no rows with a level and a target to learn from
-        return None
 
 
 def days_at_most_a_quarter(frame: pd.DataFrame, days: int) -> int:

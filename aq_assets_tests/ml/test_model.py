@@ -6,16 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aq_assets.ml.evaluation import baseline_forecasts, evaluate
+from aq_assets.ml.evaluation import baseline_forecasts, evaluate, judge_candidate
 from aq_assets.ml.features import FeatureSpec, build_features
 from aq_assets.ml.model import (
     BLEND_COMPONENTS,
     Forecaster,
     TimeSplit,
     baseline_forecaster,
-    earlier_fold,
     fit_blend_weights,
-    fit_forecaster,
     train_forecaster,
 )
 from aq_assets_tests.hourly import START, diurnal, readings
@@ -175,39 +173,45 @@ def test_refit_learns_the_newest_day(trained):
     )
 
 
-def test_fit_forecaster_trains_on_every_row(trained):
-    """fit_forecaster chooses on the last validation days, then refits on all of them:
-    the same as training on the earlier rows and refitting on everything."""
+def test_the_registered_version_is_the_candidate_trained_on_every_row(trained):
+    """What a passed training registers: the judged candidate's rounds and blend (chosen on
+    the validation days before the held-out days), trained again on every row, so it learns
+    the held-out days too: the same as training on the earlier rows and refitting by hand."""
     _, train, validation, holdout = trained
-    frame = pd.concat([train, validation])
+    frame = pd.concat([train, validation, holdout])
 
-    fitted = fit_forecaster(frame, MODEL_SPEC, validation_days=5, max_rounds=150)
-    end = frame["datetime_utc"].max().floor("D") + pd.Timedelta(days=1)
-    split = TimeSplit(end - pd.Timedelta(days=5), end)
+    judged = judge_candidate(frame, MODEL_SPEC, holdout_days=3, validation_days=5, max_rounds=150)
+    registered = judged.on_every_day(frame)
+    split = TimeSplit.last_days(frame["datetime_utc"], holdout_days=3, validation_days=5)
     earlier, later, _ = split.parts(frame, max(MODEL_SPEC.horizons))
     by_hand = train_forecaster(earlier, later, MODEL_SPEC, max_rounds=150).refit(frame)
 
-    pd.testing.assert_frame_equal(fitted.predict(holdout), by_hand.predict(holdout))
+    assert registered.best_iterations == judged.candidate.best_iterations
+    pd.testing.assert_frame_equal(registered.predict(holdout), by_hand.predict(holdout))
+    assert not np.allclose(
+        registered.predict(holdout).to_numpy(),
+        judged.candidate.predict(holdout).to_numpy(),
+        equal_nan=True,
+    )
 
 
-def test_fit_forecaster_calibrates_on_the_validation_days_and_as_many_before(trained):
-    """The intervals come from the chosen forecaster's errors on its validation days and from
-    its refit on the rows before the 5 days before them, on those days."""
-    _, train, validation, _ = trained
-    frame = pd.concat([train, validation])
+def test_the_registered_version_is_calibrated_on_the_validation_and_held_out_days(trained):
+    """Its intervals come from the candidate's errors on both windows it did not learn from;
+    the candidate keeps its own (validation days only), which the gate judged."""
+    _, train, validation, holdout = trained
+    frame = pd.concat([train, validation, holdout])
+    # 8 validation days: enough rows (MIN_CALIBRATION_ROWS) for the candidate's own intervals
+    judged = judge_candidate(frame, MODEL_SPEC, holdout_days=3, validation_days=8, max_rounds=150)
+    own = judged.candidate.intervals
+    assert own is not None
 
-    fitted = fit_forecaster(frame, MODEL_SPEC, validation_days=5, max_rounds=150)
-    split = TimeSplit.last_days(frame["datetime_utc"], 0, 5)
-    earlier, later, _ = split.parts(frame, max(MODEL_SPEC.horizons))
-    chosen = train_forecaster(earlier, later, MODEL_SPEC, max_rounds=150)
-    fold = earlier_fold(chosen, frame, split)
-    assert fold is not None
-    assert fold[1]["datetime_utc"].min() >= split.validation_start - pd.Timedelta(days=5)
-    assert fold[1]["datetime_utc"].max() < split.validation_start
-    by_hand = chosen.calibrated(later, [fold]).intervals
+    registered = judged.on_every_day(frame)
+    by_hand = judged.candidate.calibrated(judged.validation, judged.holdout).intervals
 
-    assert fitted.intervals is not None and by_hand is not None
-    assert fitted.intervals.to_dict() == by_hand.to_dict()
+    assert registered.intervals is not None and by_hand is not None
+    assert registered.intervals.to_dict() == by_hand.to_dict()
+    assert registered.intervals.to_dict() != own.to_dict()
+    assert judged.candidate.intervals is own  # calibrating makes a copy
 
 
 def test_baseline_forecaster_forecasts_the_chosen_baseline(trained):

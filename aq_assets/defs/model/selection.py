@@ -15,7 +15,7 @@ from aq_assets.defs.model.gate import MIN_CHAMPION_DAYS, GateDecision, best_base
 from aq_assets.ml.backtest import backtest, origins_before
 from aq_assets.ml.evaluation import Judged, evaluate, judge_candidate
 from aq_assets.ml.features import FeatureSpec, drift_view
-from aq_assets.ml.model import BASELINE_FORECASTS, Forecaster, baseline_forecaster, fit_forecaster
+from aq_assets.ml.model import BASELINE_FORECASTS, Forecaster, baseline_forecaster
 
 if TYPE_CHECKING:
     from aq_assets.ml.drift import DriftReference
@@ -109,9 +109,7 @@ def select(
     trained_until = training_set["datetime_utc"].max()
     note, registered_scores = "", scores[scores.forecaster == "model"]
     if decision.passed:
-        registered = fit_forecaster(
-            training_set, spec, judged.validation_days, max_rounds=settings.max_rounds
-        )
+        registered = judged.on_every_day(training_set)
         registered_until = trained_until
     elif champion is None:  # none, or one this code cannot load: serve the best baseline
         best = best_baselines(scores, among=BASELINE_FORECASTS)["name"]
