@@ -20,6 +20,7 @@ from dagster_duckdb import DuckDBResource
 from dagster_duckdb_pandas import DuckDBPandasIOManager
 
 from aq_assets.warehouse import (
+    DuckDBWarehouse,
     Warehouse,
     WarehouseError,
     WarehouseIOManager,
@@ -54,7 +55,7 @@ def stored(warehouse: Warehouse) -> pd.DataFrame:
 
 @pytest.fixture
 def warehouse(tmp_path) -> Warehouse:
-    return Warehouse(aq_home=str(tmp_path / "aq"))
+    return DuckDBWarehouse(aq_home=str(tmp_path / "aq"))
 
 
 def test_rewriting_a_partition_replaces_it_and_leaves_the_others(warehouse):
@@ -161,7 +162,9 @@ def test_the_io_manager_round_trips_a_dynamic_multi_partitioned_asset(tmp_path):
     counts = dict(result.output_for_node("summary").itertuples(index=False))
     assert counts == {11: 48, 12: 24}
     assert (
-        Warehouse(aq_home=str(tmp_path)).query("SELECT count(*) AS n FROM training.summary").n[0]
+        DuckDBWarehouse(aq_home=str(tmp_path))
+        .query("SELECT count(*) AS n FROM training.summary")
+        .n[0]
         == 2
     )
 
@@ -329,7 +332,7 @@ def test_upstream_cannot_write_several_days_of_several_sensors_in_one_run(tmp_pa
 
         return readings
 
-    warehouse = Warehouse(aq_home=str(tmp_path))
+    warehouse = DuckDBWarehouse(aq_home=str(tmp_path))
     resources = {
         **warehouse_resources(warehouse.aq_home),
         "upstream": DuckDBPandasIOManager(database=str(warehouse.path)),
