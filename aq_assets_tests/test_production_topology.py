@@ -42,6 +42,8 @@ import httpx
 import pytest
 import yaml
 
+from aq_assets_tests.postgres import PG_ADMIN, PG_HOST, PG_PORT, admin_sql, require_postgres
+
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = REPO / "docker-compose.yml"
 ENV_EXAMPLE = REPO / ".env.example"
@@ -51,11 +53,6 @@ VENV_BIN = Path(sys.executable).parent
 SECRETS = ("POSTGRES_PASSWORD", "DAGSTER_PG_PASSWORD", "MLFLOW_PG_PASSWORD", "AQ_API_TOKEN")
 AQ_SERVICES = ("mlflow", "code-server", "webserver", "daemon", "service")
 
-# The local PostgreSQL the test creates its databases and roles in (trust auth on this machine;
-# elsewhere set PGPASSWORD for the admin user).
-PG_HOST = os.environ.get("AQ_TEST_PG_HOST", "127.0.0.1")
-PG_PORT = int(os.environ.get("AQ_TEST_PG_PORT", "5432"))
-PG_ADMIN = os.environ.get("AQ_TEST_PG_USER", "postgres")
 
 # One simulated location (4 sensors, one of them pm25) × 50 days: enough for the default
 # 14 validation + 14 holdout days, small enough for two cores. The simulator is deterministic;
@@ -461,34 +458,10 @@ class Databases:
         }
 
 
-def _admin_sql(*statements: str) -> None:
-    import psycopg2
-
-    con = psycopg2.connect(host=PG_HOST, port=PG_PORT, user=PG_ADMIN, dbname="postgres")
-    con.autocommit = True
-    try:
-        with con.cursor() as cur:
-            for statement in statements:
-                cur.execute(statement)
-    finally:
-        con.close()
-
-
 @pytest.fixture
 def databases() -> Iterator[Databases]:
     """Two databases and roles, made by the compose init script, uniquely named, dropped after."""
-    try:
-        import psycopg2  # noqa: F401  (dagster-postgres brings it)
-    except ImportError:
-        pytest.fail("psycopg2 is missing: install the locked dependencies (dagster-postgres).")
-    try:
-        _admin_sql("SELECT 1")
-    except Exception as exc:
-        pytest.fail(
-            f"No PostgreSQL at {PG_HOST}:{PG_PORT} for user {PG_ADMIN} ({exc}). The topology "
-            "test needs one where that user may create databases and roles (apt-get install "
-            "postgresql; AQ_TEST_PG_HOST/PORT/USER and PGPASSWORD to point elsewhere)."
-        )
+    require_postgres("The topology test")
     suffix = uuid.uuid4().hex[:10]
     values = {
         "DAGSTER_PG_USER": f"aq_test_{suffix}_dagster",
@@ -518,7 +491,7 @@ def databases() -> Iterator[Databases]:
         yield Databases(values)
     finally:
         with contextlib.suppress(Exception):
-            _admin_sql(
+            admin_sql(
                 *(
                     f'DROP DATABASE IF EXISTS "{values[k]}" WITH (FORCE)'
                     for k in ("DAGSTER_PG_DB", "MLFLOW_PG_DB")
