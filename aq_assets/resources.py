@@ -10,7 +10,7 @@ from aq_assets.defs.monitoring.alerts import Alerter, ServiceLinks
 from aq_assets.defs.monitoring.automation import RetrainPolicy
 from aq_assets.settings import env_or_default, env_value
 from aq_assets.target import ForecastTarget
-from aq_assets.warehouse import warehouse_resources
+from aq_assets.warehouse import configured_warehouse_resources
 
 
 def build_resources() -> dict[str, Any]:
@@ -19,7 +19,7 @@ def build_resources() -> dict[str, Any]:
         "mlflow_tracking": MLflowTracking(
             tracking_uri=env_or_default("MLFLOW_TRACKING_URI", ""), aq_home=aq_home
         ),
-        **warehouse_resources(aq_home),
+        **configured_warehouse_resources(aq_home),
         "source": build_source(),
         "forecast_target": ForecastTarget(
             parameter=env_or_default("AQ_PARAMETER", "pm25"),

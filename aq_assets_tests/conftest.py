@@ -22,12 +22,15 @@ from aq_assets.defs.ingest.sources.base import (
     typed_frame,
 )
 from aq_assets.target import ForecastTarget
-from aq_assets.warehouse import Warehouse, warehouse_resources
+from aq_assets.warehouse import DuckDBWarehouse, Warehouse, warehouse_resources
 
 # Set before any test module imports the code location, whose resources read AQ_HOME through
 # EnvVar: no test may fall back to `.aq/` in the working directory.
 os.environ["AQ_HOME"] = tempfile.mkdtemp(prefix="aq-tests-home-")
 os.environ["DAGSTER_HOME"] = tempfile.mkdtemp(prefix="aq-tests-dagster-")
+# The embedded DuckDB warehouse unless a test chooses PostgreSQL (read when the code loads).
+for _name in ("AQ_WAREHOUSE_URL", "AQ_WAREHOUSE_PASSWORD"):
+    os.environ.pop(_name, None)
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -61,8 +64,8 @@ def instance():
 
 
 @pytest.fixture
-def warehouse(tmp_path) -> Warehouse:
-    return Warehouse(aq_home=str(tmp_path / "aq"))
+def warehouse(tmp_path) -> DuckDBWarehouse:
+    return DuckDBWarehouse(aq_home=str(tmp_path / "aq"))
 
 
 def resources_for(source: ReadingsSource, warehouse: Warehouse) -> dict:

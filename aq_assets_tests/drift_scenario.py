@@ -28,7 +28,7 @@ from aq_assets.defs.predictions.assets import online_features, predictions
 from aq_assets.defs.training.assets import training_set
 from aq_assets.partitions import reading_key, reading_partitions
 from aq_assets.target import ForecastTarget
-from aq_assets.warehouse import Warehouse, partition_rows, warehouse_resources
+from aq_assets.warehouse import DuckDBWarehouse, partition_rows, warehouse_resources
 
 ASSETS = [
     sensor_catalog,
@@ -67,7 +67,7 @@ class Scenario:
         source: ReadingsSource | None = None,
     ) -> None:
         self.source = source or SimulatedSource(drift=drift)
-        self.warehouse = Warehouse(aq_home=str(home))
+        self.warehouse = DuckDBWarehouse(aq_home=str(home))
         self.tracking = MLflowTracking(aq_home=str(home))
         self.instance = instance
         self.run_config = {"ops": {"forecast_model": {"config": {"max_rounds": max_rounds}}}}

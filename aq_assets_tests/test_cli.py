@@ -8,10 +8,16 @@ import sys
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 import pytest
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter
 
 from aq_assets.cli import main, plan_chunks, plan_missing
+from aq_assets.defs.ingest.catalog import sensors_by_id
+from aq_assets.defs.ingest.readings import collect_readings
+from aq_assets.defs.ingest.sources.simulated import SimulatedSource
+from aq_assets.warehouse import PostgresWarehouse
+from aq_assets_tests.postgres import scratch_database
 
 DAY = dt.date(2025, 6, 1)
 SENSORS = [f"{loc}{p:03d}" for loc in range(9001, 9006) for p in (1, 2, 7, 10)]
@@ -248,3 +254,97 @@ def test_a_day_range_aq_cannot_ingest_says_what_is_wrong(args, says):
     with pytest.raises(SystemExit) as exit_:
         main(["backfill", *args])
     assert says in str(exit_.value.code) and "AQ_START_DATE" not in str(exit_.value.code)
+
+
+def test_two_machines_ingest_overlapping_days_into_one_postgresql_warehouse_at_once(tmp_path):
+    """Two `aq` processes, each with its own Dagster instance and AQ_HOME as on two machines,
+    discover the sensors and backfill overlapping days into one PostgreSQL warehouse at the
+    same time: no run fails, no reading is stored twice, and the table holds what one writer
+    of all the days would have stored."""
+    days = {
+        "a": (DAY, DAY + dt.timedelta(days=3)),
+        "b": (DAY + dt.timedelta(days=2), DAY + dt.timedelta(days=5)),
+    }
+    aq = str(Path(sys.executable).with_name("aq"))
+    with scratch_database("two_writers") as url:
+        envs = {}
+        for name in days:
+            (tmp_path / name).mkdir()
+            envs[name] = {
+                **os.environ,
+                "AQ_WAREHOUSE_URL": url,
+                "AQ_HOME": str(tmp_path / name / "aq"),
+                "DAGSTER_HOME": str(tmp_path / name / "dagster"),
+                "AQ_LOCATIONS": "9001",
+                "PYTHONWARNINGS": "ignore",
+            }
+        # Both discover, then both backfill: each phase starts the two together.
+        side_by_side(tmp_path, envs, {name: [aq, "discover"] for name in days})
+        backfills = {
+            # --max-partitions-per-run 4: a day of the location's 4 sensors per run
+            name: [
+                aq,
+                "backfill",
+                "--start",
+                str(first),
+                "--end",
+                str(last),
+                "--max-partitions-per-run",
+                "4",
+            ]
+            for name, (first, last) in days.items()
+        }
+        for name, err in side_by_side(tmp_path, envs, backfills).items():
+            assert "16/16 sensor-days" in err, (name, err[-3000:])
+        spans = {name: ingest_span(tmp_path / name / "dagster") for name in days}
+        print(f"\ningest runs: {spans}")
+        assert max(s for s, _ in spans.values()) < min(e for _, e in spans.values()), spans
+        warehouse = PostgresWarehouse(aq_home=str(tmp_path), url=url)
+        stored = warehouse.query("SELECT sensor_id, datetime_utc, value FROM ingest.raw_readings")
+        catalog = warehouse.read("ingest", "sensor_catalog")
+
+    assert not stored.duplicated(["sensor_id", "datetime_utc"]).any()
+    sensors = sensors_by_id(catalog, sorted(catalog["sensor_id"]))
+    every_day = [DAY + dt.timedelta(days=i) for i in range(6)]
+    one_writer = collect_readings(
+        SimulatedSource(parameter="pm25", locations="9001"),
+        [(sensor, day) for day in every_day for sensor in sensors.values()],
+        pd.Timestamp("2025-07-01"),
+    ).readings
+    columns = ["sensor_id", "datetime_utc", "value"]
+    pd.testing.assert_frame_equal(
+        stored.sort_values(columns[:2]).reset_index(drop=True),
+        one_writer[columns].sort_values(columns[:2]).reset_index(drop=True),
+        check_dtype=False,
+    )
+    assert len(sensors) == 4 and len(stored) > 20 * 4 * 6
+
+
+def ingest_span(dagster_home: Path) -> tuple[float, float]:
+    """From the start of the first ingest run of an instance to the end of its last."""
+    instance = DagsterInstance.from_config(str(dagster_home))
+    records = instance.get_run_records(RunsFilter(job_name="ingest_job"))
+    assert records and {r.dagster_run.status for r in records} == {DagsterRunStatus.SUCCESS}
+    return min(r.start_time or 0.0 for r in records), max(r.end_time or 0.0 for r in records)
+
+
+def side_by_side(
+    cwd: Path, envs: dict[str, dict[str, str]], commands: dict[str, list[str]]
+) -> dict[str, str]:
+    """Start every command at once, each in its own folder and environment; their stderr,
+    after every one has succeeded."""
+    started = {
+        name: subprocess.Popen(
+            command,
+            cwd=cwd / name,
+            env=envs[name],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name, command in commands.items()
+    }
+    errors = {name: process.communicate(timeout=300)[1] for name, process in started.items()}
+    for name, process in started.items():
+        assert process.returncode == 0, (name, commands[name], errors[name][-3000:])
+    return errors

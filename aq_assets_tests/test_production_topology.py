@@ -3,15 +3,16 @@
 1. `docker compose config` (or Debian's `docker-compose`) accepts docker-compose.yml and the
    scale-out overrides in deploy/, refuses them while a secret is missing from the env file;
    .env.example names every variable compose reads; the code server gets every setting the
-   code location reads; the instance configs in deploy/ are valid and keep one DuckDB writer.
+   code location reads (the PostgreSQL warehouse among them); the instance configs in deploy/
+   are valid and keep one DuckDB writer.
 2. The processes docker-compose.yml starts, started here with the same commands, the same
    health checks and the production deploy/dagster.yaml, against the local PostgreSQL
-   (127.0.0.1:5432, databases and roles created by deploy/postgres/init-databases.sh under
-   unique names and dropped afterwards): the MLflow server on Postgres, the gRPC code server,
+   (127.0.0.1:5432, see postgres.py; databases and roles created by
+   deploy/postgres/init-databases.sh under unique names and dropped afterwards): the MLflow server on Postgres, the gRPC code server,
    dagster-webserver, dagster-daemon and the forecast service. Through the webserver's GraphQL
    API it registers the sensors, backfills `raw_readings` and trains; then the Dagster runs and
-   events are in Postgres, the model is registered in the MLflow server, and the service
-   answers with it.
+   events are in Postgres, the readings in the PostgreSQL warehouse, the model is registered
+   in the MLflow server, and the service answers with it.
 
 Both need tools outside the venv: a compose CLI and PostgreSQL. They fail, naming the fix,
 when those are missing: a skipped test would look green and prove nothing.
@@ -37,10 +38,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import httpx
 import pytest
 import yaml
+
+from aq_assets_tests.postgres import PG_ADMIN, PG_HOST, PG_PORT, admin_sql, require_postgres
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = REPO / "docker-compose.yml"
@@ -48,14 +50,15 @@ ENV_EXAMPLE = REPO / ".env.example"
 DEPLOY = REPO / "deploy"
 VENV_BIN = Path(sys.executable).parent
 
-SECRETS = ("POSTGRES_PASSWORD", "DAGSTER_PG_PASSWORD", "MLFLOW_PG_PASSWORD", "AQ_API_TOKEN")
+SECRETS = (
+    "POSTGRES_PASSWORD",
+    "DAGSTER_PG_PASSWORD",
+    "MLFLOW_PG_PASSWORD",
+    "WAREHOUSE_PG_PASSWORD",
+    "AQ_API_TOKEN",
+)
 AQ_SERVICES = ("mlflow", "code-server", "webserver", "daemon", "service")
 
-# The local PostgreSQL the test creates its databases and roles in (trust auth on this machine;
-# elsewhere set PGPASSWORD for the admin user).
-PG_HOST = os.environ.get("AQ_TEST_PG_HOST", "127.0.0.1")
-PG_PORT = int(os.environ.get("AQ_TEST_PG_PORT", "5432"))
-PG_ADMIN = os.environ.get("AQ_TEST_PG_USER", "postgres")
 
 # One simulated location (4 sensors, one of them pm25) × 50 days: enough for the default
 # 14 validation + 14 holdout days, small enough for two cores. The simulator is deterministic;
@@ -223,8 +226,9 @@ def test_compose_accepts_the_topology_and_publishes_only_ui_mlflow_and_api(tmp_p
                 out[target] = source + (":ro" if mode == ["ro"] else "")
         return out
 
-    # The warehouse volume: read-write where runs execute, read-only for the service, nowhere
-    # else. Compute logs: written by runs, read by the webserver.
+    # AQ_HOME (reports, the online features snapshot): read-write where runs execute,
+    # read-only for the service, nowhere else. Compute logs: written by runs, read by the
+    # webserver.
     assert mounts("code-server")["/data/aq"] == "aq_home"
     assert mounts("service")["/data/aq"] == "aq_home:ro"
     assert all("/data/aq" not in mounts(n) for n in ("webserver", "daemon", "mlflow"))
@@ -250,6 +254,11 @@ def test_compose_accepts_the_topology_and_publishes_only_ui_mlflow_and_api(tmp_p
         "webserver",
     ]
     assert [n for n in env if "POSTGRES_PASSWORD" in env[n]] == ["postgres"]
+    # The warehouse is PostgreSQL: only the code server (where runs execute) reaches it.
+    assert sorted(n for n in env if "WAREHOUSE_PG_PASSWORD" in env[n]) == ["postgres"]
+    assert [n for n in env if "AQ_WAREHOUSE_URL" in env[n]] == ["code-server"]
+    assert env["code-server"]["AQ_WAREHOUSE_URL"] == "postgresql://aq@postgres:5432/aq"
+    assert env["code-server"]["AQ_WAREHOUSE_PASSWORD"] == "secret-WAREHOUSE_PG_PASSWORD"
 
 
 @pytest.mark.parametrize("secret", SECRETS)
@@ -451,7 +460,7 @@ class Databases:
     values: dict[str, str]  # the .env values compose would use for Postgres
 
     def dsn(self, role: str) -> dict[str, Any]:
-        prefix = {"dagster": "DAGSTER", "mlflow": "MLFLOW"}[role]
+        prefix = {"dagster": "DAGSTER", "mlflow": "MLFLOW", "warehouse": "WAREHOUSE"}[role]
         return {
             "host": PG_HOST,
             "port": PG_PORT,
@@ -461,34 +470,11 @@ class Databases:
         }
 
 
-def _admin_sql(*statements: str) -> None:
-    import psycopg2
-
-    con = psycopg2.connect(host=PG_HOST, port=PG_PORT, user=PG_ADMIN, dbname="postgres")
-    con.autocommit = True
-    try:
-        with con.cursor() as cur:
-            for statement in statements:
-                cur.execute(statement)
-    finally:
-        con.close()
-
-
 @pytest.fixture
 def databases() -> Iterator[Databases]:
-    """Two databases and roles, made by the compose init script, uniquely named, dropped after."""
-    try:
-        import psycopg2  # noqa: F401  (dagster-postgres brings it)
-    except ImportError:
-        pytest.fail("psycopg2 is missing: install the locked dependencies (dagster-postgres).")
-    try:
-        _admin_sql("SELECT 1")
-    except Exception as exc:
-        pytest.fail(
-            f"No PostgreSQL at {PG_HOST}:{PG_PORT} for user {PG_ADMIN} ({exc}). The topology "
-            "test needs one where that user may create databases and roles (apt-get install "
-            "postgresql; AQ_TEST_PG_HOST/PORT/USER and PGPASSWORD to point elsewhere)."
-        )
+    """The databases and roles the compose init script makes (Dagster, MLflow, the warehouse),
+    uniquely named, dropped after."""
+    require_postgres("The topology test")
     suffix = uuid.uuid4().hex[:10]
     values = {
         "DAGSTER_PG_USER": f"aq_test_{suffix}_dagster",
@@ -497,6 +483,9 @@ def databases() -> Iterator[Databases]:
         "MLFLOW_PG_USER": f"aq_test_{suffix}_mlflow",
         "MLFLOW_PG_PASSWORD": f"p@ss:{uuid.uuid4().hex}/",
         "MLFLOW_PG_DB": f"aq_test_{suffix}_mlflow",
+        "WAREHOUSE_PG_USER": f"aq_test_{suffix}_warehouse",
+        "WAREHOUSE_PG_PASSWORD": f"p@ss:{uuid.uuid4().hex}/",
+        "WAREHOUSE_PG_DB": f"aq_test_{suffix}_warehouse",
     }
     init_env = {
         "PATH": os.environ.get("PATH", ""),
@@ -518,14 +507,14 @@ def databases() -> Iterator[Databases]:
         yield Databases(values)
     finally:
         with contextlib.suppress(Exception):
-            _admin_sql(
+            admin_sql(
                 *(
                     f'DROP DATABASE IF EXISTS "{values[k]}" WITH (FORCE)'
-                    for k in ("DAGSTER_PG_DB", "MLFLOW_PG_DB")
+                    for k in ("DAGSTER_PG_DB", "MLFLOW_PG_DB", "WAREHOUSE_PG_DB")
                 ),
                 *(
                     f'DROP ROLE IF EXISTS "{values[k]}"'
-                    for k in ("DAGSTER_PG_USER", "MLFLOW_PG_USER")
+                    for k in ("DAGSTER_PG_USER", "MLFLOW_PG_USER", "WAREHOUSE_PG_USER")
                 ),
             )
 
@@ -691,6 +680,10 @@ def test_the_compose_processes_run_the_pipeline_on_postgres_and_serve_the_model(
         "MLFLOW_TRACKING_URI": mlflow_url,
         "MLFLOW_ARTIFACTS_DESTINATION": str(artifacts),
         "AQ_HOME": str(aq_home),
+        "AQ_WAREHOUSE_URL": (
+            f"postgresql://{databases.values['WAREHOUSE_PG_USER']}@{PG_HOST}:{PG_PORT}/"
+            f"{databases.values['WAREHOUSE_PG_DB']}"
+        ),
     }
 
     def service(name: str, port: int | None, extra: Mapping[str, str] | None = None):
@@ -799,15 +792,21 @@ def test_the_compose_processes_run_the_pipeline_on_postgres_and_serve_the_model(
     assert materialized == len(keys)
     assert backfill_status == "COMPLETED_SUCCESS"
     assert registered == len(sensors)
-    assert pool_limits == [(1,)]  # pools.default_limit applied to the duckdb pool
+    assert pool_limits == []  # PostgreSQL's writers take no duckdb pool slot: side by side
     assert not list(dagster_home.glob("**/*.db")), "the instance fell back to sqlite"
 
-    # The runs executed in the code server's process tree, writing AQ_HOME.
-    with duckdb.connect(str(aq_home / "warehouse.duckdb"), read_only=True) as con:
-        sensor_days = con.execute(
-            "SELECT count(DISTINCT (sensor_id, date_trunc('day', datetime_utc))) FROM ingest.raw_readings"
-        ).fetchone()
-    assert sensor_days == (len(keys),)
+    # The runs executed in the code server's process tree, writing the PostgreSQL warehouse.
+    with (
+        contextlib.closing(psycopg2.connect(**databases.dsn("warehouse"))) as con,
+        con.cursor() as cur,
+    ):
+        cur.execute(
+            "SELECT count(DISTINCT (sensor_id, date_trunc('day', datetime_utc))), "
+            "count(*) - count(DISTINCT (sensor_id, datetime_utc)) FROM ingest.raw_readings"
+        )
+        sensor_days, duplicates = cur.fetchone()
+    assert (sensor_days, duplicates) == (len(keys), 0)
+    assert not (aq_home / "warehouse.duckdb").exists()
 
     # The model is in the MLflow server: registry and runs in Postgres, artifacts proxied to
     # the server's artifact store.

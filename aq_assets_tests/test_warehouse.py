@@ -1,10 +1,16 @@
 """The warehouse: dagster-duckdb's resource and pandas IO manager where they serve, aq's partition
-writer where they cannot; idempotent and atomic either way. The `upstream` tests show what the
-stock parts do where aq differs: when one of them fails, Dagster has fixed it and aq's
+writer where they cannot; idempotent and atomic either way, on DuckDB and on PostgreSQL (the
+local server, see postgres.py): the tests of the seam run on both. The `upstream` tests show
+what the stock parts do where aq differs: when one of them fails, Dagster has fixed it and aq's
 replacement can go."""
+
+import threading
+import time
+from collections.abc import Iterator
 
 import duckdb
 import pandas as pd
+import psycopg2
 import pytest
 from dagster import (
     AssetIn,
@@ -20,12 +26,16 @@ from dagster_duckdb import DuckDBResource
 from dagster_duckdb_pandas import DuckDBPandasIOManager
 
 from aq_assets.warehouse import (
+    DuckDBWarehouse,
+    PostgresWarehouse,
     Warehouse,
     WarehouseError,
     WarehouseIOManager,
+    check_warehouse_url,
     partition_rows,
     warehouse_resources,
 )
+from aq_assets_tests.postgres import scratch_database
 
 DAYS = DailyPartitionsDefinition(start_date="2025-01-01", end_date="2025-01-10", timezone="UTC")
 SENSORS = DynamicPartitionsDefinition(name="sensor")
@@ -52,9 +62,38 @@ def stored(warehouse: Warehouse) -> pd.DataFrame:
     return warehouse.read("ingest", "readings").sort_values(["sensor_id", "datetime_utc"])
 
 
-@pytest.fixture
-def warehouse(tmp_path) -> Warehouse:
-    return Warehouse(aq_home=str(tmp_path / "aq"))
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    """One database for the module's PostgreSQL tests; each drops its schemas afterwards."""
+    with scratch_database("warehouse") as url:
+        yield url
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def warehouse(request, tmp_path) -> Iterator[Warehouse]:
+    if request.param == "duckdb":
+        yield DuckDBWarehouse(aq_home=str(tmp_path / "aq"))
+        return
+    url = request.getfixturevalue("postgres_url")
+    yield PostgresWarehouse(aq_home=str(tmp_path / "aq"), url=url)
+    with psycopg2.connect(url) as con, con.cursor() as cur:
+        cur.execute(
+            "SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' "
+            "AND nspname NOT IN ('public', 'information_schema')"
+        )
+        for (schema,) in cur.fetchall():
+            cur.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    con.close()
+
+
+def resources_of(warehouse: Warehouse) -> dict:
+    """The resources the code location builds for this warehouse."""
+    url = warehouse.url if isinstance(warehouse, PostgresWarehouse) else ""
+    return warehouse_resources(warehouse.aq_home, url)
+
+
+# What each engine raises for a value its column cannot hold.
+CONVERSION_ERRORS = (duckdb.ConversionException, psycopg2.DataError)
 
 
 def test_rewriting_a_partition_replaces_it_and_leaves_the_others(warehouse):
@@ -89,7 +128,7 @@ def test_a_failing_insert_leaves_the_old_rows(warehouse):
     bad = day_rows("2025-01-02", 1).astype({"value": "object"})
     bad.loc[5, "value"] = "not a number"  # the DELETE runs, then the INSERT fails
 
-    with pytest.raises(duckdb.ConversionException):
+    with pytest.raises(CONVERSION_ERRORS):
         write(warehouse, bad, ["2025-01-02|1"])
 
     rows = stored(warehouse)
@@ -128,7 +167,7 @@ def test_reading_a_missing_table_names_it(warehouse):
         warehouse.read("ingest", "readings")
 
 
-def test_the_io_manager_round_trips_a_dynamic_multi_partitioned_asset(tmp_path):
+def test_the_io_manager_round_trips_a_dynamic_multi_partitioned_asset(warehouse):
     @asset(
         partitions_def=READINGS,
         metadata={"schema": "ingest", "partition_expr": EXPR},
@@ -145,7 +184,7 @@ def test_the_io_manager_round_trips_a_dynamic_multi_partitioned_asset(tmp_path):
     def summary(readings: pd.DataFrame) -> pd.DataFrame:
         return readings.groupby("sensor_id", as_index=False)["value"].count()
 
-    resources = warehouse_resources(str(tmp_path))
+    resources = resources_of(warehouse)
     instance = DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("sensor", ["11", "12"])
     for _ in range(2):
@@ -160,13 +199,11 @@ def test_the_io_manager_round_trips_a_dynamic_multi_partitioned_asset(tmp_path):
     assert result.success
     counts = dict(result.output_for_node("summary").itertuples(index=False))
     assert counts == {11: 48, 12: 24}
-    assert (
-        Warehouse(aq_home=str(tmp_path)).query("SELECT count(*) AS n FROM training.summary").n[0]
-        == 2
-    )
+    assert warehouse.query("SELECT count(*) AS n FROM training.summary").n[0] == 2
 
 
-def test_the_warehouse_is_a_duckdb_resource_and_refuses_a_foreign_file_at_once(warehouse):
+def test_the_duckdb_warehouse_is_a_duckdb_resource_and_refuses_a_foreign_file_at_once(tmp_path):
+    warehouse = DuckDBWarehouse(aq_home=str(tmp_path / "aq"))
     assert isinstance(warehouse, DuckDBResource)
     warehouse.replace("ingest", "other", pd.DataFrame({"a": [1]}))
     with warehouse.get_connection() as con:
@@ -236,25 +273,23 @@ def test_a_failing_daily_write_keeps_the_old_rows_only_in_a_transaction(tmp_path
     assert kept == ((3,) if io_manager == "aq" else (0,))
 
 
-def test_daily_writes_replace_their_day_and_an_empty_day_still_makes_the_table(tmp_path):
-    database = str(tmp_path / "w.duckdb")
+def test_daily_writes_replace_their_day_and_an_empty_day_still_makes_the_table(warehouse):
     frames = {
         "2025-01-02": day_scores("2025-01-02", 1.0).iloc[0:0],
         "2025-01-03": day_scores("2025-01-03", 2.0),
     }
     scores = daily_asset(frames)
-    resources = {"io_manager": WarehouseIOManager(database=database)}
+    resources = {"io_manager": resources_of(warehouse)["io_manager"]}
 
     assert materialize([scores], partition_key="2025-01-02", resources=resources).success
-    with opened(database) as con:  # upstream creates no table here
-        assert con.execute("SELECT count(*) FROM monitoring.scores").fetchone() == (0,)
+    # upstream creates no table here
+    assert warehouse.query("SELECT count(*) AS n FROM monitoring.scores").n[0] == 0
     for _ in range(2):
         assert materialize([scores], partition_key="2025-01-03", resources=resources).success
     frames["2025-01-02"] = day_scores("2025-01-02", 5.0)[["score", "day"]]  # by name
     assert materialize([scores], partition_key="2025-01-02", resources=resources).success
 
-    with opened(database) as con:
-        rows = con.execute("SELECT day, score FROM monitoring.scores ORDER BY day").df()
+    rows = warehouse.query("SELECT day, score FROM monitoring.scores ORDER BY day")
     assert rows.groupby("day").score.agg(list).to_dict() == {
         pd.Timestamp("2025-01-02"): [5.0] * 3,
         pd.Timestamp("2025-01-03"): [2.0] * 3,
@@ -329,7 +364,7 @@ def test_upstream_cannot_write_several_days_of_several_sensors_in_one_run(tmp_pa
 
         return readings
 
-    warehouse = Warehouse(aq_home=str(tmp_path))
+    warehouse = DuckDBWarehouse(aq_home=str(tmp_path))
     resources = {
         **warehouse_resources(warehouse.aq_home),
         "upstream": DuckDBPandasIOManager(database=str(warehouse.path)),
@@ -359,10 +394,7 @@ def test_the_shared_reads_take_the_target_locations_and_their_windows(warehouse)
     frame = pd.DataFrame(
         rows, columns=["sensor_id", "location_id", "parameter", "units", "datetime_utc", "value"]
     )
-    with warehouse.get_connection() as con:
-        con.execute("CREATE SCHEMA ingest")
-        con.register("frame", frame)
-        con.execute("CREATE TABLE ingest.raw_readings AS SELECT * FROM frame")
+    warehouse.replace("ingest", "raw_readings", frame)
 
     end = start + pd.Timedelta(hours=8)  # the newest pm25 reading before it is at 07:00
     window = warehouse.readings_window("pm25", 3, end)
@@ -376,3 +408,109 @@ def test_the_shared_reads_take_the_target_locations_and_their_windows(warehouse)
     assert sorted(between["datetime_utc"].unique()) == list(times[2:4])
     assert warehouse.readings_window("no2", 3, end).empty
     assert warehouse.accuracy_of(1, start, end).empty  # no table yet
+
+
+def test_both_backends_read_back_what_duckdb_does(tmp_path, postgres_url):
+    """The stages read the same frames, dtypes included, whichever warehouse holds them."""
+    frame = pd.DataFrame(
+        {
+            "sensor_id": [1, 2, 3],
+            "datetime_utc": pd.to_datetime(["2025-01-02 00:00", "2025-01-02 01:00", None]),
+            "value": [1.5, None, 2.0],
+            "units": ["µg/m³", 'say "hi", twice\nplease', None],
+            "flag": [True, False, True],
+            "count": pd.array([1, None, 3], dtype="Int64"),
+        }
+    )
+    duck = DuckDBWarehouse(aq_home=str(tmp_path))
+    postgres = PostgresWarehouse(aq_home=str(tmp_path), url=postgres_url)
+    try:
+        read = {}
+        for warehouse in (duck, postgres):
+            warehouse.replace("training", "frame", frame)
+            read[warehouse.location] = warehouse.read("training", "frame")
+            read[warehouse.location + " empty"] = warehouse.query(
+                "SELECT * FROM training.frame WHERE sensor_id > ?", [9]
+            )
+        pd.testing.assert_frame_equal(read[postgres.location], read[duck.location])
+        pd.testing.assert_frame_equal(
+            read[postgres.location + " empty"], read[duck.location + " empty"]
+        )
+    finally:
+        with psycopg2.connect(postgres_url) as con, con.cursor() as cur:
+            cur.execute("DROP SCHEMA IF EXISTS training CASCADE")
+        con.close()
+
+
+def test_concurrent_replaces_of_one_partition_leave_one_writers_rows(tmp_path, postgres_url):
+    """Another writer is mid-replace of a partition (its lock held, its rows not committed):
+    a second replace of it waits, then deletes those rows. Without the lock its DELETE would
+    not see them and both writers' rows would stay."""
+    warehouse = PostgresWarehouse(aq_home=str(tmp_path), url=postgres_url)
+    write(warehouse, day_rows("2025-01-02", 1), ["2025-01-02|1"])
+    other = psycopg2.connect(postgres_url)
+    try:
+        with warehouse._session(write=True) as session:  # the other writer, as the seam locks
+            session.lock("table ingest.readings")
+            session.execute(
+                "INSERT INTO ingest.readings SELECT sensor_id, datetime_utc, 3.0 "
+                "FROM ingest.readings"
+            )
+            writer = threading.Thread(
+                target=write,
+                args=(warehouse, day_rows("2025-01-02", 1, value=7.0), ["2025-01-02|1"]),
+            )
+            writer.start()
+            waiting_for_lock(other)
+        writer.join(timeout=60)
+        assert not writer.is_alive()
+        rows = stored(warehouse)
+        assert len(rows) == 24 and set(rows.value) == {7.0}
+    finally:
+        other.close()
+        with psycopg2.connect(postgres_url) as con, con.cursor() as cur:
+            cur.execute("DROP SCHEMA IF EXISTS ingest CASCADE")
+        con.close()
+
+
+def waiting_for_lock(con, timeout_s: float = 30.0) -> None:
+    """Until another session of the database waits for an advisory lock."""
+    deadline = time.monotonic() + timeout_s
+    with con.cursor() as cur:
+        while time.monotonic() < deadline:
+            cur.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            )
+            (waiting,) = cur.fetchone()
+            con.rollback()  # a fresh snapshot each poll
+            if waiting:
+                return
+            time.sleep(0.01)
+    pytest.fail(f"No session waited for the warehouse lock within {timeout_s:.0f} s.")
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("mysql://aq:secret@db/aq", r"AQ_WAREHOUSE_URL=mysql://aq:\*\*\*@db/aq is not usable"),
+        ("postgresql://aq@db", r"is not usable: set AQ_WAREHOUSE_URL=postgresql://USER@HOST"),
+    ],
+    ids=["not-postgres", "no-database"],
+)
+def test_a_warehouse_url_aq_cannot_use_says_what_to_set(url, says):
+    with pytest.raises(WarehouseError, match=says) as error:
+        check_warehouse_url(url)
+    assert "secret" not in str(error.value)
+    with pytest.raises(WarehouseError, match=says):
+        warehouse_resources("/tmp/unused", url)
+
+
+def test_an_unreachable_postgresql_warehouse_names_itself_and_the_settings(tmp_path, postgres_url):
+    missing = postgres_url.rsplit("/", 1)[0] + "/no_such_database"
+    warehouse = PostgresWarehouse(aq_home=str(tmp_path), url=missing, password="hunter2")
+    with pytest.raises(WarehouseError) as error:
+        warehouse.table_exists("ingest", "raw_readings")
+    message = str(error.value)
+    assert "Cannot reach the PostgreSQL warehouse" in message and "no_such_database" in message
+    assert "AQ_WAREHOUSE_URL" in message and "hunter2" not in message

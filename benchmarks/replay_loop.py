@@ -48,7 +48,7 @@ from aq_assets.defs.ingest.sources.base import (
     typed_frame,
 )
 from aq_assets.ml.cleaning import clean_readings, stuck_hours
-from aq_assets.warehouse import Warehouse
+from aq_assets.warehouse import DuckDBWarehouse
 from aq_assets_tests.drift_scenario import DayOutcome, Scenario
 
 _LOADED: dict[str, tuple[pd.DataFrame, dict, pd.DataFrame]] = {}
@@ -132,7 +132,7 @@ def replay(
                 f" [{outcome.drifted_features}]",
                 flush=True,
             )
-        accuracy = Warehouse(aq_home=tmp).query("SELECT * FROM monitoring.forecast_accuracy")
+        accuracy = DuckDBWarehouse(aq_home=tmp).query("SELECT * FROM monitoring.forecast_accuracy")
         return outcomes, accuracy, scenario.retrains, quarantined
 
 

@@ -248,7 +248,9 @@ def warehouse_of(code: Code, cache: Path, directory: Path) -> Any:
             "units::VARCHAR AS units, datetime_utc::TIMESTAMP AS datetime_utc, "
             f"value::DOUBLE AS value, source::VARCHAR AS source FROM read_parquet({quoted})"
         )
-    return code.warehouse.Warehouse(aq_home=str(directory), database="warehouse.duckdb")
+    # Checkouts before the PostgreSQL warehouse named the DuckDB one `Warehouse`.
+    duckdb_warehouse = getattr(code.warehouse, "DuckDBWarehouse", None) or code.warehouse.Warehouse
+    return duckdb_warehouse(aq_home=str(directory), database="warehouse.duckdb")
 
 
 # ---- one measurement -----------------------------------------------------------------------

@@ -18,7 +18,7 @@ from aq_assets.defs.ingest.catalog import merge_catalog, sensors_by_id
 from aq_assets.defs.ingest.readings import collect_readings, failure_summary
 from aq_assets.defs.ingest.sources.base import ReadingsSource
 from aq_assets.partitions import SENSOR, reading_partitions, split_reading_key
-from aq_assets.warehouse import Warehouse
+from aq_assets.warehouse import WAREHOUSE_KIND, WRITERS_POOL, Warehouse
 
 # A backfill runs this many sensor-days per run: one run costs ~6-10 s of Dagster overhead on
 # two cores, one sensor-day ~1 ms of work, so few large runs win.
@@ -28,8 +28,8 @@ MAX_PARTITIONS_PER_RUN = 2000
 @asset(
     group_name="ingest",
     metadata={"schema": "ingest"},
-    pool="duckdb",
-    kinds={"duckdb"},
+    pool=WRITERS_POOL,
+    kinds={WAREHOUSE_KIND},
 )
 def sensor_catalog(
     context: AssetExecutionContext, source: ReadingsSource, warehouse: Warehouse
@@ -77,8 +77,8 @@ def sensor_catalog(
     io_manager_key="readings_io_manager",
     check_specs=checks.CHECK_SPECS,
     backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=MAX_PARTITIONS_PER_RUN),
-    pool="duckdb",
-    kinds={"duckdb"},
+    pool=WRITERS_POOL,
+    kinds={WAREHOUSE_KIND},
 )
 def raw_readings(
     context: AssetExecutionContext,

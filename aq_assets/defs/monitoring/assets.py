@@ -24,7 +24,7 @@ from aq_assets.defs.monitoring.alerts import ServiceLinks
 from aq_assets.ml.features import drift_view
 from aq_assets.ml.forecasting import feature_rows, served_coverage
 from aq_assets.partitions import DAILY_READINGS, FOLLOWS_NEW_READINGS, day_partitions
-from aq_assets.warehouse import Warehouse
+from aq_assets.warehouse import WAREHOUSE_KIND, WRITERS_POOL, Warehouse
 
 DRIFT_REPORT = AssetKey("drift_report")
 NO_SIGNIFICANT_DRIFT = AssetCheckSpec(
@@ -66,8 +66,8 @@ class DriftConfig(Config):
     # Follows the day's predictions. A retrain does not re-judge past days (the reference is
     # the champion's, read when the report runs), so a retraining can never trigger itself.
     automation_condition=FOLLOWS_NEW_READINGS,
-    pool="duckdb",
-    kinds={"evidently", "duckdb"},
+    pool=WRITERS_POOL,
+    kinds={"evidently", WAREHOUSE_KIND},
 )
 def drift_report(
     context: AssetExecutionContext,
@@ -114,7 +114,7 @@ def drift_report(
     hour_ahead = predictions[predictions["horizon"] == 1]
     current_error = relative_error(hour_ahead["forecast"], hour_ahead["actual"])
 
-    report_path = warehouse.path.parent / "reports" / f"drift-{context.partition_key}.html"
+    report_path = warehouse.home / "reports" / f"drift-{context.partition_key}.html"
     report_path.parent.mkdir(parents=True, exist_ok=True)
     thresholds = DriftThresholds(
         max_drifted_share=config.max_drifted_share,
@@ -232,8 +232,8 @@ class AccuracyConfig(Config):
     metadata={"schema": "monitoring", "partition_expr": "day"},
     check_specs=[CHAMPION_BEATS_BASELINES],
     automation_condition=FOLLOWS_NEW_READINGS,
-    pool="duckdb",
-    kinds={"duckdb"},
+    pool=WRITERS_POOL,
+    kinds={WAREHOUSE_KIND},
 )
 def forecast_accuracy(
     context: AssetExecutionContext,

@@ -20,7 +20,7 @@ from aq_assets.ml.cleaning import without_stuck
 from aq_assets.ml.forecasting import feature_rows, forecasts_from_rows
 from aq_assets.partitions import DAILY_READINGS, FOLLOWS_NEW_READINGS, day_partitions
 from aq_assets.target import ForecastTarget
-from aq_assets.warehouse import Warehouse
+from aq_assets.warehouse import WAREHOUSE_KIND, WRITERS_POOL, Warehouse
 
 ONLINE_FEATURES_FILE = "online_features.parquet"
 
@@ -33,8 +33,8 @@ ONLINE_FEATURES_FILE = "online_features.parquet"
     metadata={"schema": "predictions", "partition_expr": "forecast_for_utc"},
     # Follows new readings of its day; a new champion does not redo past days.
     automation_condition=FOLLOWS_NEW_READINGS.ignore(AssetSelection.assets("champion_model")),
-    pool="duckdb",
-    kinds={"duckdb", "xgboost"},
+    pool=WRITERS_POOL,
+    kinds={WAREHOUSE_KIND, "xgboost"},
 )
 def predictions(
     context: AssetExecutionContext,
@@ -152,4 +152,4 @@ def online_features(
 
 
 def online_features_path(warehouse: Warehouse) -> Path:
-    return warehouse.path.parent / ONLINE_FEATURES_FILE
+    return warehouse.home / ONLINE_FEATURES_FILE

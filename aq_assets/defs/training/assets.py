@@ -21,7 +21,7 @@ from aq_assets.ml.cleaning import clean_readings, without_stuck
 from aq_assets.ml.features import build_features
 from aq_assets.partitions import last_day
 from aq_assets.target import ForecastTarget
-from aq_assets.warehouse import Warehouse
+from aq_assets.warehouse import WAREHOUSE_KIND, WRITERS_POOL, Warehouse
 
 
 class TrainingSetConfig(Config):
@@ -44,8 +44,8 @@ class TrainingSetConfig(Config):
         )
         & ~AutomationCondition.in_progress()
     ).with_label("forecast_model went stale"),
-    pool="duckdb",
-    kinds={"duckdb", "pandas"},
+    pool=WRITERS_POOL,
+    kinds={WAREHOUSE_KIND, "pandas"},
 )
 def training_set(
     context: AssetExecutionContext,

@@ -21,7 +21,7 @@ from aq_assets.ml.model import Forecaster
 from aq_assets.ml.model import train_forecaster as real_train_forecaster
 from aq_assets.partitions import reading_partitions
 from aq_assets.target import ForecastTarget
-from aq_assets.warehouse import Warehouse, partition_rows, warehouse_resources
+from aq_assets.warehouse import DuckDBWarehouse, Warehouse, partition_rows, warehouse_resources
 
 DAYS = 50
 FAST = {"max_rounds": 300}
@@ -45,7 +45,7 @@ def readings_home(tmp_path_factory):
     rows, mapping = partition_rows(
         reading_partitions, keys, {"day": "datetime_utc", "sensor": "sensor_id"}
     )
-    Warehouse(aq_home=str(home)).replace(
+    DuckDBWarehouse(aq_home=str(home)).replace(
         "ingest", "raw_readings", collected.readings, rows, mapping
     )
     return home
@@ -53,7 +53,7 @@ def readings_home(tmp_path_factory):
 
 @pytest.fixture
 def resources(readings_home, tmp_path):
-    warehouse = Warehouse(aq_home=str(readings_home))
+    warehouse = DuckDBWarehouse(aq_home=str(readings_home))
     return {
         "source": SimulatedSource(),
         "forecast_target": ForecastTarget(),
