@@ -113,11 +113,15 @@ class Judged:
     intervals: pd.DataFrame | None = None  # `interval_summary` of the candidate's holdout
 
     def on_every_day(self, frame: pd.DataFrame) -> Forecaster:
-        """The version to register: the candidate's settings (rounds, blend weights) trained
-        again on every row of `frame`, so it has learnt the newest days. Its intervals come
-        from the candidate's errors on the validation and the held-out days, neither of which
-        the candidate learnt from (its settings were chosen on the first, not the second)."""
-        return self.candidate.calibrated(self.validation, self.holdout).refit(frame)
+        """The version to register: the candidate's rounds (chosen on the validation days),
+        its blend fitted again on the validation and the held-out days (the newest it did not
+        learn from), trained again on every row of `frame`, so it has learnt the newest days.
+        Its intervals come from its errors on those same days."""
+        return (
+            self.candidate.blended_on(self.validation, self.holdout)
+            .calibrated(self.validation, self.holdout)
+            .refit(frame)
+        )
 
 
 def interval_summary(

@@ -149,6 +149,24 @@ class Forecaster:
             intervals=self.intervals,
         )
 
+    def blended_on(self, *frames: pd.DataFrame) -> Forecaster:
+        """A copy of this forecaster with each horizon's blend weights fitted on the rows of
+        `frames` (days its boosters did not learn from)."""
+        rows = pd.concat(frames) if len(frames) > 1 else frames[0]
+        table = self.blend_table()
+        level, sensor_rows, hours, recent_means = table.inputs(rows)
+        model = level[:, None] + self.changes(feature_matrix(rows, self.spec))
+        components = table.components(level, sensor_rows, hours, recent_means)
+        weights = {}
+        for j, h in enumerate(self.spec.horizons):
+            fitted = fit_blend_weights(
+                model[:, j], components[:, j, :], rows[f"target_h{h}"].to_numpy(dtype="float64")
+            )
+            weights[h] = {
+                c: float(w) for c, w in zip(BLEND_COMPONENTS, fitted, strict=True) if w > 0
+            }
+        return replace(self, blend_weights=weights)
+
     def calibrated(self, *frames: pd.DataFrame) -> Forecaster:
         """A copy of this forecaster with intervals from its errors on the rows of `frames`
         (days it did not learn from)."""
@@ -447,17 +465,7 @@ def train_forecaster(
         )
         forecaster.boosters[h] = booster
         forecaster.best_iterations[h] = booster.num_boosted_rounds()
-    table = forecaster.blend_table()
-    level, sensor_rows, hours, recent_means = table.inputs(validation)
-    model = level[:, None] + forecaster.changes(feature_matrix(validation, spec))
-    components = table.components(level, sensor_rows, hours, recent_means)
-    for j, h in enumerate(spec.horizons):
-        weights = fit_blend_weights(
-            model[:, j], components[:, j, :], validation[f"target_h{h}"].to_numpy(dtype="float64")
-        )
-        forecaster.blend_weights[h] = {
-            c: float(w) for c, w in zip(BLEND_COMPONENTS, weights, strict=True) if w > 0
-        }
+    forecaster = forecaster.blended_on(validation)
     # The boosters did not learn the validation days (only their rounds and the blend were
     # chosen there): their errors there are what the intervals are made of.
     return forecaster.calibrated(validation)

@@ -174,19 +174,22 @@ def test_refit_learns_the_newest_day(trained):
 
 
 def test_the_registered_version_is_the_candidate_trained_on_every_row(trained):
-    """What a passed training registers: the judged candidate's rounds and blend (chosen on
-    the validation days before the held-out days), trained again on every row, so it learns
-    the held-out days too: the same as training on the earlier rows and refitting by hand."""
+    """What a passed training registers: the judged candidate's rounds (chosen on the
+    validation days before the held-out days) and its blend fitted again on the validation
+    and held-out days, trained again on every row, so it learns the held-out days too: the
+    same as training on the earlier rows, blending and refitting by hand."""
     _, train, validation, holdout = trained
     frame = pd.concat([train, validation, holdout])
 
     judged = judge_candidate(frame, MODEL_SPEC, holdout_days=3, validation_days=5, max_rounds=150)
     registered = judged.on_every_day(frame)
     split = TimeSplit.last_days(frame["datetime_utc"], holdout_days=3, validation_days=5)
-    earlier, later, _ = split.parts(frame, max(MODEL_SPEC.horizons))
-    by_hand = train_forecaster(earlier, later, MODEL_SPEC, max_rounds=150).refit(frame)
+    earlier, later, held_out = split.parts(frame, max(MODEL_SPEC.horizons))
+    candidate = train_forecaster(earlier, later, MODEL_SPEC, max_rounds=150)
+    by_hand = candidate.blended_on(later, held_out).refit(frame)
 
     assert registered.best_iterations == judged.candidate.best_iterations
+    assert registered.blend_weights == by_hand.blend_weights != candidate.blend_weights
     pd.testing.assert_frame_equal(registered.predict(holdout), by_hand.predict(holdout))
     assert not np.allclose(
         registered.predict(holdout).to_numpy(),
@@ -196,8 +199,9 @@ def test_the_registered_version_is_the_candidate_trained_on_every_row(trained):
 
 
 def test_the_registered_version_is_calibrated_on_the_validation_and_held_out_days(trained):
-    """Its intervals come from the candidate's errors on both windows it did not learn from;
-    the candidate keeps its own (validation days only), which the gate judged."""
+    """Its intervals come from the (re-blended) candidate's errors on both windows its boosters
+    did not learn from; the candidate keeps its own (validation days only), which the gate
+    judged."""
     _, train, validation, holdout = trained
     frame = pd.concat([train, validation, holdout])
     # 8 validation days: enough rows (MIN_CALIBRATION_ROWS) for the candidate's own intervals
@@ -206,7 +210,11 @@ def test_the_registered_version_is_calibrated_on_the_validation_and_held_out_day
     assert own is not None
 
     registered = judged.on_every_day(frame)
-    by_hand = judged.candidate.calibrated(judged.validation, judged.holdout).intervals
+    by_hand = (
+        judged.candidate.blended_on(judged.validation, judged.holdout)
+        .calibrated(judged.validation, judged.holdout)
+        .intervals
+    )
 
     assert registered.intervals is not None and by_hand is not None
     assert registered.intervals.to_dict() == by_hand.to_dict()
