@@ -88,6 +88,7 @@ class Config:
     # DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS: one "planned" event per run and asset
     # holding the partition subset, instead of one per partition
     planned_subset: bool = False
+    max_partitions: int = 0  # `aq backfill --max-partitions-per-run`; 0: aq's default
 
     @property
     def name(self) -> str:
@@ -95,7 +96,11 @@ class Config:
             self.instance
             + (f"+batch{self.batch_size}" if self.batch_size else "")
             + ("+subset" if self.planned_subset else "")
+            + (f"+run{self.max_partitions}" if self.max_partitions else "")
         )
+
+    def backfill_args(self) -> list[str]:
+        return ["--max-partitions-per-run", str(self.max_partitions)] if self.max_partitions else []
 
 
 @dataclass
@@ -175,11 +180,12 @@ def instance_home(config: Config, tmp: Path) -> Iterator[dict[str, str]]:
     postgres, a database of its own, dropped on the way out."""
     home = tmp / "dagster"
     home.mkdir(parents=True)
-    env: dict[str, str] = {"DAGSTER_HOME": str(home)}
-    if config.batch_size:
-        env["DAGSTER_EVENT_BATCH_SIZE"] = str(config.batch_size)
-    if config.planned_subset:
-        env["DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"] = "true"
+    # Both set either way: `aq backfill` has defaults of its own for them (cli.py).
+    env: dict[str, str] = {
+        "DAGSTER_HOME": str(home),
+        "DAGSTER_EVENT_BATCH_SIZE": str(config.batch_size),
+        "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": str(config.planned_subset).lower(),
+    }
     if config.instance == "sqlite":
         shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
         yield env
@@ -251,7 +257,7 @@ def measure(
             measured = run_timed(command, step_env, log)
             result.steps[label] = add(result.steps.get(label), measured)
             print(
-                f"  {sensors:>5} sensors {config.name:<26} {label:<9} {measured.wall_s:8.1f} s "
+                f"  {sensors:>5} sensors {config.name:<32} {label:<9} {measured.wall_s:8.1f} s "
                 f"{measured.peak_rss_mib:6.0f} MiB  ({Path(command[0]).name} {' '.join(command[1:4])})",
                 flush=True,
             )
@@ -260,7 +266,7 @@ def measure(
         if "discover" not in steps:
             del result.steps["discover"]
         if "backfill" in steps or "train" in steps or "loop" in steps:
-            step("backfill", aq("backfill", "--days", str(days)))
+            step("backfill", aq("backfill", "--days", str(days), *config.backfill_args()))
             result.rows, result.sensor_days = stored(tmp / "aq")
             if "backfill" not in steps:
                 del result.steps["backfill"]
@@ -275,6 +281,7 @@ def measure(
                     "backfill",
                     "--days",
                     str(days),
+                    *config.backfill_args(),
                 ],
                 env,
                 log,
@@ -321,12 +328,12 @@ def exponent(points: Sequence[tuple[int, float]]) -> str:
 
 def report(results: list[Result], configs: Sequence[Config], days: int) -> None:
     print(f"\nbackfill {days} days; wall per step (s), peak RSS of the largest process (MiB)")
-    header = f"{'sensors':>7} {'config':<26} {'sensor-days':>11} {'rows':>10}"
+    header = f"{'sensors':>7} {'config':<32} {'sensor-days':>11} {'rows':>10}"
     for name in STEPS:
         header += f" {name + ' s':>10} {'MiB':>6}"
     print(header + f" {'ms/sensor-day':>14}")
     for r in results:
-        line = f"{r.sensors:>7} {r.config.name:<26} {r.sensor_days:>11,} {r.rows:>10,}"
+        line = f"{r.sensors:>7} {r.config.name:<32} {r.sensor_days:>11,} {r.rows:>10,}"
         for name in STEPS:
             m = r.steps.get(name)
             line += f" {m.wall_s:10.1f} {m.peak_rss_mib:6.0f}" if m else f" {'-':>10} {'-':>6}"
@@ -347,7 +354,7 @@ def report(results: list[Result], configs: Sequence[Config], days: int) -> None:
             for (a, ta), (b, tb) in itertools.pairwise(points)
         )
         if marginal:
-            print(f"  {config.name:<26} {marginal}")
+            print(f"  {config.name:<32} {marginal}")
 
     print("\ngrowth exponent (slope of log wall against log sensors, successive sizes)")
     for config in configs:
@@ -358,7 +365,7 @@ def report(results: list[Result], configs: Sequence[Config], days: int) -> None:
                 if r.config == config and name in r.steps
             ]
             if len(points) > 1:
-                print(f"  {config.name:<26} {name:<9} {exponent(sorted(points))}")
+                print(f"  {config.name:<32} {name:<9} {exponent(sorted(points))}")
 
     if len(configs) > 1:
         first = configs[0]
@@ -372,7 +379,7 @@ def report(results: list[Result], configs: Sequence[Config], days: int) -> None:
                 for name in STEPS
                 if name in r.steps and name in base.steps and base.steps[name].wall_s > 0
             )
-            print(f"  {r.sensors:>5} sensors {r.config.name:<26} {ratios}")
+            print(f"  {r.sensors:>5} sensors {r.config.name:<32} {ratios}")
 
 
 def print_profile(path: Path, top: int = 25) -> None:
@@ -403,6 +410,13 @@ def main() -> None:
         default=["per-partition"],
         help="subset sets DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS",
     )
+    parser.add_argument(
+        "--max-partitions-per-run",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="aq backfill's sensor-days per run to compare; 0 is aq's default",
+    )
     parser.add_argument("--steps", default="discover,backfill")
     parser.add_argument("--profile", action="store_true", help="cProfile one more backfill")
     parser.add_argument("--log", default=None, help="where the processes' output goes")
@@ -415,10 +429,11 @@ def main() -> None:
     if odd:
         parser.error(f"--sensors {odd}: each must be a positive multiple of 4 (4 per site)")
     configs = [
-        Config(i, b, p == "subset")
+        Config(i, b, p == "subset", m)
         for i in args.instance
         for b in args.event_batch_size
         for p in args.planned_events
+        for m in args.max_partitions_per_run
     ]
     log = Path(args.log or tempfile.mkstemp(prefix="aq-scale-", suffix=".log")[1])
 
