@@ -26,6 +26,8 @@ Steps:
   the newest two days for every sensor (`aq backfill --days 2` with the calendar one day
   later), then `predictions`, `forecast_accuracy`, `drift_report` of the new day and the
   `online_features` snapshot (`dagster asset materialize`); needs a champion (train first)
+- load: loading the code location (`import aq_assets.definitions` and building its
+  repository) in the same AQ_HOME and DAGSTER_HOME, with the size's sensors registered
 
 Prints the machine, one line per process, a table per size and configuration (wall, ms per
 sensor-day for the backfill, peak RSS) and the growth exponent of each step: the slope of
@@ -57,7 +59,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-STEPS = ("discover", "backfill", "train", "loop")
+STEPS = ("discover", "backfill", "train", "loop", "load")
+LOAD_DEFINITIONS = "from aq_assets.definitions import defs; defs.get_repository_def()"
 SENSORS_PER_LOCATION = 4  # pm25, pm10, no2, o3 (simulated.py, _sensor_parameters)
 # The calendar: fixed, so every run reads the same simulated days whatever today is. The
 # backfill ends the day before END_DATE; the loop's day is END_DATE itself.
@@ -298,6 +301,8 @@ def measure(
             day = str(END_DATE)
             step("loop", materialize("predictions,forecast_accuracy,drift_report", day), next_env)
             step("loop", materialize("online_features"), next_env)
+        if "load" in steps:  # the code location, with this size's sensors registered
+            step("load", [sys.executable, "-c", LOAD_DEFINITIONS])
     return result
 
 
