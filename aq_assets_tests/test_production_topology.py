@@ -250,6 +250,9 @@ def test_compose_accepts_the_topology_and_publishes_only_ui_mlflow_and_api(tmp_p
         "webserver",
     ]
     assert [n for n in env if "POSTGRES_PASSWORD" in env[n]] == ["postgres"]
+    # Every process that writes the instance's events batches the per-partition ones.
+    for name in ("code-server", "daemon", "webserver"):
+        assert env[name]["DAGSTER_EVENT_BATCH_SIZE"] == "1000", name
 
 
 @pytest.mark.parametrize("secret", SECRETS)
