@@ -10,9 +10,9 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
-from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
-from aq_assets.cli import main, plan_chunks, plan_missing
+from aq_assets.cli import BACKFILL_EVENT_SETTINGS, main, plan_chunks, plan_missing
 from aq_assets.defs.ingest.catalog import sensors_by_id
 from aq_assets.defs.ingest.readings import collect_readings
 from aq_assets.defs.ingest.sources.simulated import SimulatedSource
@@ -94,6 +94,32 @@ def test_aq_backfill_ingests_every_sensor_day_in_few_runs(tmp_path, capsys):
         ).fetchall()
     assert len(per_day) == 15 and all(0 < n <= 24 for _, _, n in per_day)
     assert "15/15 sensor-days" in capsys.readouterr().err
+
+
+def planned_events(instance: DagsterInstance, run_id: str) -> int:
+    return len(instance.all_logs(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION_PLANNED))
+
+
+@pytest.mark.parametrize("exported", [None, "false"])
+def test_aq_backfill_plans_a_run_in_one_event_unless_told_otherwise(monkeypatch, exported):
+    """One "planned" event per run, not per sensor-day, unless the user exported the setting;
+    either way the process's environment is as before once the backfill is done."""
+    for name in BACKFILL_EVENT_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    if exported is not None:
+        monkeypatch.setenv("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", exported)
+    main(["discover"])
+    main(
+        ["backfill", "--start", "2025-06-01", "--end", "2025-06-03", "--sensors", "9001002,9001007"]
+    )
+
+    instance = DagsterInstance.get()
+    (run,) = instance.get_runs(RunsFilter(job_name="ingest_job"))
+    assert run.status == DagsterRunStatus.SUCCESS
+    assert len(instance.get_materialized_partitions(AssetKey("raw_readings"))) == 6
+    assert planned_events(instance, run.run_id) == (1 if exported is None else 6)
+    assert os.environ.get("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS") == exported
+    assert "DAGSTER_EVENT_BATCH_SIZE" not in os.environ
 
 
 def test_dagster_cli_materializes_one_partition(tmp_path):

@@ -259,6 +259,9 @@ def test_compose_accepts_the_topology_and_publishes_only_ui_mlflow_and_api(tmp_p
     assert [n for n in env if "AQ_WAREHOUSE_URL" in env[n]] == ["code-server"]
     assert env["code-server"]["AQ_WAREHOUSE_URL"] == "postgresql://aq@postgres:5432/aq"
     assert env["code-server"]["AQ_WAREHOUSE_PASSWORD"] == "secret-WAREHOUSE_PG_PASSWORD"
+    # Every process that writes the instance's events batches the per-partition ones.
+    for name in ("code-server", "daemon", "webserver"):
+        assert env[name]["DAGSTER_EVENT_BATCH_SIZE"] == "1000", name
 
 
 @pytest.mark.parametrize("secret", SECRETS)
