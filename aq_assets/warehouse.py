@@ -294,18 +294,26 @@ class DuckDBWarehouse(Warehouse, DuckDBResource):
                 con.close()  # upstream closes only after a block that did not raise
 
     @contextmanager
-    def _session(self, write: bool) -> Iterator[_Session]:
-        with self.get_connection(read_only=not write) as con:
-            if not write:
-                yield _DuckDBSession(con)
-                return
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A writing connection inside one transaction: committed at the end of the block,
+        rolled back when it raises."""
+        with self.get_connection() as con:
             con.begin()
             try:
-                yield _DuckDBSession(con)
+                yield con
             except BaseException:
                 con.rollback()
                 raise
             con.commit()
+
+    @contextmanager
+    def _session(self, write: bool) -> Iterator[_Session]:
+        if write:
+            with self.transaction() as con:
+                yield _DuckDBSession(con)
+        else:
+            with self.get_connection(read_only=True) as con:
+                yield _DuckDBSession(con)
 
     def table_exists(self, schema: str, table: str) -> bool:
         return self.path.exists() and super().table_exists(schema, table)
@@ -613,14 +621,8 @@ class _TransactionalDuckDbClient(DuckDbClient):
             database=config["database"],
             connection_config=config["connection_config"],
         )
-        with warehouse.get_connection() as con:
-            con.begin()
-            try:
-                yield con
-            except BaseException:
-                con.rollback()
-                raise
-            con.commit()
+        with warehouse.transaction() as con:
+            yield con
 
     @staticmethod
     def delete_table_slice(

@@ -100,8 +100,9 @@ def distribution_scores(
 ) -> dict[int, pd.DataFrame] | None:
     """Per horizon, per test row: that it is scored (`scored`, 1), whether the 80% and 90%
     intervals cover the value, their widths, the mean pinball loss of the quantiles, and for
-    each threshold T the squared error of the exceedance probability (`brier_T`), of the sensor's climatological frequency of
-    exceeding it in `history` (`brier_ref_T`), and whether it was exceeded (`exceeded_T`).
+    each threshold T the squared error of the exceedance probability (`brier_T`), of the
+    sensor's climatological frequency of exceeding it in `history` (`brier_ref_T`), and whether
+    it was exceeded (`exceeded_T`).
     None for a forecaster without intervals."""
     intervals = forecaster.intervals
     if intervals is None:
@@ -203,7 +204,7 @@ def pooled_distribution(sums: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     grouped = model.groupby([*by, "horizon"]).sum(numeric_only=True)
     # Over the rows scored: an origin whose forecaster has no intervals (too few calibration
     # rows) has none, and its rows count neither as covered nor as missed.
-    scored = grouped["scored"] if "scored" in grouped.columns else grouped["n"]
+    scored = grouped["scored"]
     out = pd.DataFrame(index=grouped.index)
     for nominal in INTERVALS:
         out[f"coverage{nominal}"] = grouped[f"covered{nominal}"] / scored
