@@ -28,7 +28,7 @@ class TrainingSetConfig(Config):
     window_days: int = 365
     """Days of readings to learn from, ending at the end of the calendar's last complete day
     (yesterday UTC, or the day before AQ_END_DATE) or at the latest reading stored, whichever
-    is earlier. A year spans every season; 20 sensors × 365 days train in about 1.7 minutes on
+    is earlier. A year spans every season; 20 sensors × 365 days train in about a minute on
     one thread (benchmarks/README.md)."""
 
 
