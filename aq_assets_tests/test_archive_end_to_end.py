@@ -8,6 +8,7 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pytest
 
 from aq_assets_tests.conftest import SHARED_DATA
 
@@ -53,6 +54,7 @@ def expected_rows_from_files() -> pd.DataFrame:
     return rows.groupby("sensors_id").size()
 
 
+@pytest.mark.slow(minutes=1.5)
 def test_a_month_of_mexico_city_pm25_matches_the_files(tmp_path):
     env = {
         **os.environ,

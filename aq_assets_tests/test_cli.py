@@ -122,6 +122,7 @@ def test_aq_backfill_plans_a_run_in_one_event_unless_told_otherwise(monkeypatch,
     assert "DAGSTER_EVENT_BATCH_SIZE" not in os.environ
 
 
+@pytest.mark.slow(minutes=1)
 def test_dagster_cli_materializes_one_partition(tmp_path):
     main(["discover"])
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
@@ -207,6 +208,7 @@ def run_as_written(command: str, cwd: Path, env: dict[str, str]) -> None:
     assert done.returncode == 0, (command, done.stderr[-3000:])
 
 
+@pytest.mark.slow(minutes=2)
 def test_the_readme_dagster_command_works_as_written_after_aq_up(tmp_path):
     """In a fresh folder with no DAGSTER_HOME, AQ_HOME or AQ_START_DATE exported: `aq up`
     writes them to `.env`, and the README's `dg launch` and plain `dagster asset materialize`
@@ -282,6 +284,7 @@ def test_a_day_range_aq_cannot_ingest_says_what_is_wrong(args, says):
     assert says in str(exit_.value.code) and "AQ_START_DATE" not in str(exit_.value.code)
 
 
+@pytest.mark.slow(minutes=1)
 def test_two_machines_ingest_overlapping_days_into_one_postgresql_warehouse_at_once(tmp_path):
     """Two `aq` processes, each with its own Dagster instance and AQ_HOME as on two machines,
     discover the sensors and backfill overlapping days into one PostgreSQL warehouse at the

@@ -100,6 +100,7 @@ def ticked(instance: DagsterInstance, sensor_name: str = "aq_automation") -> boo
     return False
 
 
+@pytest.mark.slow(minutes=3)
 def test_drift_under_the_daemon_moves_the_champion(env):
     # The main job without the UI, the day before the drift being "yesterday": discover,
     # ingest 75 days, train, forecast and check that day, write the service's snapshot.

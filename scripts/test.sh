@@ -35,4 +35,6 @@ export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=passive PYTHONWARNINGS=ignore::Deprecat
 .venv/bin/ruff format --check .
 .venv/bin/mypy
 .venv/bin/dg check defs
-.venv/bin/pytest "$@"
+# Two workers (pytest-xdist) taking one test at a time, the slow end-to-end tests first
+# (conftest.py).
+.venv/bin/pytest -n 2 --maxschedchunk 1 "$@"

@@ -200,6 +200,7 @@ def client(session_client) -> TestClient:
     return session_client
 
 
+@pytest.mark.slow(minutes=1)
 @settings(FUZZ, max_examples=250)
 @given(body=bodies)
 def test_no_body_gets_a_5xx(client, body):

@@ -32,6 +32,7 @@ from aq_assets_tests.drift_scenario import Scenario
 DRIFT_DAY = dt.date(2025, 6, 10)
 
 
+@pytest.mark.slow(minutes=1.5)
 def test_a_level_shift_fails_the_check_retrains_once_and_then_passes(tmp_path, instance):
     scenario = Scenario(tmp_path, f"level_shift@{DRIFT_DAY}", instance, max_rounds=150)
     scenario.start(DRIFT_DAY - dt.timedelta(days=1), history_days=75)
