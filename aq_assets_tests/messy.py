@@ -173,8 +173,9 @@ def sensor_readings(
 
 @st.composite
 def random_histories(draw, spec: FeatureSpec, target_ids: tuple[int, ...]):
-    """Readings at LOCATION (a target sensor, maybe a second one, co-located parameters)
-    and a target sensor elsewhere; the sensor to check, an origin and the time zones."""
+    """Readings at LOCATION (a target sensor, maybe a second one, co-located parameters),
+    maybe a target sensor elsewhere (8) and a pm10 sensor elsewhere; the sensor to check, an
+    origin and the time zones."""
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     start = BASE + pd.Timedelta(hours=draw(st.integers(0, 24 * 300)))
     hours = draw(st.integers(1, 24 * 35))
@@ -204,6 +205,20 @@ def random_histories(draw, spec: FeatureSpec, target_ids: tuple[int, ...]):
                 start=start - pd.Timedelta(hours=5),
                 hours=hours,
                 level=30.0,
+                mess=draw(messes),
+            )
+        )
+    if draw(st.booleans()):  # a target sensor elsewhere: the network of the others
+        pieces.append(
+            sensor_readings(
+                rng,
+                sensor_id=8,
+                location_id=OTHER_LOCATION,
+                parameter=spec.parameter,
+                units=UG,
+                start=start + pd.Timedelta(hours=draw(st.integers(-30, 30))),
+                hours=hours,
+                level=draw(st.sampled_from([10.0, 60.0])),
                 mess=draw(messes),
             )
         )

@@ -18,7 +18,7 @@ from aq_assets.ml.cleaning import (
     CleaningReport,
     plausible_bounds,
 )
-from aq_assets.ml.features import _OFFSET, PROFILE_DAYS, FeatureSpec, sensor_codes
+from aq_assets.ml.features import _OFFSET, NETWORK, PROFILE_DAYS, FeatureSpec, sensor_codes
 
 
 def clean_readings(readings: pd.DataFrame) -> tuple[pd.DataFrame, CleaningReport]:
@@ -150,10 +150,14 @@ def build_features(
     features["doy_cos"] = np.cos(2 * np.pi * local.dt.dayofyear / 365.25)
 
     covariates = _covariates_on_grid(hourly, grid, spec.covariates)
+    if NETWORK in spec.covariates:
+        covariates[NETWORK] = _network_on_grid(target, grid)
     for p in spec.covariates:
         now = covariates[p].groupby(grid["sensor_id"], sort=False).ffill(limit=2)
         features[f"{p}_now"] = now
         features[f"{p}_change_3"] = now - now.groupby(grid["sensor_id"], sort=False).shift(3)
+        if p in spec.hourly_changes:
+            features[f"{p}_change_1"] = now - now.groupby(grid["sensor_id"], sort=False).shift(1)
 
     features["sensor_code"] = sensor_codes(grid["sensor_id"], spec)
 
@@ -220,6 +224,19 @@ def _covariates_on_grid(
         wide, left_on=["location_id", "datetime_utc"], right_index=True, how="left"
     )
     return aligned.reindex(columns=list(covariates)).set_index(grid.index).astype("float64")
+
+
+def _network_on_grid(target: pd.DataFrame, grid: pd.DataFrame) -> pd.Series:
+    """Each row's network: the mean of the other target sensors' values at its hour."""
+    network = pd.Series(np.nan, index=grid.index)
+    for sensor_id in grid["sensor_id"].unique():
+        others = target[target["sensor_id"] != sensor_id]
+        if others.empty:
+            continue
+        means = others.groupby("datetime_utc")["value"].mean()
+        rows = grid["sensor_id"] == sensor_id
+        network[rows] = grid.loc[rows, "datetime_utc"].map(means).to_numpy(dtype="float64")
+    return network
 
 
 def _local_times(grid: pd.DataFrame, timezones: dict[int, str]) -> pd.Series:

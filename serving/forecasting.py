@@ -15,6 +15,7 @@ import numpy as np
 
 from aq_assets.ml.cleaning import DEFAULT_UNITS, clean_laid, location_mean
 from aq_assets.ml.features import (
+    NETWORK,
     FeatureSpec,
     SensorSeries,
     check_timezone,
@@ -164,7 +165,9 @@ def histories(
                     f"not a co-located parameter the model reads; it reads {list(spec.covariates)}",
                     "value_error",
                 )
-            parts.append((f"{at}.covariates.{name}", readings, name))
+            # The network is read as the other sensors' readings of the target parameter.
+            parameter = spec.parameter if name == NETWORK else name
+            parts.append((f"{at}.covariates.{name}", readings, parameter))
     stamps = read_timestamps([(f"{at}.timestamps", r.timestamps) for at, r, _ in parts])
     values = read_values([(f"{at}.values", r.values) for at, r, _ in parts])
     n, n_values = stamps.counts, values.counts

@@ -110,7 +110,10 @@ class SeriesHistory(Readings):
         msgspec.Meta(
             description=(
                 "Co-located parameters by name (GET /v1/model lists the ones the model reads); "
-                "absent ones are missing features, as in training."
+                "absent ones are missing features, as in training. `network`: the mean per hour "
+                "of the other sensors' readings of the forecast parameter in the area (cleaned "
+                "as that parameter); without it the sensor is forecast as one with no "
+                "neighbours. A known sensor's GET forecast reads its network from the snapshot."
             )
         ),
     ] = msgspec.field(default_factory=dict)

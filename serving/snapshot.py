@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from aq_assets.ml.cleaning import clean_by_sensor, location_means
-from aq_assets.ml.features import SensorSeries, check_timezone
+from aq_assets.ml.cleaning import HourlySeries, clean_by_sensor, location_means
+from aq_assets.ml.features import NETWORK, SensorSeries, check_timezone, network_series
 
 COLUMNS = ("sensor_id", "location_id", "parameter", "units", "datetime_utc", "value", "timezone")
 
@@ -97,7 +97,8 @@ class OnlineSnapshot:
 @dataclass(frozen=True)
 class ReadingsHistory:
     """Cleaned readings of several sensors, each with its location's mean series per
-    parameter as its co-located parameters (as `build_features` reads them)."""
+    parameter as its co-located parameters and the other sensors of its parameter as its
+    network (as `build_features` reads them)."""
 
     sensors: dict[int, SensorSeries]
 
@@ -112,9 +113,10 @@ def readings_history(
     timezones: Mapping[int, str | None] | None = None,
 ) -> ReadingsHistory:
     """Raw readings as columns (one sensor = one parameter at one location, the first row's)
-    → every sensor cleaned (`clean_by_sensor`) and every location's parameters averaged over its
-    sensors (`location_means`), as `clean_readings` + `build_features` see them; `timezones`
-    by location."""
+    → every sensor cleaned (`clean_by_sensor`), every location's parameters averaged over its
+    sensors (`location_means`) and every sensor's network over the snapshot's other sensors of
+    its parameter (`network_series`), as `clean_readings` + `build_features` see them;
+    `timezones` by location."""
     sensor_id = np.asarray(sensor_id, dtype=np.int64)
     firsts, cleaned, _ = clean_by_sensor(
         sensor_id, np.asarray(parameter), np.asarray(units), np.asarray(seconds), np.asarray(values)
@@ -125,12 +127,19 @@ def readings_history(
     locations = location_means(
         (location, name, clean) for (_, location, name), clean in zip(where, cleaned, strict=True)
     )
+    by_parameter: dict[str, dict[int, HourlySeries]] = {}
+    for (sensor, _, name), clean in zip(where, cleaned, strict=True):
+        by_parameter.setdefault(name, {})[sensor] = clean
+    networks = {
+        sensor: network
+        for sensors in by_parameter.values()
+        for sensor, network in network_series(sensors).items()
+    }
     zones = timezones or {}
-    return ReadingsHistory(
-        {
-            sensor: SensorSeries(
-                clean, locations.get(location, {}), sensor, location, zones.get(location), name
-            )
-            for (sensor, location, name), clean in zip(where, cleaned, strict=True)
-        }
-    )
+    out = {}
+    for (sensor, location, name), clean in zip(where, cleaned, strict=True):
+        covariates = locations.get(location, {})
+        if sensor in networks:
+            covariates = {**covariates, NETWORK: networks[sensor]}
+        out[sensor] = SensorSeries(clean, covariates, sensor, location, zones.get(location), name)
+    return ReadingsHistory(out)

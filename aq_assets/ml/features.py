@@ -28,6 +28,9 @@ import pandas as pd
 
 from aq_assets.ml.cleaning import HourlySeries, epoch_hours, hours_to_datetimes, location_means
 
+# The other sensors of the target parameter in the same data: a covariate like a co-located
+# parameter, but one series per sensor (`network_series`). Pollution moves across a city.
+NETWORK = "network"
 DEFAULT_COVARIATES = (
     "pm10",
     "pm1",
@@ -39,6 +42,7 @@ DEFAULT_COVARIATES = (
     "so2",
     "temperature",
     "relativehumidity",
+    NETWORK,
 )
 WEATHER = ("temperature", "relativehumidity")  # co-located, but not pollutants
 PROFILE_DAYS = (7, 28)
@@ -59,6 +63,9 @@ class FeatureSpec:
     covariates: tuple[str, ...] = DEFAULT_COVARIATES
     max_fill_hours: int = 3  # the "current level" is the latest value at most this old
     sensors: tuple[int, ...] = field(default=())  # sensor identity categories, fixed at training
+    # Covariates that also get their change over the last hour (`{p}_change_1`): the network
+    # leads the sensor by an hour or so when a plume crosses the city.
+    hourly_changes: tuple[str, ...] = (NETWORK,)
 
     @property
     def feature_columns(self) -> list[str]:
@@ -72,6 +79,8 @@ class FeatureSpec:
         columns += ["hour_sin", "hour_cos", "day_of_week", "is_weekend", "doy_sin", "doy_cos"]
         for p in self.covariates:
             columns += [f"{p}_now", f"{p}_change_3"]
+            if p in self.hourly_changes:
+                columns.append(f"{p}_change_1")
         columns.append("sensor_code")
         return columns
 
@@ -128,7 +137,8 @@ def sensor_series(
 ) -> list[SensorSeries]:
     """Every target-parameter sensor of `hourly` (`clean_readings`' output: one value per
     sensor-hour, all parameters) with its location's co-located parameters (the mean over the
-    location's sensors) and time zone, sensors in ascending id."""
+    location's sensors), its network (`network_series`, as the covariate `network`) and time
+    zone, sensors in ascending id."""
     target = hourly[hourly["parameter"] == spec.parameter]
     if target.empty:
         return []
@@ -140,20 +150,48 @@ def sensor_series(
             covariate_rows, ["sensor_id", "location_id", "parameter"]
         ).items()
     )
+    targets = _series_by(target, "sensor_id")
+    networks = network_series(targets) if NETWORK in spec.covariates else {}
     zones = timezones or {}
     out = []
-    for sensor_id, series in _series_by(target, "sensor_id").items():
+    for sensor_id, series in targets.items():
         location = int(locations[sensor_id])
+        network = networks.get(sensor_id)
         out.append(
             SensorSeries(
                 series,
-                covariates.get(location, {}),
+                covariates.get(location, {})
+                if network is None
+                else {**covariates.get(location, {}), NETWORK: network},
                 int(sensor_id),
                 location,
                 zones.get(location),
                 spec.parameter,
             )
         )
+    return out
+
+
+def network_series(sensors: Mapping[int, HourlySeries]) -> dict[int, HourlySeries]:
+    """Each sensor's network: the mean per hour of the other sensors' cleaned values (of one
+    parameter, in the same data), at the hours where any of them has one; a sensor with no
+    other sensor has none. The one rule training, batch predictions (`sensor_series`) and the
+    service's snapshot (`serving.snapshot.readings_history`) read the network by. Summed in
+    ascending sensor id, as `location_mean` of the others."""
+    ids = sorted(s for s, series in sensors.items() if len(series))
+    if len(ids) < 2:
+        return {}
+    from aq_assets.ml.kernels import hour_means
+
+    hours = np.concatenate([sensors[s].hours for s in ids]).astype(np.int64, copy=False)
+    values = np.concatenate([sensors[s].values for s in ids]).astype(np.float64, copy=False)
+    owner = np.repeat(np.arange(len(ids)), [len(sensors[s]) for s in ids])
+    order = np.argsort(hours, kind="stable")  # within an hour, in ascending sensor id
+    hours, values, owner = hours[order], values[order], owner[order]
+    out = {}
+    for k, sensor in enumerate(ids):
+        others = owner != k
+        out[sensor] = HourlySeries(*hour_means(hours[others], values[others]))
     return out
 
 
@@ -309,6 +347,7 @@ def _rows(
         plan.profile_columns,
         plan.covariate_now_columns,
         plan.covariate_change_columns,
+        plan.covariate_change_1_columns,
     )
     # The calendar, every origin of a time zone at once (a request's series share one).
     zones = [item.timezone or "" for item in items]
@@ -413,6 +452,7 @@ class _Plan:
     covariates: tuple[str, ...]
     covariate_now_columns: np.ndarray
     covariate_change_columns: np.ndarray
+    covariate_change_1_columns: np.ndarray  # -1: the covariate has none
     fixed_columns: np.ndarray  # see kernels.origin_rows
     sensor_codes: dict[int, float]
     columns: dict[str, int]
@@ -463,6 +503,9 @@ def _plan(spec: FeatureSpec) -> _Plan:
         ),
         covariate_change_columns=np.array(
             [columns[f"{p}_change_3"] for p in spec.covariates], dtype=np.int64
+        ),
+        covariate_change_1_columns=np.array(
+            [columns.get(f"{p}_change_1", -1) for p in spec.covariates], dtype=np.int64
         ),
         fixed_columns=np.array(
             [
@@ -586,7 +629,8 @@ def drift_view(frame: pd.DataFrame, covariates: tuple[str, ...]) -> pd.DataFrame
     }
     log_y = np.log1p(frame["y"].clip(lower=0))
     for p in covariates:
-        if p not in WEATHER:  # a ratio to a temperature that crosses zero means nothing
+        # A ratio to a temperature that crosses zero means nothing; the network's is below.
+        if p not in WEATHER and p != NETWORK:
             view[f"log_ratio_to_{p}"] = log_y - np.log1p(frame[f"{p}_now"].clip(lower=0))
     # The mean of the other sensors' values at the hour (none with fewer than two sensors).
     by_hour = frame.groupby("datetime_utc")["y"]

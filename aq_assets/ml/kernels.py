@@ -233,13 +233,15 @@ def origin_rows(
     profile_columns,
     covariate_now_columns,
     covariate_change_columns,
+    covariate_change_1_columns,
 ):
     """Fill `rows` (NaN, n × features) with the feature row at each origin, and `valid`
     (see `features.origin_feature_rows`). fixed_columns: hours_since_reading, level, max_24,
     change_1, change_3, change_24. Series are laid end to end and shared by origins: the
     target readings of origin i are target_starts[i]:target_ends[i] (none after the
     origin; its sensor's first reading is at first_hours[i]), those of its co-located
-    parameter p covariate_starts[i * P + p]:covariate_ends[i * P + p]."""
+    parameter p covariate_starts[i * P + p]:covariate_ends[i * P + p]; its change over the
+    last hour goes to covariate_change_1_columns[p] where that is not -1."""
     now = lookback  # the origin's index in `y`; y[now + 1] stays missing, the padding
     y = np.empty(lookback + 2)
     span = 3 + covariate_fill_hours
@@ -285,6 +287,9 @@ def origin_rows(
             before, _ = _latest(c, span - 3, covariate_fill_hours)
             rows[i, covariate_now_columns[p]] = current
             rows[i, covariate_change_columns[p]] = current - before
+            if covariate_change_1_columns[p] >= 0:
+                previous, _ = _latest(c, span - 1, covariate_fill_hours)
+                rows[i, covariate_change_1_columns[p]] = current - previous
 
 
 @compiled

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import replace
 from zoneinfo import ZoneInfo
 
@@ -242,3 +243,59 @@ def test_every_row_and_the_cleaning_report_match_the_pandas_reference(data, spec
 def test_unusable_time_zones_are_refused(timezone):
     with pytest.raises(ValueError, match=r"zone|offset"):
         features.check_timezone(timezone)
+
+
+# ---------------------------------------------------------------------------------------------
+# The network
+
+
+def test_the_network_is_the_mean_of_the_other_sensors_at_each_hour():
+    one = HourlySeries(np.array([10, 11, 12]), np.array([1.0, 2.0, 3.0]))
+    two = HourlySeries(np.array([11, 12, 13]), np.array([10.0, 20.0, 30.0]))
+    three = HourlySeries(np.array([12]), np.array([100.0]))
+
+    networks = features.network_series({3: three, 1: one, 2: two, 4: HourlySeries.empty()})
+
+    assert sorted(networks) == [1, 2, 3]  # a sensor without readings has no network
+    np.testing.assert_array_equal(networks[1].hours, [11, 12, 13])
+    np.testing.assert_array_equal(networks[1].values, [10.0, 60.0, 30.0])
+    np.testing.assert_array_equal(networks[2].hours, [10, 11, 12])
+    np.testing.assert_array_equal(networks[2].values, [1.0, 2.0, 51.5])
+    np.testing.assert_array_equal(networks[3].values, [1.0, 6.0, 11.5, 30.0])
+    assert features.network_series({1: one}) == {}
+
+
+def test_a_sensor_with_no_neighbours_has_no_network_features():
+    spec = FeatureSpec(horizons=(1,)).with_sensors([1, 2])
+    alone = build_features(readings(diurnal(72, 30, 10, 1, seed=1)), spec)
+    assert alone[["network_now", "network_change_1", "network_change_3"]].isna().all().all()
+    assert alone["level"].notna().all()
+
+    pair = pd.concat(
+        [
+            readings(diurnal(72, 30, 10, 1, seed=1)),
+            readings(diurnal(72, 50, 10, 1, seed=2), sensor_id=2, location_id=20),
+        ],
+        ignore_index=True,
+    )
+    frame = build_features(pair, spec)
+    for sensor_id, other in ((1, 2), (2, 1)):
+        rows = frame[frame["sensor_id"] == sensor_id].reset_index(drop=True)
+        theirs = frame[frame["sensor_id"] == other].reset_index(drop=True)
+        np.testing.assert_array_equal(rows["network_now"], theirs["y"])
+        np.testing.assert_array_equal(rows["network_change_1"], theirs["change_1"])
+
+
+def test_a_spec_saved_before_the_network_loads_without_its_columns():
+    """Models saved before the network carry a spec without it: they read the columns they
+    were trained on."""
+    old = FeatureSpec(covariates=("pm10", "o3")).with_sensors([1, 2])
+    raw = json.loads(old.to_json())
+    del raw["hourly_changes"]
+
+    restored = FeatureSpec.from_json(json.dumps(raw))
+
+    assert restored.feature_columns == old.feature_columns
+    assert not any(c.startswith("network") for c in restored.feature_columns)
+    frame = build_features(location_series(72), restored)
+    assert list(frame.columns[4 : -len(old.target_columns)]) == old.feature_columns

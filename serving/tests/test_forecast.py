@@ -172,6 +172,48 @@ def test_a_known_sensor_gets_the_batch_paths_forecasts_from_online_features(sess
         assert pd.Timestamp(answer["snapshot_latest_reading_utc"]).tz_localize(None) == newest
 
 
+def test_a_posted_network_is_read_as_the_snapshot_reads_the_other_sensors(session_client, store):
+    """`covariates.network`: the mean of the other sensors' readings of the parameter. Posted
+    as the snapshot computes it, a history gets the known sensor's feature row and forecasts;
+    without it, the row of a sensor with no neighbours."""
+    from aq_assets.ml.features import NETWORK, origin_features
+    from serving.champion import LoadedModel, OnlineForecaster
+    from serving.forecasting import histories, read_request
+    from serving.tests.conftest import history_of
+
+    snapshot = snapshot_readings(store)
+    sensor = store.spec.sensors[0]
+    known = history_of(snapshot, store.timezones).sensors[sensor]
+    network = known.covariates[NETWORK]
+    stamps = network.hours.astype("datetime64[h]").astype("datetime64[s]").astype(str)
+    body = history_body(snapshot, sensor, store.timezones)
+    with_network = {
+        **body,
+        "covariates": {
+            **body["covariates"],
+            NETWORK: {"timestamps": [f"{t}Z" for t in stamps], "values": network.values.tolist()},
+        },
+    }
+    model = LoadedModel("aq-forecast", "1", OnlineForecaster(store.forecasters["1"]))
+    request = read_request(json.dumps({"series": [with_network, body]}).encode())
+    (posted, _), (alone, _) = histories(request, model, settings_for(store.home))
+    origin = int(known.target.hours[-1])
+
+    row = origin_features(store.spec, posted, origin)
+    assert row is not None
+    np.testing.assert_array_equal(row, origin_features(store.spec, known, origin))
+    without = origin_features(store.spec, alone, origin)
+    assert without is not None
+    columns = store.spec.feature_columns
+    network_columns = [columns.index(c) for c in columns if c.startswith(NETWORK)]
+    assert len(network_columns) == 3 and np.isnan(without[network_columns]).all()
+    assert not np.isnan(row[network_columns]).any()
+
+    answer = session_client.get(f"/v1/sensors/{sensor}/forecast", headers=AUTH).json()
+    (result,) = post(session_client, with_network).json()["results"]
+    assert values_of(result) == values_of(answer)
+
+
 def test_nulls_with_a_reason_where_there_is_nothing_to_forecast_from(session_client, store):
     snapshot = snapshot_readings(store)
     sensor = store.spec.sensors[0]
