@@ -28,8 +28,10 @@ TIMEZONES = [
     "Australia/Lord_Howe",  # a 30-minute DST shift
     "Asia/Kathmandu",  # +05:45
 ]
-# Rolling sums: pandas slides one running sum along the whole series, the loops sum the window.
-ROLLING_PREFIXES = ("mean_", "std_", "same_hour_")
+# Sums made in another order than pandas': pandas slides one running sum along the whole
+# series where the loops sum the window; the network is the hour's total less the sensor's own
+# value where pandas averages the others.
+SUMMED_OTHERWISE = ("mean_", "std_", "same_hour_", "network_")
 SMALL_SPEC = FeatureSpec(
     horizons=(1, 6, 30),
     lags=(1, 5),
@@ -62,16 +64,17 @@ def batch_row(
 def assert_same_features(
     expected: np.ndarray | None, got: np.ndarray | None, spec: FeatureSpec, scale: float = 1.0
 ):
-    """Equal, except the rolling means and spreads: pandas slides one running sum along the
-    whole series, so its window sums carry rounding from every larger value that passed
-    through (about eps * scale for a mean, eps * scale**2 for a variance), where online sums
-    each window afresh."""
+    """Equal, except the sums made in another order (`SUMMED_OTHERWISE`): pandas slides one
+    running sum along the whole series, so its window sums carry rounding from every larger
+    value that passed through (about eps * scale for a mean, eps * scale**2 for a variance),
+    where online sums each window afresh; the network carries the rounding of its hour's
+    total."""
     if expected is None or got is None:
         assert expected is None and got is None, (expected, got)
         return
     eps = float(np.finfo(np.float64).eps)
     for name, want, have in zip(spec.feature_columns, expected, got, strict=True):
-        if not name.startswith(ROLLING_PREFIXES):
+        if not name.startswith(SUMMED_OTHERWISE):
             np.testing.assert_array_equal(have, want, err_msg=name)
             continue
         assert np.isnan(want) == np.isnan(have), (name, want, have)
@@ -90,7 +93,7 @@ def assert_same_columns(expected: pd.DataFrame, got: pd.DataFrame, scale: float)
     for name in expected.columns:
         want = expected[name].to_numpy(dtype="float64")
         have = got[name].to_numpy(dtype="float64")
-        if not name.startswith(ROLLING_PREFIXES):
+        if not name.startswith(SUMMED_OTHERWISE):
             np.testing.assert_array_equal(have, want, err_msg=name)
             continue
         np.testing.assert_array_equal(np.isnan(have), np.isnan(want), err_msg=name)

@@ -176,22 +176,30 @@ def network_series(sensors: Mapping[int, HourlySeries]) -> dict[int, HourlySerie
     """Each sensor's network: the mean per hour of the other sensors' cleaned values (of one
     parameter, in the same data), at the hours where any of them has one; a sensor with no
     other sensor has none. The one rule training, batch predictions (`sensor_series`) and the
-    service's snapshot (`serving.snapshot.readings_history`) read the network by. Summed in
-    ascending sensor id, as `location_mean` of the others."""
+    service's snapshot (`serving.snapshot.readings_history`) read the network by.
+
+    Every sensor's is the hour's total less its own value, over the count less one: one pass
+    over the readings and one over the hours per sensor, not a mean of the others per sensor
+    (quadratic in sensors: minutes at 1,000). An hour's total depends only on that hour's
+    readings, summed in ascending sensor id, so any window of the same data gives the same."""
     ids = sorted(s for s, series in sensors.items() if len(series))
     if len(ids) < 2:
         return {}
-    from aq_assets.ml.kernels import hour_means
-
     hours = np.concatenate([sensors[s].hours for s in ids]).astype(np.int64, copy=False)
     values = np.concatenate([sensors[s].values for s in ids]).astype(np.float64, copy=False)
-    owner = np.repeat(np.arange(len(ids)), [len(sensors[s]) for s in ids])
-    order = np.argsort(hours, kind="stable")  # within an hour, in ascending sensor id
-    hours, values, owner = hours[order], values[order], owner[order]
+    grid, at = np.unique(hours, return_inverse=True)
+    total = np.bincount(at, weights=values, minlength=grid.size)
+    count = np.bincount(at, minlength=grid.size)
     out = {}
-    for k, sensor in enumerate(ids):
-        others = owner != k
-        out[sensor] = HourlySeries(*hour_means(hours[others], values[others]))
+    start = 0
+    for sensor in ids:
+        own = at[start : start + len(sensors[sensor])]
+        start += own.size
+        others_total, others_count = total.copy(), count.copy()
+        others_total[own] -= sensors[sensor].values
+        others_count[own] -= 1
+        kept = others_count > 0
+        out[sensor] = HourlySeries(grid[kept], others_total[kept] / others_count[kept])
     return out
 
 
