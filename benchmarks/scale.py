@@ -2,14 +2,16 @@
 
     .venv/bin/python benchmarks/scale.py [--sensors 20 100 500 1000] [--days 10]
         [--instance sqlite postgres] [--event-batch-size 0 1000]
-        [--steps discover,backfill,train,loop] [--profile]
+        [--steps discover,backfill,train,loop] [--target-only] [--profile]
 
 Every step is a whole process (`aq ...`, or `dagster asset materialize` for the loop's
 forecasts), timed from outside in a fresh AQ_HOME and DAGSTER_HOME per size and configuration,
 with the peak RSS of its largest process (`os.wait4`'s `ru_maxrss`, which covers the process
 and every descendant it waited for). The simulated source invents a site per location id and
 offers 4 sensors at each (pm25, pm10, no2, o3): N sensors are N/4 locations, N/4 of them
-target (pm25) sensors.
+target (pm25) sensors. With `--target-only` (AQ_SIM_TARGET_ONLY) each site offers its pm25
+sensor alone: N sensors are N sites, all target sensors, for a quarter of the ingest (the
+training set then has no co-located parameters; the pm25 readings are the same).
 
 A configuration is an instance (`sqlite`: the repo-root dagster.yaml, as `aq` uses it locally;
 `postgres`: deploy/dagster.yaml over a database of its own, created on the local PostgreSQL,
@@ -192,8 +194,8 @@ def instance_home(config: Config, tmp: Path) -> Iterator[dict[str, str]]:
         yield env
 
 
-def base_env(sensors: int, days: int, tmp: Path) -> dict[str, str]:
-    locations = sensors // SENSORS_PER_LOCATION
+def base_env(sensors: int, days: int, tmp: Path, target_only: bool = False) -> dict[str, str]:
+    locations = sensors if target_only else sensors // SENSORS_PER_LOCATION
     env = {
         key: value
         for key, value in os.environ.items()
@@ -206,6 +208,7 @@ def base_env(sensors: int, days: int, tmp: Path) -> dict[str, str]:
         # 30 spare days before the backfill: the loop's ingest and the training window fit.
         "AQ_START_DATE": str(END_DATE - dt.timedelta(days=days + 30)),
         "AQ_END_DATE": str(END_DATE),
+        "AQ_SIM_TARGET_ONLY": "1" if target_only else "",
         "OMP_NUM_THREADS": "1",
         "PYTHONWARNINGS": "ignore",
     }
@@ -227,7 +230,13 @@ def stored(aq_home: Path) -> tuple[int, int]:
 
 
 def measure(
-    sensors: int, days: int, config: Config, steps: Sequence[str], log: Path, profile: Path | None
+    sensors: int,
+    days: int,
+    config: Config,
+    steps: Sequence[str],
+    log: Path,
+    profile: Path | None,
+    target_only: bool = False,
 ) -> Result:
     result = Result(sensors, config)
     with (
@@ -235,7 +244,7 @@ def measure(
         instance_home(config, Path(name)) as instance_env,
     ):
         tmp = Path(name)
-        env = base_env(sensors, days, tmp) | instance_env
+        env = base_env(sensors, days, tmp, target_only) | instance_env
 
         def step(label: str, command: list[str], step_env: dict[str, str] = env) -> None:
             measured = run_timed(command, step_env, log)
@@ -404,6 +413,11 @@ def main() -> None:
         help="aq backfill's sensor-days per run to compare; 0 is aq's default",
     )
     parser.add_argument("--steps", default="discover,backfill")
+    parser.add_argument(
+        "--target-only",
+        action="store_true",
+        help="each site offers its target (pm25) sensor alone: N sensors are N target sensors",
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile one more backfill")
     parser.add_argument("--log", default=None, help="where the processes' output goes")
     args = parser.parse_args()
@@ -411,9 +425,12 @@ def main() -> None:
     unknown = sorted(set(steps) - set(STEPS))
     if unknown:
         parser.error(f"unknown steps {unknown}; choose from {','.join(STEPS)}")
-    odd = [n for n in args.sensors if n % SENSORS_PER_LOCATION or n <= 0]
+    per_site = 1 if args.target_only else SENSORS_PER_LOCATION
+    odd = [n for n in args.sensors if n % per_site or n <= 0]
     if odd:
-        parser.error(f"--sensors {odd}: each must be a positive multiple of 4 (4 per site)")
+        parser.error(
+            f"--sensors {odd}: each must be a positive multiple of {per_site} (sensors a site)"
+        )
     configs = [
         Config(i, b, p == "subset", m)
         for i in args.instance
@@ -426,7 +443,8 @@ def main() -> None:
     print(machine_line())
     print(
         f"sizes {args.sensors} sensors; {args.days} days; configurations "
-        f"{[c.name for c in configs]}; steps {steps} (discover always runs); log {log}",
+        f"{[c.name for c in configs]}; steps {steps} (discover always runs); "
+        f"{'target sensors only' if args.target_only else '4 sensors a site'}; log {log}",
         flush=True,
     )
     results: list[Result] = []
@@ -438,7 +456,15 @@ def main() -> None:
             if args.profile and last:
                 profile = Path(tempfile.mkstemp(prefix="aq-scale-", suffix=".prof")[1])
             results.append(
-                measure(sensors, args.days, config, steps, log, profile if last else None)
+                measure(
+                    sensors,
+                    args.days,
+                    config,
+                    steps,
+                    log,
+                    profile if last else None,
+                    args.target_only,
+                )
             )
     results.sort(key=lambda r: (r.sensors, configs.index(r.config)))
     report(results, configs, args.days)
