@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/scale.py [--sensors 20 100 500 1000] [--days 10]
         [--instance sqlite postgres] [--event-batch-size 0 1000]
-        [--steps discover,backfill,train,loop] [--target-only] [--profile]
+        [--steps discover,backfill,train,loop] [--target-only] [--before PATH] [--profile]
 
 Every step is a whole process (`aq ...`, or `dagster asset materialize` for the loop's
 forecasts), timed from outside in a fresh AQ_HOME and DAGSTER_HOME per size and configuration,
@@ -28,6 +28,9 @@ Steps:
   the newest two days for every sensor (`aq backfill --days 2` with the calendar one day
   later), then `predictions`, `forecast_accuracy`, `drift_report` of the new day and the
   `online_features` snapshot (`dagster asset materialize`); needs a champion (train first)
+- train_before (with `--before PATH`): `aq train` with the code of another checkout (PATH
+  first on PYTHONPATH, e.g. `git archive <commit> | tar -x -C PATH`) on a copy of the same
+  warehouse with no model yet, before or after `train` by turns: the ratio train/train_before
 - load: loading the code location (`import aq_assets.definitions` and building its
   repository) in the same AQ_HOME and DAGSTER_HOME, with the size's sensors registered
 
@@ -63,6 +66,7 @@ from aq_assets_tests.postgres import PG_ADMIN, PG_HOST, PG_PORT, scratch_databas
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 STEPS = ("discover", "backfill", "train", "loop", "load")
+REPORTED = (*STEPS, "train_before")
 LOAD_DEFINITIONS = "from aq_assets.definitions import defs; defs.get_repository_def()"
 SENSORS_PER_LOCATION = 4  # pm25, pm10, no2, o3 (simulated.py, _sensor_parameters)
 # The calendar: fixed, so every run reads the same simulated days whatever today is. The
@@ -237,6 +241,7 @@ def measure(
     log: Path,
     profile: Path | None,
     target_only: bool = False,
+    before: tuple[Path, bool] | None = None,  # another checkout's code; whether it trains first
 ) -> Result:
     result = Result(sensors, config)
     with (
@@ -280,7 +285,16 @@ def measure(
                 log,
             )
         if "train" in steps or "loop" in steps:
-            step("train", aq("train"))
+            trains = [("train", env)]
+            if before is not None:  # the warehouse as the backfill left it, its own MLflow
+                shutil.copytree(tmp / "aq", tmp / "aq-before")
+                before_env = env | {
+                    "AQ_HOME": str(tmp / "aq-before"),
+                    "PYTHONPATH": str(before[0]),
+                }
+                trains.insert(0 if before[1] else 1, ("train_before", before_env))
+            for label, train_env in trains:
+                step(label, aq("train"), train_env)
             if "train" not in steps:
                 del result.steps["train"]
         if "loop" in steps:
@@ -324,12 +338,12 @@ def exponent(points: Sequence[tuple[int, float]]) -> str:
 def report(results: list[Result], configs: Sequence[Config], days: int) -> None:
     print(f"\nbackfill {days} days; wall per step (s), peak RSS of the largest process (MiB)")
     header = f"{'sensors':>7} {'config':<32} {'sensor-days':>11} {'rows':>10}"
-    for name in STEPS:
+    for name in REPORTED:
         header += f" {name + ' s':>10} {'MiB':>6}"
     print(header + f" {'ms/sensor-day':>14}")
     for r in results:
         line = f"{r.sensors:>7} {r.config.name:<32} {r.sensor_days:>11,} {r.rows:>10,}"
-        for name in STEPS:
+        for name in REPORTED:
             m = r.steps.get(name)
             line += f" {m.wall_s:10.1f} {m.peak_rss_mib:6.0f}" if m else f" {'-':>10} {'-':>6}"
         backfill = r.steps.get("backfill")
@@ -361,6 +375,15 @@ def report(results: list[Result], configs: Sequence[Config], days: int) -> None:
             ]
             if len(points) > 1:
                 print(f"  {config.name:<32} {name:<9} {exponent(sorted(points))}")
+
+    for r in results:
+        if "train" in r.steps and "train_before" in r.steps:
+            ratio = r.steps["train"].wall_s / r.steps["train_before"].wall_s
+            peak = r.steps["train"].peak_rss_mib / r.steps["train_before"].peak_rss_mib
+            print(
+                f"\ntrain / train_before, {r.sensors} sensors {r.config.name}: "
+                f"wall {ratio:.3f}, peak RSS {peak:.3f}"
+            )
 
     if len(configs) > 1:
         first = configs[0]
@@ -418,6 +441,12 @@ def main() -> None:
         action="store_true",
         help="each site offers its target (pm25) sensor alone: N sensors are N target sensors",
     )
+    parser.add_argument(
+        "--before",
+        type=Path,
+        default=None,
+        help="a checkout of other code (e.g. before a change) to run `aq train` with too",
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile one more backfill")
     parser.add_argument("--log", default=None, help="where the processes' output goes")
     args = parser.parse_args()
@@ -464,6 +493,7 @@ def main() -> None:
                     log,
                     profile if last else None,
                     args.target_only,
+                    (args.before.resolve(), index % 2 == 1) if args.before else None,
                 )
             )
     results.sort(key=lambda r: (r.sensors, configs.index(r.config)))
