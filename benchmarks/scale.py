@@ -7,7 +7,8 @@
 Every step is a whole process (`aq ...`, or `dagster asset materialize` for the loop's
 forecasts), timed from outside in a fresh AQ_HOME and DAGSTER_HOME per size and configuration,
 with the peak RSS of its largest process (`os.wait4`'s `ru_maxrss`, which covers the process
-and every descendant it waited for). The simulated source invents a site per location id and
+and every descendant it waited for) and its CPU time (user + system; on a busy machine a
+single-threaded step's wall time is that plus its wait for a core). The simulated source invents a site per location id and
 offers 4 sensors at each (pm25, pm10, no2, o3): N sensors are N/4 locations, N/4 of them
 target (pm25) sensors. With `--target-only` (AQ_SIM_TARGET_ONLY) each site offers its pm25
 sensor alone: N sensors are N sites, all target sensors, for a quarter of the ingest (the
@@ -115,6 +116,8 @@ class Measured:
     wall_s: float
     peak_rss_mib: float
     processes: int = 1
+    cpu_s: float = 0.0  # user + system time of the process and its descendants: on a shared,
+    # busy machine a single-threaded step's wall time is this plus its wait for a core
 
 
 @dataclass
@@ -142,7 +145,7 @@ def run_timed(command: Sequence[str], env: dict[str, str], log: Path) -> Measure
     if process.returncode != 0:
         tail = log.read_text(errors="replace")[-3000:]
         raise SystemExit(f"{' '.join(command)} exited {process.returncode}:\n{tail}")
-    return Measured(elapsed, usage.ru_maxrss / 1024)  # KiB on Linux
+    return Measured(elapsed, usage.ru_maxrss / 1024, 1, usage.ru_utime + usage.ru_stime)
 
 
 def add(total: Measured | None, part: Measured) -> Measured:
@@ -152,6 +155,7 @@ def add(total: Measured | None, part: Measured) -> Measured:
         total.wall_s + part.wall_s,
         max(total.peak_rss_mib, part.peak_rss_mib),
         total.processes + part.processes,
+        total.cpu_s + part.cpu_s,
     )
 
 
@@ -256,7 +260,8 @@ def measure(
             result.steps[label] = add(result.steps.get(label), measured)
             print(
                 f"  {sensors:>5} sensors {config.name:<32} {label:<9} {measured.wall_s:8.1f} s "
-                f"{measured.peak_rss_mib:6.0f} MiB  ({Path(command[0]).name} {' '.join(command[1:4])})",
+                f"(cpu {measured.cpu_s:7.1f} s) {measured.peak_rss_mib:6.0f} MiB  "
+                f"({Path(command[0]).name} {' '.join(command[1:4])}; load {os.getloadavg()[0]:.1f})",
                 flush=True,
             )
 
