@@ -8,9 +8,9 @@ Every step is a whole process (`aq ...`, or `dagster asset materialize` for the 
 forecasts), timed from outside in a fresh AQ_HOME and DAGSTER_HOME per size and configuration,
 with the peak RSS of its largest process (`os.wait4`'s `ru_maxrss`, which covers the process
 and every descendant it waited for) and its CPU time (user + system; on a busy machine a
-single-threaded step's wall time is that plus its wait for a core). The simulated source invents a site per location id and
-offers 4 sensors at each (pm25, pm10, no2, o3): N sensors are N/4 locations, N/4 of them
-target (pm25) sensors. With `--target-only` (AQ_SIM_TARGET_ONLY) each site offers its pm25
+single-threaded step's wall time is that plus its wait for a core). The simulated source
+invents a site per location id and offers 4 sensors at each (pm25, pm10, no2, o3): N sensors
+are N/4 locations, N/4 of them target (pm25) sensors. With `--target-only` (AQ_SIM_TARGET_ONLY) each site offers its pm25
 sensor alone: N sensors are N sites, all target sensors, for a quarter of the ingest (the
 training set then has no co-located parameters; the pm25 readings are the same).
 

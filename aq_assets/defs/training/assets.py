@@ -75,9 +75,9 @@ def training_set(
     target_sensors = sorted(hourly.loc[hourly["parameter"] == spec.parameter, "sensor_id"].unique())
     spec = spec.with_sensors(target_sensors)
     timezones = timezones_of(sensor_catalog)
-    frame = build_features(hourly, spec, timezones)
+    frame = as_float32(build_features(hourly, spec, timezones))  # the float64 copy goes at once
     window_start = frame["datetime_utc"].max() - pd.Timedelta(days=config.window_days)
-    frame = as_float32(frame[frame["datetime_utc"] > window_start]).reset_index(drop=True)
+    frame = frame[frame["datetime_utc"] > window_start].reset_index(drop=True)
 
     fingerprint = content_fingerprint(frame)
     first_hour, last_hour = frame["datetime_utc"].min(), frame["datetime_utc"].max()
