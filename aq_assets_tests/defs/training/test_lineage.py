@@ -23,9 +23,7 @@ def test_the_fingerprint_is_of_the_content_not_its_order_or_round_trip_dtypes():
     rows = frame()
     reordered = rows.iloc[[3, 1, 0, 2]]
     # As DuckDB may read it back: microsecond timestamps, float64, text as string.
-    read_back = rows.astype(
-        {"datetime_utc": "datetime64[us]", "y": "float64", "units": "string"}
-    )
+    read_back = rows.astype({"datetime_utc": "datetime64[us]", "y": "float64", "units": "string"})
     changed = rows.assign(y=rows["y"].where(rows.index != 2, 3.5))
     renamed = rows.rename(columns={"y": "value"})
 
