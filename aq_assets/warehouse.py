@@ -57,8 +57,15 @@ if TYPE_CHECKING:
 WAREHOUSE_FILE = "warehouse.duckdb"  # never named after a schema: DuckDB would find it ambiguous
 _DUCKDB_MAGIC = (8, b"DUCK")  # where every DuckDB file says what it is
 
-# Type names both engines accept (FLOAT8 is DuckDB's DOUBLE and PostgreSQL's double precision).
-_SQL_TYPES = {"datetime64": "TIMESTAMP", "int": "BIGINT", "float": "FLOAT8", "bool": "BOOLEAN"}
+# Type names both engines accept (FLOAT8 is DuckDB's DOUBLE and PostgreSQL's double precision,
+# FLOAT4 their single precision); the first prefix of the dtype's name that matches.
+_SQL_TYPES = {
+    "datetime64": "TIMESTAMP",
+    "int": "BIGINT",
+    "float32": "FLOAT4",
+    "float": "FLOAT8",
+    "bool": "BOOLEAN",
+}
 
 _READING_COLUMNS = "sensor_id, location_id, parameter, units, datetime_utc, value"
 
@@ -378,7 +385,8 @@ class PostgresWarehouse(Warehouse):
 
 
 # PostgreSQL type oids of what the warehouse stores, read back as DuckDB returns them.
-_PG_INTEGER, _PG_FLOAT, _PG_BOOLEAN = {20, 21, 23}, {700, 701, 1700}, {16}
+_PG_INTEGER, _PG_FLOAT, _PG_BOOLEAN = {20, 21, 23}, {701, 1700}, {16}
+_PG_FLOAT4 = 700
 _PG_TIMESTAMP, _PG_TIMESTAMPTZ = 1114, 1184
 
 
@@ -428,6 +436,8 @@ def _as_duckdb_returns(values: pd.Series, type_code: int) -> pd.Series:
         return values.astype("int64" if complete else "Int64")
     if type_code in _PG_FLOAT:
         return values.astype("float64")
+    if type_code == _PG_FLOAT4:
+        return values.astype("float32")
     if type_code in _PG_BOOLEAN:
         return values.astype(bool if complete else "boolean")
     if type_code == _PG_TIMESTAMP:
@@ -457,7 +467,7 @@ def _redacted(url: str) -> str:
 
 
 def _sql_type(dtype: Any) -> str:
-    """TIMESTAMP, BIGINT, FLOAT8, BOOLEAN or VARCHAR for a pandas dtype."""
+    """TIMESTAMP, BIGINT, FLOAT4, FLOAT8, BOOLEAN or VARCHAR for a pandas dtype."""
     name = str(dtype).lower()
     return next((sql for prefix, sql in _SQL_TYPES.items() if name.startswith(prefix)), "VARCHAR")
 

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 
 import duckdb
+import numpy as np
 import pandas as pd
 import psycopg2
 import pytest
@@ -417,6 +418,7 @@ def test_both_backends_read_back_what_duckdb_does(tmp_path, postgres_url):
             "sensor_id": [1, 2, 3],
             "datetime_utc": pd.to_datetime(["2025-01-02 00:00", "2025-01-02 01:00", None]),
             "value": [1.5, None, 2.0],
+            "share": np.array([0.1, np.nan, 3.25], dtype=np.float32),
             "units": ["µg/m³", 'say "hi", twice\nplease', None],
             "flag": [True, False, True],
             "count": pd.array([1, None, 3], dtype="Int64"),
@@ -433,6 +435,7 @@ def test_both_backends_read_back_what_duckdb_does(tmp_path, postgres_url):
                 "SELECT * FROM training.frame WHERE sensor_id > ?", [9]
             )
         pd.testing.assert_frame_equal(read[postgres.location], read[duck.location])
+        assert read[duck.location]["share"].dtype == np.float32  # the training set's floats
         pd.testing.assert_frame_equal(
             read[postgres.location + " empty"], read[duck.location + " empty"]
         )

@@ -2,14 +2,17 @@
 
     .venv/bin/python benchmarks/scale.py [--sensors 20 100 500 1000] [--days 10]
         [--instance sqlite postgres] [--event-batch-size 0 1000]
-        [--steps discover,backfill,train,loop] [--profile]
+        [--steps discover,backfill,train,loop] [--target-only] [--before PATH] [--profile]
 
 Every step is a whole process (`aq ...`, or `dagster asset materialize` for the loop's
 forecasts), timed from outside in a fresh AQ_HOME and DAGSTER_HOME per size and configuration,
 with the peak RSS of its largest process (`os.wait4`'s `ru_maxrss`, which covers the process
-and every descendant it waited for). The simulated source invents a site per location id and
-offers 4 sensors at each (pm25, pm10, no2, o3): N sensors are N/4 locations, N/4 of them
-target (pm25) sensors.
+and every descendant it waited for) and its CPU time (user + system; on a busy machine a
+single-threaded step's wall time is that plus its wait for a core). The simulated source
+invents a site per location id and offers 4 sensors at each (pm25, pm10, no2, o3): N sensors
+are N/4 locations, N/4 of them target (pm25) sensors. With `--target-only` (AQ_SIM_TARGET_ONLY) each site offers its pm25
+sensor alone: N sensors are N sites, all target sensors, for a quarter of the ingest (the
+training set then has no co-located parameters; the pm25 readings are the same).
 
 A configuration is an instance (`sqlite`: the repo-root dagster.yaml, as `aq` uses it locally;
 `postgres`: deploy/dagster.yaml over a database of its own, created on the local PostgreSQL,
@@ -26,6 +29,9 @@ Steps:
   the newest two days for every sensor (`aq backfill --days 2` with the calendar one day
   later), then `predictions`, `forecast_accuracy`, `drift_report` of the new day and the
   `online_features` snapshot (`dagster asset materialize`); needs a champion (train first)
+- train_before (with `--before PATH`): `aq train` with the code of another checkout (PATH
+  first on PYTHONPATH, e.g. `git archive <commit> | tar -x -C PATH`) on a copy of the same
+  warehouse with no model yet, before or after `train` by turns: the ratio train/train_before
 - load: loading the code location (`import aq_assets.definitions` and building its
   repository) in the same AQ_HOME and DAGSTER_HOME, with the size's sensors registered
 
@@ -61,6 +67,7 @@ from aq_assets_tests.postgres import PG_ADMIN, PG_HOST, PG_PORT, scratch_databas
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 STEPS = ("discover", "backfill", "train", "loop", "load")
+REPORTED = (*STEPS, "train_before")
 LOAD_DEFINITIONS = "from aq_assets.definitions import defs; defs.get_repository_def()"
 SENSORS_PER_LOCATION = 4  # pm25, pm10, no2, o3 (simulated.py, _sensor_parameters)
 # The calendar: fixed, so every run reads the same simulated days whatever today is. The
@@ -109,6 +116,8 @@ class Measured:
     wall_s: float
     peak_rss_mib: float
     processes: int = 1
+    cpu_s: float = 0.0  # user + system time of the process and its descendants: on a shared,
+    # busy machine a single-threaded step's wall time is this plus its wait for a core
 
 
 @dataclass
@@ -136,7 +145,7 @@ def run_timed(command: Sequence[str], env: dict[str, str], log: Path) -> Measure
     if process.returncode != 0:
         tail = log.read_text(errors="replace")[-3000:]
         raise SystemExit(f"{' '.join(command)} exited {process.returncode}:\n{tail}")
-    return Measured(elapsed, usage.ru_maxrss / 1024)  # KiB on Linux
+    return Measured(elapsed, usage.ru_maxrss / 1024, 1, usage.ru_utime + usage.ru_stime)
 
 
 def add(total: Measured | None, part: Measured) -> Measured:
@@ -146,6 +155,7 @@ def add(total: Measured | None, part: Measured) -> Measured:
         total.wall_s + part.wall_s,
         max(total.peak_rss_mib, part.peak_rss_mib),
         total.processes + part.processes,
+        total.cpu_s + part.cpu_s,
     )
 
 
@@ -192,8 +202,8 @@ def instance_home(config: Config, tmp: Path) -> Iterator[dict[str, str]]:
         yield env
 
 
-def base_env(sensors: int, days: int, tmp: Path) -> dict[str, str]:
-    locations = sensors // SENSORS_PER_LOCATION
+def base_env(sensors: int, days: int, tmp: Path, target_only: bool = False) -> dict[str, str]:
+    locations = sensors if target_only else sensors // SENSORS_PER_LOCATION
     env = {
         key: value
         for key, value in os.environ.items()
@@ -206,6 +216,7 @@ def base_env(sensors: int, days: int, tmp: Path) -> dict[str, str]:
         # 30 spare days before the backfill: the loop's ingest and the training window fit.
         "AQ_START_DATE": str(END_DATE - dt.timedelta(days=days + 30)),
         "AQ_END_DATE": str(END_DATE),
+        "AQ_SIM_TARGET_ONLY": "1" if target_only else "",
         "OMP_NUM_THREADS": "1",
         "PYTHONWARNINGS": "ignore",
     }
@@ -227,7 +238,14 @@ def stored(aq_home: Path) -> tuple[int, int]:
 
 
 def measure(
-    sensors: int, days: int, config: Config, steps: Sequence[str], log: Path, profile: Path | None
+    sensors: int,
+    days: int,
+    config: Config,
+    steps: Sequence[str],
+    log: Path,
+    profile: Path | None,
+    target_only: bool = False,
+    before: tuple[Path, bool] | None = None,  # another checkout's code; whether it trains first
 ) -> Result:
     result = Result(sensors, config)
     with (
@@ -235,14 +253,15 @@ def measure(
         instance_home(config, Path(name)) as instance_env,
     ):
         tmp = Path(name)
-        env = base_env(sensors, days, tmp) | instance_env
+        env = base_env(sensors, days, tmp, target_only) | instance_env
 
         def step(label: str, command: list[str], step_env: dict[str, str] = env) -> None:
             measured = run_timed(command, step_env, log)
             result.steps[label] = add(result.steps.get(label), measured)
             print(
                 f"  {sensors:>5} sensors {config.name:<32} {label:<9} {measured.wall_s:8.1f} s "
-                f"{measured.peak_rss_mib:6.0f} MiB  ({Path(command[0]).name} {' '.join(command[1:4])})",
+                f"(cpu {measured.cpu_s:7.1f} s) {measured.peak_rss_mib:6.0f} MiB  "
+                f"({Path(command[0]).name} {' '.join(command[1:4])}; load {os.getloadavg()[0]:.1f})",
                 flush=True,
             )
 
@@ -271,7 +290,16 @@ def measure(
                 log,
             )
         if "train" in steps or "loop" in steps:
-            step("train", aq("train"))
+            trains = [("train", env)]
+            if before is not None:  # the warehouse as the backfill left it, its own MLflow
+                shutil.copytree(tmp / "aq", tmp / "aq-before")
+                before_env = env | {
+                    "AQ_HOME": str(tmp / "aq-before"),
+                    "PYTHONPATH": str(before[0]),
+                }
+                trains.insert(0 if before[1] else 1, ("train_before", before_env))
+            for label, train_env in trains:
+                step(label, aq("train"), train_env)
             if "train" not in steps:
                 del result.steps["train"]
         if "loop" in steps:
@@ -315,12 +343,12 @@ def exponent(points: Sequence[tuple[int, float]]) -> str:
 def report(results: list[Result], configs: Sequence[Config], days: int) -> None:
     print(f"\nbackfill {days} days; wall per step (s), peak RSS of the largest process (MiB)")
     header = f"{'sensors':>7} {'config':<32} {'sensor-days':>11} {'rows':>10}"
-    for name in STEPS:
+    for name in REPORTED:
         header += f" {name + ' s':>10} {'MiB':>6}"
     print(header + f" {'ms/sensor-day':>14}")
     for r in results:
         line = f"{r.sensors:>7} {r.config.name:<32} {r.sensor_days:>11,} {r.rows:>10,}"
-        for name in STEPS:
+        for name in REPORTED:
             m = r.steps.get(name)
             line += f" {m.wall_s:10.1f} {m.peak_rss_mib:6.0f}" if m else f" {'-':>10} {'-':>6}"
         backfill = r.steps.get("backfill")
@@ -352,6 +380,15 @@ def report(results: list[Result], configs: Sequence[Config], days: int) -> None:
             ]
             if len(points) > 1:
                 print(f"  {config.name:<32} {name:<9} {exponent(sorted(points))}")
+
+    for r in results:
+        if "train" in r.steps and "train_before" in r.steps:
+            ratio = r.steps["train"].wall_s / r.steps["train_before"].wall_s
+            peak = r.steps["train"].peak_rss_mib / r.steps["train_before"].peak_rss_mib
+            print(
+                f"\ntrain / train_before, {r.sensors} sensors {r.config.name}: "
+                f"wall {ratio:.3f}, peak RSS {peak:.3f}"
+            )
 
     if len(configs) > 1:
         first = configs[0]
@@ -404,6 +441,17 @@ def main() -> None:
         help="aq backfill's sensor-days per run to compare; 0 is aq's default",
     )
     parser.add_argument("--steps", default="discover,backfill")
+    parser.add_argument(
+        "--target-only",
+        action="store_true",
+        help="each site offers its target (pm25) sensor alone: N sensors are N target sensors",
+    )
+    parser.add_argument(
+        "--before",
+        type=Path,
+        default=None,
+        help="a checkout of other code (e.g. before a change) to run `aq train` with too",
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile one more backfill")
     parser.add_argument("--log", default=None, help="where the processes' output goes")
     args = parser.parse_args()
@@ -411,9 +459,12 @@ def main() -> None:
     unknown = sorted(set(steps) - set(STEPS))
     if unknown:
         parser.error(f"unknown steps {unknown}; choose from {','.join(STEPS)}")
-    odd = [n for n in args.sensors if n % SENSORS_PER_LOCATION or n <= 0]
+    per_site = 1 if args.target_only else SENSORS_PER_LOCATION
+    odd = [n for n in args.sensors if n % per_site or n <= 0]
     if odd:
-        parser.error(f"--sensors {odd}: each must be a positive multiple of 4 (4 per site)")
+        parser.error(
+            f"--sensors {odd}: each must be a positive multiple of {per_site} (sensors a site)"
+        )
     configs = [
         Config(i, b, p == "subset", m)
         for i in args.instance
@@ -426,7 +477,8 @@ def main() -> None:
     print(machine_line())
     print(
         f"sizes {args.sensors} sensors; {args.days} days; configurations "
-        f"{[c.name for c in configs]}; steps {steps} (discover always runs); log {log}",
+        f"{[c.name for c in configs]}; steps {steps} (discover always runs); "
+        f"{'target sensors only' if args.target_only else '4 sensors a site'}; log {log}",
         flush=True,
     )
     results: list[Result] = []
@@ -438,7 +490,16 @@ def main() -> None:
             if args.profile and last:
                 profile = Path(tempfile.mkstemp(prefix="aq-scale-", suffix=".prof")[1])
             results.append(
-                measure(sensors, args.days, config, steps, log, profile if last else None)
+                measure(
+                    sensors,
+                    args.days,
+                    config,
+                    steps,
+                    log,
+                    profile if last else None,
+                    args.target_only,
+                    (args.before.resolve(), index % 2 == 1) if args.before else None,
+                )
             )
     results.sort(key=lambda r: (r.sensors, configs.index(r.config)))
     report(results, configs, args.days)

@@ -607,6 +607,14 @@ def _zone(timezone: str) -> dt.timedelta | ZoneInfo | None:
         ) from exc
 
 
+def as_float32(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with its float64 columns as float32: how a training set is stored and learnt
+    from. Exact enough (readings carry fewer than 7 significant digits, and the boosters
+    learn from float32 anyway, `feature_matrix`), and half the memory: 1,000 sensors × 90
+    days are 2 M rows of 66 float columns."""
+    return frame.astype({c: np.float32 for c, t in frame.dtypes.items() if t == np.float64})
+
+
 def feature_matrix(frame: pd.DataFrame, spec: FeatureSpec) -> np.ndarray:
     """The float32 matrix a model predicts from, columns in the spec's order. Sensor identity
     is re-coded with this spec's own sensor list, so a model trained on other sensors reads

@@ -15,6 +15,7 @@ from aq_assets.ml.model import (
     baseline_forecaster,
     fit_blend_weights,
     train_forecaster,
+    usable_rows,
 )
 from aq_assets_tests.hourly import START, diurnal, readings
 
@@ -152,6 +153,23 @@ def test_blend_weights_are_zero_when_the_components_add_nothing():
     components = np.column_stack([model, model, model])
 
     assert fit_blend_weights(model, components, model + 1.0).tolist() == [0.0, 0.0, 0.0]
+
+
+def test_a_fit_learns_from_every_usable_row_up_to_the_cap_and_a_seeded_sample_past_it(trained):
+    """A booster learns from the rows with a level and a target: all of them up to the cap,
+    past it the same uniform sample every time, in the rows' order."""
+    _, train, validation, holdout = trained
+    frame = pd.concat([train, validation, holdout], ignore_index=True)
+    usable = frame[frame["level"].notna() & frame["target_h3"].notna()]
+    assert len(usable) < len(frame)  # the gap and the last hours have no level or target
+
+    pd.testing.assert_frame_equal(usable_rows(frame, 3, cap=len(usable)), usable)
+    sample = usable_rows(frame, 3, cap=100)
+    assert len(sample) == 100
+    assert sample.index.isin(usable.index).all() and sample.index.is_monotonic_increasing
+    # Spread over the whole period, not its first rows.
+    assert sample["datetime_utc"].max() > usable["datetime_utc"].quantile(0.9)
+    pd.testing.assert_frame_equal(usable_rows(frame, 3, cap=100), sample)
 
 
 def test_refit_learns_the_newest_day(trained):

@@ -18,7 +18,10 @@ def build_source(kind: str | None = None) -> ReadingsSource:
         from aq_assets.defs.ingest.sources.simulated import SimulatedSource
 
         return SimulatedSource(
-            parameter=parameter, locations=locations, drift=env_or_default("AQ_SIM_DRIFT", "")
+            parameter=parameter,
+            locations=locations,
+            drift=env_or_default("AQ_SIM_DRIFT", ""),
+            target_only=env_value("AQ_SIM_TARGET_ONLY", "").strip().lower() in ("1", "true"),
         )
     if kind == "archive":
         from aq_assets.defs.ingest.sources.archive import ArchiveSource

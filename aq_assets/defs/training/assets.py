@@ -18,7 +18,7 @@ from dagster import (
 from aq_assets.defs.ingest.catalog import timezones_of
 from aq_assets.defs.training.lineage import content_fingerprint, partitions_summary
 from aq_assets.ml.cleaning import clean_readings, without_stuck
-from aq_assets.ml.features import build_features
+from aq_assets.ml.features import as_float32, build_features
 from aq_assets.partitions import last_day
 from aq_assets.target import ForecastTarget
 from aq_assets.warehouse import WAREHOUSE_KIND, WRITERS_POOL, Warehouse
@@ -57,7 +57,8 @@ def training_set(
     """Hourly rows per sensor of the target parameter (AQ_PARAMETER) over the last
     `window_days` up to the calendar's last complete day (AQ_END_DATE): cleaned values (gaps
     stay gaps), lags, rolling statistics, calendar, the co-located parameters of the same
-    location, sensor identity, and the value 1-24 h later as targets. The fingerprint identifies its exact content in MLflow."""
+    location, sensor identity, and the value 1-24 h later as targets, in single precision
+    (float32). The fingerprint identifies its exact content in MLflow."""
     spec = forecast_target.spec()
     calendar_end = pd.Timestamp(last_day() + datetime.timedelta(days=1))
     readings = warehouse.readings_window(
@@ -74,7 +75,7 @@ def training_set(
     target_sensors = sorted(hourly.loc[hourly["parameter"] == spec.parameter, "sensor_id"].unique())
     spec = spec.with_sensors(target_sensors)
     timezones = timezones_of(sensor_catalog)
-    frame = build_features(hourly, spec, timezones)
+    frame = as_float32(build_features(hourly, spec, timezones))  # the float64 copy goes at once
     window_start = frame["datetime_utc"].max() - pd.Timedelta(days=config.window_days)
     frame = frame[frame["datetime_utc"] > window_start].reset_index(drop=True)
 

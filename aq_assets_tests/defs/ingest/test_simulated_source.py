@@ -115,6 +115,22 @@ def test_unknown_target_parameter_is_added_as_an_extra_sensor() -> None:
     assert readings["value"].between(-0.1, 5).all()
 
 
+def test_target_only_offers_the_target_sensor_alone_with_the_same_readings() -> None:
+    full = SimulatedSource(locations="101,202")
+    alone = SimulatedSource(locations="101,202", target_only=True)
+    catalog = alone.list_sensors()
+
+    assert set(catalog["sensor_id"]) == {101002, 202002}
+    pd.testing.assert_frame_equal(
+        catalog.reset_index(drop=True),
+        full.list_sensors().query("parameter == 'pm25'").reset_index(drop=True),
+    )
+    pd.testing.assert_frame_equal(
+        alone.fetch_day(sensor(alone, 202, "pm25"), START).readings,
+        full.fetch_day(sensor(full, 202, "pm25"), START).readings,
+    )
+
+
 @pytest.mark.parametrize("locations", ["abc", "101,,202", "-5", "0"])
 def test_invalid_locations_are_rejected(locations: str) -> None:
     with pytest.raises(ValueError, match="locations"):

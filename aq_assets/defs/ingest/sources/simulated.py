@@ -49,6 +49,7 @@ __all__ = [
 ]
 
 DRIFT_ENV_VAR = "AQ_SIM_DRIFT"
+TARGET_ONLY_ENV_VAR = "AQ_SIM_TARGET_ONLY"
 DriftKind = Literal["level_shift", "variance", "broken_sensor"]
 DRIFT_KINDS: tuple[str, ...] = get_args(DriftKind)
 _DEFAULT_MAGNITUDE: dict[str, float] = {"level_shift": 1.0, "variance": 3.0}
@@ -356,9 +357,11 @@ def _parameter_id(parameter: str) -> int:
     return _profile(parameter).openaq_id
 
 
-def _sensor_parameters(target: str) -> tuple[str, ...]:
+def _sensor_parameters(target: str, target_only: bool = False) -> tuple[str, ...]:
     """The simulated parameters at each location: the four co-located ones, plus the target
-    when it is not among them."""
+    when it is not among them; or the target alone."""
+    if target_only:
+        return (target,)
     parameters = tuple(_PROFILES)
     return parameters if target in _PROFILES else (*parameters, target)
 
@@ -558,6 +561,12 @@ class SimulatedSource(ReadingsSource):
         + _DRIFT_FORMAT,
     )
     seed: int = Field(default=0, ge=0, description="Seed of every random number drawn.")
+    target_only: bool = Field(
+        default=False,
+        description="Offer only the target parameter's sensor at each location (env "
+        f"{TARGET_ONLY_ENV_VAR}), not its co-located ones: a quarter of the ingest, for "
+        "benchmarks at many sensors. The target's readings are the same either way.",
+    )
 
     @property
     def name(self) -> str:
@@ -584,7 +593,7 @@ class SimulatedSource(ReadingsSource):
                 "source": self.name,
             }
             for location in map(simulated_location, parse_locations(self.locations))
-            for parameter in _sensor_parameters(self.parameter)
+            for parameter in _sensor_parameters(self.parameter, self.target_only)
         ]
         catalog = typed_frame(rows, CATALOG_COLUMNS)
         return catalog.sort_values("sensor_id", ignore_index=True)
