@@ -59,12 +59,13 @@ DEFAULT_PARAMS: dict[str, Any] = {
 }
 
 # A booster fit learns from at most this many rows (a uniform seeded sample of the usable rows
-# when there are more), and early stopping judges it on at most MAX_VALIDATION_ROWS: a fit's
-# time grows with its rows and its rounds, and past a few hundred thousand rows the trees
-# hardly change, while 1,000 sensors × 90 days (2 M rows) took hours on one thread. Above the
-# largest real dataset (20 sensors × 365 days = 175,200 rows), so those learn from every row.
+# when there are more), and early stopping, the blend weights and the intervals are fitted on
+# at most MAX_VALIDATION_ROWS: a fit's time grows with its rows and its rounds, and past a few
+# hundred thousand rows the trees hardly change, while 1,000 sensors × 90 days (2 M rows) took
+# hours on one thread. Above the largest real dataset (20 sensors × 365 days = 175,200 rows),
+# so those learn from every row.
 MAX_FIT_ROWS = 200_000
-MAX_VALIDATION_ROWS = 50_000  # 20 sensors × 14 validation days are 6,720
+MAX_VALIDATION_ROWS = 50_000  # 20 sensors × 28 validation and held-out days are 13,440
 SAMPLE_SEED = 0
 
 
@@ -161,7 +162,7 @@ class Forecaster:
     def blended_on(self, *frames: pd.DataFrame) -> Forecaster:
         """A copy of this forecaster with each horizon's blend weights fitted on the rows of
         `frames` (days its boosters did not learn from)."""
-        rows = pd.concat(frames) if len(frames) > 1 else frames[0]
+        rows = at_most(pd.concat(frames) if len(frames) > 1 else frames[0], MAX_VALIDATION_ROWS)
         table = self.blend_table()
         level, sensor_rows, hours, recent_means = table.inputs(rows)
         model = level[:, None] + self.changes(feature_matrix(rows, self.spec))
@@ -179,11 +180,12 @@ class Forecaster:
     def calibrated(self, *frames: pd.DataFrame) -> Forecaster:
         """A copy of this forecaster with intervals from its errors on the rows of `frames`
         (days it did not learn from)."""
-        forecast = np.vstack([self.predict(rows).to_numpy() for rows in frames])
-        truth = np.vstack([rows[self.spec.target_columns].to_numpy("float64") for rows in frames])
-        recent = np.vstack([recent_of(rows) for rows in frames])
-        days = np.concatenate([rows["datetime_utc"].dt.floor("D").to_numpy() for rows in frames])
-        return replace(self, intervals=Intervals.calibrate(forecast, truth, recent, days))
+        rows = at_most(pd.concat(frames) if len(frames) > 1 else frames[0], MAX_VALIDATION_ROWS)
+        forecast = self.predict(rows).to_numpy()
+        truth = rows[self.spec.target_columns].to_numpy("float64")
+        days = rows["datetime_utc"].dt.floor("D").to_numpy()
+        intervals = Intervals.calibrate(forecast, truth, recent_of(rows), days)
+        return replace(self, intervals=intervals)
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -411,15 +413,23 @@ def baseline_forecaster(
 
 def usable_rows(frame: pd.DataFrame, h: int, cap: int) -> pd.DataFrame:
     """The rows of `frame` a booster of horizon `h` learns from (a current level and a known
-    target), or a uniform sample of `cap` of them (seeded, in their order) when there are
-    more. Only the chosen rows are copied."""
+    target), at most `cap` of them (`sampled`). Only the chosen rows are copied."""
     positions = np.flatnonzero(
         frame["level"].notna().to_numpy() & frame[f"target_h{h}"].notna().to_numpy()
     )
-    if len(positions) > cap:
-        chosen = np.random.default_rng(SAMPLE_SEED).choice(len(positions), cap, replace=False)
-        positions = positions[np.sort(chosen)]
-    return frame.iloc[positions]
+    return frame.iloc[positions[sampled(len(positions), cap)]]
+
+
+def at_most(frame: pd.DataFrame, cap: int) -> pd.DataFrame:
+    """`frame`, or `cap` of its rows (`sampled`) when it has more."""
+    return frame if len(frame) <= cap else frame.iloc[sampled(len(frame), cap)]
+
+
+def sampled(n: int, cap: int) -> np.ndarray:
+    """Positions 0..n-1, or a uniform sample of `cap` of them (seeded, in order) when n > cap."""
+    if n <= cap:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(SAMPLE_SEED).choice(n, cap, replace=False))
 
 
 def _train_booster(

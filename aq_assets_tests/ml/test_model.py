@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from aq_assets.ml import model
 from aq_assets.ml.evaluation import baseline_forecasts, evaluate, judge_candidate
 from aq_assets.ml.features import FeatureSpec, build_features
 from aq_assets.ml.model import (
@@ -170,6 +171,29 @@ def test_a_fit_learns_from_every_usable_row_up_to_the_cap_and_a_seeded_sample_pa
     # Spread over the whole period, not its first rows.
     assert sample["datetime_utc"].max() > usable["datetime_utc"].quantile(0.9)
     pd.testing.assert_frame_equal(usable_rows(frame, 3, cap=100), sample)
+
+
+def test_the_blend_and_the_intervals_are_fitted_on_at_most_the_validation_cap(trained, monkeypatch):
+    """Past MAX_VALIDATION_ROWS the blend weights and the intervals come from the seeded
+    sample of the rows (`at_most`), the same as if only the sample had been given."""
+    forecaster, _, validation, holdout = trained
+    rows = pd.concat([validation, holdout])
+    cap = len(rows) * 3 // 4
+    monkeypatch.setattr(model, "MAX_VALIDATION_ROWS", cap)
+    sample = model.at_most(rows, cap)
+    assert len(sample) == cap < len(rows)
+
+    assert forecaster.blended_on(validation, holdout).blend_weights == (
+        forecaster.blended_on(sample).blend_weights
+    )
+
+    def intervals(*frames: pd.DataFrame) -> dict:
+        fitted = forecaster.calibrated(*frames).intervals
+        assert fitted is not None
+        return fitted.to_dict()
+
+    assert intervals(validation, holdout) == intervals(sample)
+    assert intervals(rows.iloc[:cap]) != intervals(sample)
 
 
 def test_refit_learns_the_newest_day(trained):

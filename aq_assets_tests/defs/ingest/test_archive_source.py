@@ -261,6 +261,9 @@ def test_missing_days_are_empty_not_errors():
         (gzip.compress(b"\x00\xff\xfe garbage \x80\x81\n"), "columns|CSV"),
         (gzip.compress(b"location_id,sensors_id,value\n7570,7570002,3\n"), "lacks columns"),
     ],
+    # Named, not shown: a gzip header holds the time it was made, and both test workers must
+    # collect the same test ids.
+    ids=["not-gzip", "truncated", "not-csv", "lacks-columns"],
 )
 def test_corrupt_file_fails_its_partition_only(tmp_path, content, reason):
     root = copy_location(tmp_path, TORONTO)
