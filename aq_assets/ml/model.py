@@ -62,8 +62,8 @@ DEFAULT_PARAMS: dict[str, Any] = {
 # when there are more), and early stopping, the blend weights and the intervals are fitted on
 # at most MAX_VALIDATION_ROWS: a fit's time grows with its rows and its rounds, and past a few
 # hundred thousand rows the trees hardly change, while 1,000 sensors × 90 days (2 M rows) took
-# hours on one thread. Above the largest real dataset (20 sensors × 365 days = 175,200 rows),
-# so those learn from every row.
+# hours on one thread. Above a year of 20 sensors (175,200 rows) and every real set in
+# ../shared/data, so those learn from every row.
 MAX_FIT_ROWS = 200_000
 MAX_VALIDATION_ROWS = 50_000  # 20 sensors × 28 validation and held-out days are 13,440
 SAMPLE_SEED = 0
@@ -162,7 +162,7 @@ class Forecaster:
     def blended_on(self, *frames: pd.DataFrame) -> Forecaster:
         """A copy of this forecaster with each horizon's blend weights fitted on the rows of
         `frames` (days its boosters did not learn from)."""
-        rows = at_most(pd.concat(frames) if len(frames) > 1 else frames[0], MAX_VALIDATION_ROWS)
+        rows = _judging_rows(frames)
         table = self.blend_table()
         level, sensor_rows, hours, recent_means = table.inputs(rows)
         model = level[:, None] + self.changes(feature_matrix(rows, self.spec))
@@ -180,7 +180,7 @@ class Forecaster:
     def calibrated(self, *frames: pd.DataFrame) -> Forecaster:
         """A copy of this forecaster with intervals from its errors on the rows of `frames`
         (days it did not learn from)."""
-        rows = at_most(pd.concat(frames) if len(frames) > 1 else frames[0], MAX_VALIDATION_ROWS)
+        rows = _judging_rows(frames)
         forecast = self.predict(rows).to_numpy()
         truth = rows[self.spec.target_columns].to_numpy("float64")
         days = rows["datetime_utc"].dt.floor("D").to_numpy()
@@ -418,6 +418,12 @@ def usable_rows(frame: pd.DataFrame, h: int, cap: int) -> pd.DataFrame:
         frame["level"].notna().to_numpy() & frame[f"target_h{h}"].notna().to_numpy()
     )
     return frame.iloc[positions[sampled(len(positions), cap)]]
+
+
+def _judging_rows(frames: tuple[pd.DataFrame, ...]) -> pd.DataFrame:
+    """The rows of `frames` a blend or the intervals are fitted on: at most
+    MAX_VALIDATION_ROWS of them (`at_most`)."""
+    return at_most(pd.concat(frames) if len(frames) > 1 else frames[0], MAX_VALIDATION_ROWS)
 
 
 def at_most(frame: pd.DataFrame, cap: int) -> pd.DataFrame:
