@@ -25,6 +25,19 @@ def env_value(name: str, default: str) -> str:
     return os.environ.get(name) or default
 
 
+def sensor_interval_seconds() -> int:
+    """How often the loop's sensors (declarative automation, retraining, alerts) evaluate:
+    AQ_SENSOR_INTERVAL_SECONDS, default 30, Dagster's own default. Read when the code location
+    loads."""
+    raw = env_value("AQ_SENSOR_INTERVAL_SECONDS", "30")
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(
+            f"AQ_SENSOR_INTERVAL_SECONDS={raw!r} is not a whole number of seconds of at least 1; "
+            "set it to one (e.g. 30) or unset it for 30."
+        )
+    return int(raw)
+
+
 # The first day partition when AQ_START_DATE is unset.
 DEFAULT_START_DATE = "2025-01-01"
 

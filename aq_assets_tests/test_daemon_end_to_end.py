@@ -59,6 +59,8 @@ def env(tmp_path):
         "AQ_HOME": str(tmp_path / "aq"),
         "DAGSTER_HOME": str(tmp_path / "dagster"),
         "AQ_SOURCE": "simulated",
+        # the sensors look every 5 s, not 30: the test waits on them three times
+        "AQ_SENSOR_INTERVAL_SECONDS": "5",
         "PYTHONWARNINGS": "ignore",
         "OMP_NUM_THREADS": "1",
     }

@@ -142,3 +142,32 @@ def test_every_asset_spec_is_as_reviewed():
         "is intended, rewrite it: AQ_WRITE_ASSET_GRAPH=1 .venv/bin/pytest "
         "aq_assets_tests/test_definitions.py"
     )
+
+
+def load_sensor_intervals(interval: str) -> subprocess.CompletedProcess[str]:
+    """The code location loaded in a new process with AQ_SENSOR_INTERVAL_SECONDS set."""
+    probe = (
+        "import json, aq_assets.definitions as d; "
+        "print(json.dumps({s.name: s.minimum_interval_seconds for s in d.defs.sensors}))"
+    )
+    return subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", probe],
+        env={**os.environ, "AQ_SENSOR_INTERVAL_SECONDS": interval},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_sensor_interval_setting_reaches_every_loop_sensor_and_a_bad_one_says_what_to_set():
+    done = load_sensor_intervals("7")
+    assert done.returncode == 0, done.stderr
+    intervals = json.loads(done.stdout.strip().splitlines()[-1])
+    loop = {"aq_automation", "retrain_on_drift", "alert_on_failed_checks"}
+    assert loop <= set(intervals)
+    assert {intervals[name] for name in loop} == {7}
+
+    refused = load_sensor_intervals("half a minute")
+    assert refused.returncode != 0
+    assert "AQ_SENSOR_INTERVAL_SECONDS='half a minute'" in refused.stderr
+    assert "whole number of seconds" in refused.stderr

@@ -22,6 +22,7 @@ from dagster import (
 
 from aq_assets.defs.model import jobs  # the module: autoloading then finds each job once
 from aq_assets.defs.monitoring.alerts import Alerter
+from aq_assets.settings import sensor_interval_seconds
 
 DRIFT_TRIGGER_TAG = "aq/trigger"
 _PLANNED_CHECK_EXPIRY_S = 24 * 3600
@@ -45,7 +46,7 @@ _TRIGGER_NAMES = {"drift_report": "drift", "forecast_accuracy": "accuracy"}
 
 @sensor(
     job=jobs.train_job,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=sensor_interval_seconds(),
     default_status=DefaultSensorStatus.RUNNING,
     description="Requests training_set → forecast_model → champion_model once per confirmed "
     "drift (drift_report) or accuracy loss against the baselines (forecast_accuracy).",
@@ -116,7 +117,7 @@ def alert_on_run_failure(context: RunFailureSensorContext, alerter: Alerter) -> 
 
 
 @sensor(
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=sensor_interval_seconds(),
     default_status=DefaultSensorStatus.RUNNING,
     description="Alerts on every failed asset check.",
 )
