@@ -32,8 +32,8 @@ champion and without MLflow:
   `fit_forecaster` before 2026-12-06; the baseline forecaster if the gate refused the
   candidate). Where `select` does judge and fit in one call, its calls of
   them are timed and judge is the rest
-- backtest: `recent_backtest` (`_backtest` before) over `backtest_origins` fortnights, when
-  the gate passed
+- backtest: `recent_backtest` (`_backtest` before): the held-out fortnight (since 2026-12-07)
+  and `backtest_origins` fortnights before it when the gate passed
 - drift_reference: `drift_view` and `drift_reference` with the candidate's held-out error
 
 Each process prints seconds per step, their total and peak RSS (`ru_maxrss`, which includes the
@@ -56,6 +56,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import importlib
+import inspect
 import json
 import os
 import platform
@@ -331,7 +332,11 @@ def measure(code: Code, cache: Path, days: int, save_frame: Path | None) -> dict
         seconds["judge"] = time.perf_counter() - start - seconds["fit"]
         judged, decision, registered = chosen.judged, chosen.decision, chosen.registered
         with timed(seconds, "backtest"):
-            if config.backtest_origins and decision.passed:
+            if "judged" in inspect.signature(code.selection.recent_backtest).parameters:
+                backtested = code.selection.recent_backtest(  # since 2026-12-07
+                    judged, registered, frame, config.backtest_origins if decision.passed else 0
+                )
+            elif config.backtest_origins and decision.passed:
                 backtested = code.selection.recent_backtest(
                     registered, frame, judged.holdout, config.backtest_origins
                 )

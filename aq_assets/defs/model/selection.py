@@ -137,15 +137,27 @@ def select(
 
 
 def recent_backtest(
-    registered: Forecaster, training_set: pd.DataFrame, holdout: pd.DataFrame, origins: int
+    judged: Judged, registered: Forecaster, training_set: pd.DataFrame, origins: int
 ) -> pd.DataFrame:
-    """The registered settings (rounds, blend weights) trained again on the days before each
-    of the fortnights preceding the held-out days and scored on it. The settings were chosen
-    on later days, so this says how steady the model is across recent weeks, not how it
-    generalizes (`benchmarks/forecast_quality.py` does that)."""
+    """Scores per fortnight: the held-out days, where the candidate (trained on the days
+    before them, its settings chosen on the validation days) is scored at no extra cost, and
+    before them `origins` fortnights on which the registered settings (rounds, blend weights)
+    are trained again on the days before each and scored (one training's fits each). The
+    settings were chosen on later days, so the earlier fortnights say how steady the model is
+    across recent weeks, not how it generalizes (`benchmarks/forecast_quality.py` does that)."""
     step = 14
-    end = holdout["datetime_utc"].min().floor("D")
-    return backtest(
+    end = judged.holdout["datetime_utc"].min().floor("D")
+    held_out = backtest(
+        training_set,
+        judged.candidate.spec,
+        [end],
+        lambda *_: judged.candidate,
+        window_days=10_000,
+        test_days=judged.holdout_days,
+    )
+    if not origins:
+        return held_out
+    earlier = backtest(
         training_set,
         registered.spec,
         origins_before(end, origins, step),
@@ -153,6 +165,7 @@ def recent_backtest(
         window_days=10_000,
         test_days=step,
     )
+    return pd.concat([earlier, held_out], ignore_index=True)
 
 
 def score_metrics(
