@@ -105,9 +105,9 @@ def ticked(instance: DagsterInstance, sensor_name: str = "aq_automation") -> boo
 @pytest.mark.slow(minutes=3)
 def test_drift_under_the_daemon_moves_the_champion(env):
     # The main job without the UI, the day before the drift being "yesterday": discover,
-    # ingest 75 days, train, forecast and check that day, write the service's snapshot.
+    # ingest 50 days, train, forecast and check that day, write the service's snapshot.
     before = {**env, "AQ_END_DATE": str(DRIFT_DAY)}
-    run_aq("up", "--no-ui", "--days", "75", env=before)
+    run_aq("up", "--no-ui", "--days", "50", env=before)
     scored = [r.partition_key for r in _materializations(env, "drift_report")]
     assert scored == [str(DRIFT_DAY - dt.timedelta(days=1))]
     tracking = MLflowTracking(aq_home=env["AQ_HOME"])
