@@ -16,6 +16,9 @@ every day with the rounds and weights chosen there, so it learns the newest days
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -141,14 +144,17 @@ class Forecaster:
     def refit(self, frame: pd.DataFrame, params: dict[str, Any] | None = None) -> Forecaster:
         """The same forecaster (rounds, blend weights) trained again on every row of `frame`:
         what is registered, so it has learnt the newest days."""
-        boosters = (
-            {
-                h: _train_booster(frame, self.spec, h, params, rounds=n)
-                for h, n in self.best_iterations.items()
-            }
+        rounds = self.best_iterations
+        fitted = (
+            by_horizon(
+                # the longest fits first, so the last to start is a short one
+                sorted(rounds, key=rounds.__getitem__, reverse=True),
+                lambda h: _train_booster(frame, self.spec, h, params, rounds=rounds[h]),
+            )
             if self.boosters
             else {}
         )
+        boosters = {h: fitted[h] for h in rounds if h in fitted}
         return Forecaster(
             spec=self.spec,
             boosters=boosters,
@@ -438,6 +444,25 @@ def sampled(n: int, cap: int) -> np.ndarray:
     return np.sort(np.random.default_rng(SAMPLE_SEED).choice(n, cap, replace=False))
 
 
+def fit_workers() -> int:
+    """How many boosters are fitted at once: OMP_NUM_THREADS when it is set (the tests and
+    the containers set 1), else the machine's cores. Each fit is single-threaded (`nthread`
+    1), so the boosters are the same whatever this is."""
+    value = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return max(1, int(value)) if value.isdigit() else len(os.sched_getaffinity(0))
+
+
+def by_horizon(horizons: Iterable[int], fit: Callable[[int], Any]) -> dict[int, Any]:
+    """`fit(h)` for each horizon, `fit_workers()` at a time in threads (XGBoost releases the
+    GIL while it trains), keyed in the order of `horizons`."""
+    horizons = list(horizons)
+    workers = min(fit_workers(), len(horizons))
+    if workers <= 1:
+        return {h: fit(h) for h in horizons}
+    with ThreadPoolExecutor(workers) as pool:
+        return dict(zip(horizons, pool.map(fit, horizons), strict=True))
+
+
 def _train_booster(
     rows: pd.DataFrame,
     spec: FeatureSpec,
@@ -500,10 +525,13 @@ def train_forecaster(
     forecaster = Forecaster(
         spec=spec, climatology=climatology_of(train), sensor_means=sensor_means_of(train)
     )
-    for h in spec.horizons:
-        booster = _train_booster(
+    boosters = by_horizon(
+        spec.horizons,
+        lambda h: _train_booster(
             train, spec, h, params, max_rounds, validation, early_stopping_rounds
-        )
+        ),
+    )
+    for h, booster in boosters.items():
         forecaster.boosters[h] = booster
         forecaster.best_iterations[h] = booster.num_boosted_rounds()
     forecaster = forecaster.blended_on(validation)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import threading
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -279,3 +282,50 @@ def test_baseline_forecaster_forecasts_the_chosen_baseline(trained):
         np.testing.assert_allclose(
             forecasts.loc[rows, f"h{h}"], expected[choice[h]].loc[rows, f"h{h}"], rtol=1e-9
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# Fits at scale
+
+
+def test_fit_workers_follow_omp_num_threads_else_the_cores(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert model.fit_workers() == 3
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert model.fit_workers() == 1
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert model.fit_workers() == len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_horizons_are_fitted_fit_workers_at_a_time(monkeypatch, threads):
+    """One worker fits in the calling thread; more fit side by side in threads of their own."""
+    monkeypatch.setenv("OMP_NUM_THREADS", threads)
+    started = threading.Barrier(int(threads), timeout=10)
+
+    def fit(h: int) -> int:
+        started.wait()  # returns only once `threads` fits run at the same time (4 = 2 × 2)
+        return threading.get_ident()
+
+    fitted = model.by_horizon([24, 1, 3, 6], fit)
+
+    assert list(fitted) == [24, 1, 3, 6]
+    assert (threading.get_ident() in fitted.values()) == (threads == "1")
+
+
+def test_boosters_fitted_side_by_side_are_those_fitted_one_at_a_time(trained, monkeypatch):
+    """Each booster is fitted on one thread whatever OMP_NUM_THREADS is, so the forecasts of
+    the candidate and of its refit do not move when the horizons are fitted in parallel."""
+    _, train, validation, holdout = trained
+    frame = pd.concat([train, validation])
+
+    def fitted(threads: str) -> tuple[Forecaster, Forecaster]:
+        monkeypatch.setenv("OMP_NUM_THREADS", threads)
+        candidate = train_forecaster(train, validation, MODEL_SPEC, max_rounds=150)
+        return candidate, candidate.refit(frame)
+
+    for alone, side_by_side in zip(fitted("1"), fitted("2"), strict=True):
+        assert list(side_by_side.boosters) == list(alone.boosters) == list(MODEL_SPEC.horizons)
+        assert side_by_side.best_iterations == alone.best_iterations
+        pd.testing.assert_frame_equal(side_by_side.predict(holdout), alone.predict(holdout))
+
