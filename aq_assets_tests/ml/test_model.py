@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 
@@ -329,3 +330,28 @@ def test_boosters_fitted_side_by_side_are_those_fitted_one_at_a_time(trained, mo
         assert side_by_side.best_iterations == alone.best_iterations
         pd.testing.assert_frame_equal(side_by_side.predict(holdout), alone.predict(holdout))
 
+
+def test_a_large_network_is_fitted_with_a_longer_step_and_sensor_code_as_a_number(
+    trained, monkeypatch
+):
+    """Every real set (at most 20 sensors) is fitted with DEFAULT_PARAMS and `sensor_code` as
+    a category; a network of more than LARGE_NETWORK sensors with LARGE_NETWORK_PARAMS and
+    `sensor_code` as a number."""
+    _, train, validation, _ = trained
+    twenty = FeatureSpec().with_sensors(list(range(20)))
+    large = FeatureSpec().with_sensors(list(range(model.LARGE_NETWORK + 1)))
+    assert model.booster_params(twenty) == model.DEFAULT_PARAMS
+    assert model.booster_params(large)["eta"] == 0.1 > model.DEFAULT_PARAMS["eta"]
+    assert model.feature_types(twenty)[twenty.feature_columns.index("sensor_code")] == "c"
+    assert set(model.feature_types(large)) == {"q"}
+
+    def fitted() -> tuple[str, str]:
+        booster = train_forecaster(train, validation, MODEL_SPEC, max_rounds=5).boosters[1]
+        code = booster.feature_types[MODEL_SPEC.feature_columns.index("sensor_code")]
+        return code, json.loads(booster.save_config())["learner"]["gradient_booster"][
+            "tree_train_param"
+        ]["eta"]
+
+    assert fitted() == ("c", "0.0299999993")
+    monkeypatch.setattr(model, "LARGE_NETWORK", len(MODEL_SPEC.sensors) - 1)
+    assert fitted() == ("q", "0.100000001")
