@@ -305,7 +305,7 @@ def test_horizons_are_fitted_fit_workers_at_a_time(monkeypatch, threads):
     started = threading.Barrier(int(threads), timeout=10)
 
     def fit(h: int) -> int:
-        started.wait()  # returns only once `threads` fits run at the same time (4 = 2 × 2)
+        started.wait()  # returns only once `threads` fits are running at the same time
         return threading.get_ident()
 
     fitted = model.by_horizon([24, 1, 3, 6], fit)
