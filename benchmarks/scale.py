@@ -222,6 +222,13 @@ def base_env(sensors: int, days: int, tmp: Path, target_only: bool = False) -> d
     }
 
 
+def with_threads(env: dict[str, str], threads: int) -> dict[str, str]:
+    """`env` with OMP_NUM_THREADS `threads`, or without it for 0: `aq train` then fits as
+    many boosters at once as the machine has cores (`fit_workers`)."""
+    rest = {k: v for k, v in env.items() if k != "OMP_NUM_THREADS"}
+    return rest | {"OMP_NUM_THREADS": str(threads)} if threads else rest
+
+
 def stored(aq_home: Path) -> tuple[int, int]:
     """(rows, distinct sensor-days) in the warehouse's raw_readings."""
     import duckdb
@@ -246,6 +253,7 @@ def measure(
     profile: Path | None,
     target_only: bool = False,
     before: tuple[Path, bool] | None = None,  # another checkout's code; whether it trains first
+    train_threads: int = 0,  # OMP_NUM_THREADS of `aq train`; 0 leaves it unset (all cores)
 ) -> Result:
     result = Result(sensors, config)
     with (
@@ -299,7 +307,7 @@ def measure(
                 }
                 trains.insert(0 if before[1] else 1, ("train_before", before_env))
             for label, train_env in trains:
-                step(label, aq("train"), train_env)
+                step(label, aq("train"), with_threads(train_env, train_threads))
             if "train" not in steps:
                 del result.steps["train"]
         if "loop" in steps:
@@ -452,6 +460,13 @@ def main() -> None:
         default=None,
         help="a checkout of other code (e.g. before a change) to run `aq train` with too",
     )
+    parser.add_argument(
+        "--train-threads",
+        type=int,
+        default=0,
+        help="OMP_NUM_THREADS of `aq train` (boosters fitted at once); 0, the default, leaves "
+        "it unset: the machine's cores, as `aq train` runs by default (every other step: 1)",
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile one more backfill")
     parser.add_argument("--log", default=None, help="where the processes' output goes")
     args = parser.parse_args()
@@ -499,6 +514,7 @@ def main() -> None:
                     profile if last else None,
                     args.target_only,
                     (args.before.resolve(), index % 2 == 1) if args.before else None,
+                    args.train_threads,
                 )
             )
     results.sort(key=lambda r: (r.sensors, configs.index(r.config)))

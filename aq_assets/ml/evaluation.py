@@ -107,6 +107,7 @@ class Judged:
     before: pd.DataFrame  # the rows it knew: its training and validation rows
     validation: pd.DataFrame
     holdout: pd.DataFrame
+    point: pd.DataFrame  # the candidate's forecast of the held-out rows (`predict`)
     scores: pd.DataFrame
     holdout_days: int  # as used: at most a quarter of the days each
     validation_days: int
@@ -185,6 +186,7 @@ def judge_candidate(
         before,
         validation,
         holdout,
+        point,
         scores,
         holdout_days,
         validation_days,

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import threading
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -279,3 +283,75 @@ def test_baseline_forecaster_forecasts_the_chosen_baseline(trained):
         np.testing.assert_allclose(
             forecasts.loc[rows, f"h{h}"], expected[choice[h]].loc[rows, f"h{h}"], rtol=1e-9
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# Fits at scale
+
+
+def test_fit_workers_follow_omp_num_threads_else_the_cores(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert model.fit_workers() == 3
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert model.fit_workers() == 1
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert model.fit_workers() == len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_horizons_are_fitted_fit_workers_at_a_time(monkeypatch, threads):
+    """One worker fits in the calling thread; more fit side by side in threads of their own."""
+    monkeypatch.setenv("OMP_NUM_THREADS", threads)
+    started = threading.Barrier(int(threads), timeout=10)
+
+    def fit(h: int) -> int:
+        started.wait()  # returns only once `threads` fits are running at the same time
+        return threading.get_ident()
+
+    fitted = model.by_horizon([24, 1, 3, 6], fit)
+
+    assert list(fitted) == [24, 1, 3, 6]
+    assert (threading.get_ident() in fitted.values()) == (threads == "1")
+
+
+def test_boosters_fitted_side_by_side_are_those_fitted_one_at_a_time(trained, monkeypatch):
+    """Each booster is fitted on one thread whatever OMP_NUM_THREADS is, so the forecasts of
+    the candidate and of its refit do not move when the horizons are fitted in parallel."""
+    _, train, validation, holdout = trained
+    frame = pd.concat([train, validation])
+
+    def fitted(threads: str) -> tuple[Forecaster, Forecaster]:
+        monkeypatch.setenv("OMP_NUM_THREADS", threads)
+        candidate = train_forecaster(train, validation, MODEL_SPEC, max_rounds=150)
+        return candidate, candidate.refit(frame)
+
+    for alone, side_by_side in zip(fitted("1"), fitted("2"), strict=True):
+        assert list(side_by_side.boosters) == list(alone.boosters) == list(MODEL_SPEC.horizons)
+        assert side_by_side.best_iterations == alone.best_iterations
+        pd.testing.assert_frame_equal(side_by_side.predict(holdout), alone.predict(holdout))
+
+
+def test_a_large_network_is_fitted_with_a_longer_step_and_sensor_code_as_a_number(
+    trained, monkeypatch
+):
+    """Every real set (at most 20 sensors) is fitted with DEFAULT_PARAMS and `sensor_code` as
+    a category; a network of more than LARGE_NETWORK sensors with LARGE_NETWORK_PARAMS and
+    `sensor_code` as a number."""
+    _, train, validation, _ = trained
+    twenty = FeatureSpec().with_sensors(list(range(20)))
+    large = FeatureSpec().with_sensors(list(range(model.LARGE_NETWORK + 1)))
+    assert model.booster_params(twenty) == model.DEFAULT_PARAMS
+    assert model.booster_params(large)["eta"] == 0.1 > model.DEFAULT_PARAMS["eta"]
+    assert model.feature_types(twenty)[twenty.feature_columns.index("sensor_code")] == "c"
+    assert set(model.feature_types(large)) == {"q"}
+
+    def fitted() -> tuple[str, str]:
+        booster = train_forecaster(train, validation, MODEL_SPEC, max_rounds=5).boosters[1]
+        code = booster.feature_types[MODEL_SPEC.feature_columns.index("sensor_code")]
+        return code, json.loads(booster.save_config())["learner"]["gradient_booster"][
+            "tree_train_param"
+        ]["eta"]
+
+    assert fitted() == ("c", "0.0299999993")
+    monkeypatch.setattr(model, "LARGE_NETWORK", len(MODEL_SPEC.sensors) - 1)
+    assert fitted() == ("q", "0.100000001")

@@ -24,7 +24,7 @@ from aq_assets.defs.training.lineage import content_fingerprint
 from aq_assets.ml.backtest import origins_table, pooled_rmse
 from aq_assets.ml.evaluation import scores_table
 from aq_assets.ml.features import FeatureSpec
-from aq_assets.ml.model import BLEND_COMPONENTS, DEFAULT_PARAMS
+from aq_assets.ml.model import BLEND_COMPONENTS, booster_params
 from aq_assets.settings import env_value
 from aq_assets.target import ForecastTarget
 
@@ -137,7 +137,7 @@ def forecast_model(
                 "baseline_tolerance": config.baseline_tolerance,
                 "champion_tolerance": config.champion_tolerance,
                 "target": "change from current level, blended with " + ", ".join(BLEND_COMPONENTS),
-                **{f"xgb_{k}": v for k, v in DEFAULT_PARAMS.items()},
+                **{f"xgb_{k}": v for k, v in booster_params(spec).items()},
             }
         )
         metrics = score_metrics(judged.scores, chosen.registered_scores, judged.intervals)

@@ -58,13 +58,17 @@ class Selection:
         from aq_assets.ml.drift import drift_reference, relative_error
 
         learnt = self.learnt(training_set)
-        judged = self.registered if self.registered.is_baseline else self.judged.candidate
         holdout = self.judged.holdout
+        forecast = (
+            self.registered.predict(holdout)
+            if self.registered.is_baseline
+            else self.judged.point  # the candidate's, made when it was judged
+        )
         view = drift_view(learnt, spec.covariates)
         return drift_reference(
             view,
             learnt.loc[view.index, "datetime_utc"].dt.floor("D"),
-            relative_error(judged.predict(holdout)["h1"], holdout["target_h1"]),
+            relative_error(forecast["h1"], holdout["target_h1"]),
         )
 
 
@@ -90,7 +94,7 @@ def select(
         if days >= MIN_CHAMPION_DAYS:
             champion_scores = evaluate(
                 unseen,
-                {"model": judged.candidate.predict(unseen), "champion": champion.predict(unseen)},
+                {"model": judged.point.loc[unseen.index], "champion": champion.predict(unseen)},
                 spec,
             )
         else:
