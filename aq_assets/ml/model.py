@@ -72,7 +72,7 @@ MAX_VALIDATION_ROWS = 50_000  # 20 sensors × 28 validation and held-out days ar
 SAMPLE_SEED = 0
 # A network of more sensors than this is fitted as a large one (`booster_params`,
 # `feature_types`): its fits learn from MAX_FIT_ROWS rows sampled across many sensors. Every
-# real set in ../shared/data has at most 20 sensors, and is fitted as before.
+# real set in ../shared/data has at most 10 sensors (the simulated year 20): fitted as before.
 LARGE_NETWORK = 100
 # A large network's fits take 3x the step (a third of the rounds, same held-out skill at
 # 1,000 sensors: benchmarks/README.md), and `sensor_code` is a number there, not a category
