@@ -10,9 +10,15 @@ if [ ! -x .venv/bin/python ]; then
 fi
 if [ ! -f .venv/.aq-installed ] || [ requirements.lock -nt .venv/.aq-installed ] || [ pyproject.toml -nt .venv/.aq-installed ]; then
   # uv, at the lock's version, installs the lock in about 10 s where pip takes about 2 min.
+  # uv does not read pip's configuration (an index set only there): pip is the fallback.
   uv=$(grep -m1 '^uv==' requirements.lock)
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check "$uv"
-  .venv/bin/uv pip install --quiet --python .venv/bin/python -r requirements.lock
-  .venv/bin/uv pip install --quiet --python .venv/bin/python --no-deps -e .
+  if .venv/bin/python -m pip install --quiet --disable-pip-version-check "$uv" &&
+    .venv/bin/uv pip install --quiet --python .venv/bin/python -r requirements.lock; then
+    .venv/bin/uv pip install --quiet --python .venv/bin/python --no-deps -e .
+  else
+    echo "scripts/setup.sh: uv could not install the lock (above); pip installs it instead." >&2
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+  fi
   touch .venv/.aq-installed
 fi
