@@ -131,7 +131,8 @@ def interval_summary(
     """Per horizon over the rows of `frame` with a forecast (`point`: the forecaster's
     `predict` of `frame`) and a target: how often the 80%
     and 90% intervals covered the value (`coverage80`, with `coverage80_se` its standard
-    error from the day-to-day variation: hours of one day share its weather), their mean
+    error from the day-to-day variation over `coverage_days` days: hours of one day share its
+    weather), their mean
     widths and the mean pinball loss; None for a forecaster without intervals."""
     if forecaster.intervals is None:
         return None
@@ -156,6 +157,7 @@ def interval_summary(
     for nominal in INTERVALS:
         daily = pd.DataFrame(scores[f"covered{nominal}"]).groupby(days).mean()
         summary[f"coverage{nominal}_se"] = (daily.std() / np.sqrt(daily.count())).to_numpy()
+    summary["coverage_days"] = daily.count().to_numpy()  # the same days for each interval
     return summary
 
 
