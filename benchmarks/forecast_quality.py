@@ -104,6 +104,7 @@ def fit_and_gate(promoted: list[bool], validation_days: int) -> Fit:
             GATE.champion_tolerance,
             intervals=judged.intervals,
             coverage_tolerance=GATE.coverage_tolerance,
+            daily=judged.daily,
         )
         promoted.append(decision.passed)
         return judged.on_every_day(history)

@@ -112,6 +112,7 @@ class Judged:
     holdout_days: int  # as used: at most a quarter of the days each
     validation_days: int
     intervals: pd.DataFrame | None = None  # `interval_summary` of the candidate's holdout
+    daily: pd.DataFrame | None = None  # `daily_scores` of the holdout: the same, day by day
 
     def on_every_day(self, frame: pd.DataFrame) -> Forecaster:
         """The version to register: the candidate's rounds (chosen on the validation days),
@@ -193,6 +194,24 @@ def judge_candidate(
         holdout_days,
         validation_days,
         interval_summary(candidate, holdout, point),
+        daily_scores(holdout, forecasts, spec),
+    )
+
+
+def daily_scores(
+    frame: pd.DataFrame, forecasts: dict[str, pd.DataFrame], spec: FeatureSpec
+) -> pd.DataFrame:
+    """`evaluate` of `forecasts` on the rows of `frame` made on each day (by the origin's
+    UTC day), a row per (day, horizon, forecaster): what `loss_differential` reads."""
+    days = frame["datetime_utc"].dt.floor("D")
+    return pd.concat(
+        [
+            evaluate(rows, {n: f.loc[rows.index] for n, f in forecasts.items()}, spec).assign(
+                day=day
+            )
+            for day, rows in frame.groupby(days)
+        ],
+        ignore_index=True,
     )
 
 

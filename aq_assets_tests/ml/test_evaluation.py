@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aq_assets.ml.evaluation import BASELINES, baseline_forecasts, evaluate
+from aq_assets.ml.evaluation import BASELINES, baseline_forecasts, daily_scores, evaluate
 from aq_assets.ml.features import FeatureSpec, build_features
 from aq_assets_tests.hourly import START, location_series
 
@@ -74,3 +74,22 @@ def test_evaluate_scores_every_forecaster_on_the_same_rows(scored_frame):
         assert by_name.loc["model", "rmse"] == pytest.approx(1.0)
         np.testing.assert_allclose(by_name["skill"], 1 - by_name["rmse"] / persistence_rmse)
         assert by_name.loc["persistence", "skill"] == pytest.approx(0.0)
+
+
+def test_daily_scores_pool_back_to_the_scores_of_the_whole_period(scored_frame):
+    spec, train, frame = scored_frame
+    forecasts = baseline_forecasts(frame, train, spec)
+
+    daily = daily_scores(frame, forecasts, spec)
+    scores = evaluate(frame, forecasts, spec).set_index(["forecaster", "horizon"])
+
+    assert daily["day"].nunique() == frame["datetime_utc"].dt.floor("D").nunique() == 3
+    sums = (
+        daily.assign(sse=daily["rmse"] ** 2 * daily["rows"])
+        .groupby(["forecaster", "horizon"])[["sse", "rows"]]
+        .sum()
+    )
+    np.testing.assert_array_equal(sums["rows"], scores.loc[sums.index, "rows"])
+    np.testing.assert_allclose(
+        np.sqrt(sums["sse"] / sums["rows"]), scores.loc[sums.index, "rmse"], rtol=1e-9
+    )

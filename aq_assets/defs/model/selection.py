@@ -109,6 +109,7 @@ def select(
         champion_scores,
         judged.intervals,
         settings.coverage_tolerance,
+        judged.daily,
     )
     trained_until = training_set["datetime_utc"].max()
     note, registered_scores = "", scores[scores.forecaster == "model"]

@@ -158,3 +158,46 @@ def test_right_intervals_are_refused_by_chance_in_at_most_one_training_in_twenty
 
     assert refused["family"] / trials <= 0.08
     assert refused["two_se"] / trials >= 0.4
+
+
+def daily_of(model_rmse: list[float], baseline_rmse: list[float]) -> pd.DataFrame:
+    """`daily_scores` at 3 h: the model's and climatology's RMSE each day (24 rows a day)."""
+    rows = [
+        (day, 3, name, rmse, 24)
+        for day, pair in enumerate(zip(model_rmse, baseline_rmse, strict=True))
+        for name, rmse in zip(("model", "climatology"), pair, strict=True)
+    ]
+    return pd.DataFrame(rows, columns=["day", "horizon", "forecaster", "rmse", "rows"])
+
+
+def pooled(daily: pd.DataFrame) -> pd.DataFrame:
+    sse = (daily["rmse"] ** 2 * daily["rows"]).groupby([daily.forecaster, daily.horizon]).sum()
+    n = daily.groupby(["forecaster", "horizon"])["rows"].sum()
+    return (np.sqrt(sse / n)).rename("rmse").reset_index().assign(rows=n.to_numpy())
+
+
+def test_a_fortnight_worse_than_the_baseline_on_one_day_is_not_evidence():
+    """Better than climatology on 13 of 14 days, far worse on one: worse pooled beyond the
+    tolerance, refused by the tolerance alone, promoted when the days are asked."""
+    model, baseline = [6.5] * 13 + [16.0], [7.0] * 14
+    daily = daily_of(model, baseline)
+
+    assert not decide(pooled(daily), 0.03, 0.05).passed
+    assert decide(pooled(daily), 0.03, 0.05, daily=daily).passed
+
+
+def test_a_fortnight_worse_than_the_baseline_day_after_day_is_refused():
+    model = [7.7, 7.9, 8.1, 7.6, 8.0, 7.8, 7.7, 8.2, 7.9, 7.6, 8.0, 7.8, 7.7, 8.1]
+    daily = daily_of(model, [7.0] * 14)
+
+    decision = decide(pooled(daily), 0.03, 0.05, daily=daily)
+
+    assert not decision.passed
+    assert decision.reasons[0].startswith("3 h: RMSE")
+    assert "with evidence over its days" in decision.reasons[0]
+
+
+def test_with_one_day_the_tolerance_alone_decides():
+    daily = daily_of([8.0], [7.0])
+
+    assert not decide(pooled(daily), 0.03, 0.05, daily=daily).passed
