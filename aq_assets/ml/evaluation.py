@@ -130,11 +130,10 @@ def interval_summary(
     forecaster: Forecaster, frame: pd.DataFrame, point: pd.DataFrame
 ) -> pd.DataFrame | None:
     """Per horizon over the rows of `frame` with a forecast (`point`: the forecaster's
-    `predict` of `frame`) and a target: how often the 80%
-    and 90% intervals covered the value (`coverage80`, with `coverage80_se` its standard
-    error from the day-to-day variation over `coverage_days` days: hours of one day share its
-    weather), their mean
-    widths and the mean pinball loss; None for a forecaster without intervals."""
+    `predict` of `frame`) and a target: how often the 80% and 90% intervals covered the value
+    (`coverage80`, with `coverage80_se` its standard error from the day-to-day variation over
+    `coverage_days` days: hours of one day share its weather), their mean widths and the mean
+    pinball loss; None for a forecaster without intervals."""
     if forecaster.intervals is None:
         return None
     spec = forecaster.spec

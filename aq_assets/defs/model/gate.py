@@ -38,8 +38,9 @@ GATE = AssetCheckSpec(
     description=(
         "Blocks promotion unless, at every horizon on the held-out rows, the candidate (a fit "
         "that did not see them) is not worse than the best baseline beyond the baseline "
-        "tolerance with evidence over the held-out days, not worse than the current champion beyond the champion tolerance on "
-        f"the held-out days the champion did not train on (when there are {MIN_CHAMPION_DAYS} "
+        "tolerance with evidence over the held-out days, not worse than the current champion "
+        "beyond the champion tolerance on the held-out days the champion did not train on "
+        f"(when there are {MIN_CHAMPION_DAYS} "
         "or more), and its 80% and 90% intervals cover within the coverage tolerance of "
         "their nominal share. "
         "When there is no usable champion and the candidate is refused, a baseline forecaster "
@@ -85,14 +86,12 @@ def decide(
 
     model = scores[scores.forecaster == "model"].set_index("horizon")["rmse"]
     best = best_baselines(scores)
-    evidence = (
-        loss_differential(daily, "model", 2, BASELINE_FAMILY_ALPHA / len(model)).set_index(
-            "horizon"
-        )["p_value"]
-        if daily is not None and len(model)
-        else None
-    )
     alpha = BASELINE_FAMILY_ALPHA / max(len(model), 1)
+    evidence = (
+        None
+        if daily is None
+        else loss_differential(daily, "model", 2, alpha).set_index("horizon")["p_value"]
+    )
     reasons = []
     for h, rmse in model.items():
         bar = best.at[h, "rmse"] * (1 + baseline_tolerance)
