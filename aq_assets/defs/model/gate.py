@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -53,6 +53,9 @@ GATE = AssetCheckSpec(
 class GateDecision:
     passed: bool
     reasons: list[str]
+    # Per horizon, the one-sided p-value that the candidate is worse than the best baseline
+    # over the held-out days (only where it was worse beyond the tolerance and days were given).
+    baseline_p_values: dict[int, float] = field(default_factory=dict)
 
 
 def best_baselines(scores: pd.DataFrame, among: tuple[str, ...] = BASELINES) -> pd.DataFrame:
@@ -92,12 +95,14 @@ def decide(
         if daily is None
         else loss_differential(daily, "model", 2, alpha).set_index("horizon")["p_value"]
     )
-    reasons = []
+    reasons, p_values = [], {}
     for h, rmse in model.items():
         bar = best.at[h, "rmse"] * (1 + baseline_tolerance)
         if rmse <= bar:
             continue
         p_value = np.nan if evidence is None else evidence.get(h, np.nan)
+        if np.isfinite(p_value):
+            p_values[int(h)] = float(p_value)
         if np.isfinite(p_value) and p_value >= alpha:
             continue  # worse on this fortnight, but its days do not say it is worse
         reasons.append(
@@ -131,7 +136,7 @@ def decide(
                     f"the held-out values, beyond {coverage_tolerance:.0%} of nominal and what "
                     f"chance allows ({noise:.1%})"
                 )
-    return GateDecision(passed=not reasons, reasons=reasons)
+    return GateDecision(passed=not reasons, reasons=reasons, baseline_p_values=p_values)
 
 
 def chance_allowance(standard_error: float, days: int, checks: int) -> float:
@@ -173,6 +178,8 @@ def gate_result(
         metadata[f"rmse_model_h{h}"] = float(rmse)
         metadata[f"rmse_best_baseline_h{h}"] = float(best.at[h, "rmse"])
         metadata[f"best_baseline_h{h}"] = str(best.at[h, "name"])
+        if h in decision.baseline_p_values:
+            metadata[f"p_worse_than_best_baseline_h{h}"] = decision.baseline_p_values[h]
     if champion_scores is not None and not champion_scores.empty:
         champion = champion_scores[champion_scores.forecaster == "champion"]
         for row in champion.itertuples():

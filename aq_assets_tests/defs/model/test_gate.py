@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aq_assets.defs.model.gate import chance_allowance, decide
+from aq_assets.defs.model.gate import chance_allowance, decide, gate_result
 
 # ---------------------------------------------------------------------------------------------
 # The promotion gate
@@ -183,7 +183,9 @@ def test_a_fortnight_worse_than_the_baseline_on_one_day_is_not_evidence():
     daily = daily_of(model, baseline)
 
     assert not decide(pooled(daily), 0.03, 0.05).passed
-    assert decide(pooled(daily), 0.03, 0.05, daily=daily).passed
+    decision = decide(pooled(daily), 0.03, 0.05, daily=daily)
+    assert decision.passed
+    assert decision.baseline_p_values[3] > 0.05  # shown in the check's metadata
 
 
 def test_a_fortnight_worse_than_the_baseline_day_after_day_is_refused():
@@ -201,3 +203,15 @@ def test_with_one_day_the_tolerance_alone_decides():
     daily = daily_of([8.0], [7.0])
 
     assert not decide(pooled(daily), 0.03, 0.05, daily=daily).passed
+
+
+def test_the_checks_metadata_shows_the_evidence_against_the_baseline():
+    daily = daily_of([6.5] * 13 + [16.0], [7.0] * 14)
+    decision = decide(pooled(daily), 0.03, 0.05, daily=daily)
+
+    result = gate_result(pooled(daily), decision, {"baseline_tolerance": 0.03}, None, None)
+
+    assert result.passed
+    shown = result.metadata["p_worse_than_best_baseline_h3"].value
+    assert shown == pytest.approx(decision.baseline_p_values[3])
+    assert result.metadata["best_baseline_h3"].value == "climatology"
