@@ -30,15 +30,20 @@ from aq_assets.ml.features import FeatureSpec, feature_matrix
 from aq_assets.ml.intervals import Intervals, recent_of
 
 # Saved forecasters carry this; 3 = blend weights per horizon and component, sensor means;
-# 4 = forecast intervals; 5 = interval scores scaled by the recent variability. Format 3 still
-# loads, without intervals, and format 4 with its unscaled intervals.
-FORMAT = 5
-READABLE_FORMATS = (3, 4, 5)
+# 4 = forecast intervals; 5 = interval scores scaled by the recent variability; 6 = the
+# `rhythm` component (code that reads at most 5 refuses it rather than drop its weight).
+# Format 3 still loads, without intervals, and format 4 with its unscaled intervals.
+FORMAT = 6
+READABLE_FORMATS = (3, 4, 5, 6)
 
 # What each horizon's booster forecast is blended with: the current level (persistence), the
-# sensor's mean at the target hour of day (climatology), and the daily shape at the target
-# hour times the mean of the last 24 hours (usual) or of the last week (weekly).
-BLEND_COMPONENTS = ("persistence", "climatology", "usual", "weekly")
+# sensor's mean at the target hour of day (climatology), the daily shape at the target hour
+# times the mean of the last 24 hours (usual) or of the last week (weekly), and the current
+# level carried along the daily shape from the origin's hour to the target's (rhythm).
+BLEND_COMPONENTS = ("persistence", "climatology", "usual", "weekly", "rhythm")
+# The daily shape's ratio `rhythm` moves the level by stays within these: an hour whose mean
+# is near zero would otherwise multiply the level by anything.
+RHYTHM_LIMITS = (0.2, 5.0)
 # The feature columns the shape is scaled by, for `usual` and `weekly` (a spec without one
 # leaves that component out).
 RECENT_MEANS = ("mean_24", "mean_168")
@@ -333,15 +338,17 @@ class BlendTable:
         level and RECENT_MEANS; NaN where a component is unknown."""
         target_hours = (origin_hours[:, None] + self.horizons[None, :]) % 24
         shape = self.shapes[sensor_rows[:, None], target_hours]
-        scales = (
-            level,  # persistence: the level itself, not a shape
-            self.means[sensor_rows],  # climatology
-            recent_means[:, 0],  # usual
-            recent_means[:, 1],  # weekly
-        )
         out = np.empty((*shape.shape, len(which)))
         for j, k in enumerate(which):
-            out[:, :, j] = scales[k][:, None] if k == 0 else shape * scales[k][:, None]
+            if k == 0:  # persistence: the level itself, not a shape
+                out[:, :, j] = level[:, None]
+            elif k == 4:  # rhythm: the level times the shape's ratio, target hour / origin's
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    ratio = shape / self.shapes[sensor_rows, origin_hours][:, None]
+                out[:, :, j] = level[:, None] * np.clip(ratio, *RHYTHM_LIMITS)
+            else:  # climatology, usual, weekly: the shape at the sensor's mean or a recent one
+                scale = (self.means[sensor_rows], recent_means[:, 0], recent_means[:, 1])[k - 1]
+                out[:, :, j] = shape * scale[:, None]
         return out
 
     def forecast(

@@ -15,6 +15,8 @@ from aq_assets.ml.evaluation import baseline_forecasts, evaluate, judge_candidat
 from aq_assets.ml.features import FeatureSpec, build_features
 from aq_assets.ml.model import (
     BLEND_COMPONENTS,
+    RHYTHM_LIMITS,
+    BlendTable,
     Forecaster,
     TimeSplit,
     baseline_forecaster,
@@ -151,6 +153,27 @@ def test_blend_weights_are_least_squares_within_the_simplex(weights, expected):
             return float(np.mean((blend - truth[ok]) ** 2))
 
         assert loss(fitted) <= loss(np.array(expected)) + 1e-9
+
+
+def test_the_rhythm_carries_the_level_along_the_daily_shape():
+    """`rhythm` at origin hour o for target hour t: the level × shape[t] / shape[o], the ratio
+    held within RHYTHM_LIMITS; unknown for a sensor the forecaster does not know."""
+    shape = np.array([[1.0 + 0.5 * np.sin(2 * np.pi * k / 24) for k in range(24)], [np.nan] * 24])
+    shape[0, 5] = 0.01  # an hour whose mean is near zero
+    horizons = np.array([1, 3, 24])
+    table = BlendTable(horizons, {7: 0}, shape, np.array([20.0, np.nan]), np.zeros((3, 5)), ())
+    level = np.array([10.0, 10.0, 10.0])
+    origin_hours = np.array([2, 4, 2])
+    rhythm = BLEND_COMPONENTS.index("rhythm")
+
+    got = table.components(level, np.array([0, 0, 1]), origin_hours, np.ones((3, 2)), (rhythm,))
+
+    targets = (origin_hours[:2, None] + horizons) % 24
+    ratio = shape[0, targets] / shape[0, origin_hours[:2]][:, None]
+    np.testing.assert_allclose(got[:2, :, 0], 10.0 * np.clip(ratio, *RHYTHM_LIMITS))
+    assert got[1, 0, 0] == 10.0 * RHYTHM_LIMITS[0]  # 4 h → 5 h: the near-zero hour, held
+    np.testing.assert_allclose(got[0, 2, 0], 10.0)  # 24 h ahead: the same hour, the level
+    assert np.isnan(got[2]).all()
 
 
 def test_blend_weights_are_zero_when_the_components_add_nothing():
