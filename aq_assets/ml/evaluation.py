@@ -168,13 +168,15 @@ def judge_candidate(
     validation_days: int = 14,
     max_rounds: int = 3000,
 ) -> Judged:
-    """Train on `frame` less its last `holdout_days` (rounds and blend chosen on the
-    `validation_days` before them; each at most a quarter of the days, so short histories
-    still train) and score on the held-out days: persistence and same-hour-yesterday look
+    """Train on `frame` less its last `holdout_days` days with readings (rounds and blend
+    chosen on the `validation_days` before them; each at most a quarter of the days, so short
+    histories still train) and score on the held-out days: persistence and same-hour-yesterday look
     back in `frame`, climatology is that of the rows before the holdout."""
-    holdout_days = days_at_most_a_quarter(frame, holdout_days)
-    validation_days = days_at_most_a_quarter(frame, validation_days)
-    split = TimeSplit.last_days(frame["datetime_utc"], holdout_days, validation_days)
+    # Days count where a sensor has a current level: a gap's days hold nothing to judge.
+    read = frame.loc[frame["level"].notna(), "datetime_utc"]
+    holdout_days = days_at_most_a_quarter(read, holdout_days)
+    validation_days = days_at_most_a_quarter(read, validation_days)
+    split = TimeSplit.last_days(read, holdout_days, validation_days)
     train, validation, holdout = split.parts(frame, max(spec.horizons))
     before = pd.concat([train, validation])
     # Its intervals are calibrated on the validation days alone (the registered version's

@@ -95,9 +95,16 @@ class TimeSplit:
 
     @classmethod
     def last_days(cls, times: pd.Series, holdout_days: int, validation_days: int) -> TimeSplit:
-        end = times.max().floor("D") + pd.Timedelta(days=1)
-        holdout_start = end - pd.Timedelta(days=holdout_days)
-        return cls(holdout_start - pd.Timedelta(days=validation_days), holdout_start)
+        """The last `holdout_days` days that have a time in `times` held out, the
+        `validation_days` such days before them for validation: the days of a gap (a sensor
+        offline) count for nothing, so a gap at the end of a window still leaves each part
+        days of readings to be judged on."""
+        days = pd.DatetimeIndex(times.dt.floor("D").unique()).sort_values()
+
+        def start_of_last(count: int) -> pd.Timestamp:
+            return days[-count] if count <= len(days) else days[0] - pd.Timedelta(days=1)
+
+        return cls(start_of_last(holdout_days + validation_days), start_of_last(holdout_days))
 
     def parts(
         self, frame: pd.DataFrame, max_horizon: int
@@ -409,11 +416,10 @@ def fit_blend_weights(model: np.ndarray, components: np.ndarray, truth: np.ndarr
     return weights / total if total > 1 else weights
 
 
-def days_at_most_a_quarter(frame: pd.DataFrame, days: int) -> int:
-    """`days`, or a quarter of the days `frame` spans if that is less (at least one): a
-    split of a short history still leaves most of it to learn from."""
-    span = frame["datetime_utc"].max().floor("D") - frame["datetime_utc"].min().floor("D")
-    return max(1, min(days, (span.days + 1) // 4))
+def days_at_most_a_quarter(times: pd.Series, days: int) -> int:
+    """`days`, or a quarter of the days that have a time in `times` if that is less (at
+    least one): a split of a short history still leaves most of it to learn from."""
+    return max(1, min(days, times.dt.floor("D").nunique() // 4))
 
 
 def baseline_forecaster(

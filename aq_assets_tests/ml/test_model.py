@@ -58,6 +58,45 @@ def test_time_split_parts_are_ordered_disjoint_and_purged(max_horizon):
     assert len(index) == len(frame) - crossing.sum()
 
 
+def test_time_split_counts_only_days_with_readings():
+    """A sensor offline for the last 10 days of the window: the held-out and validation days
+    are the last days it read, not the empty calendar days (which held nothing to judge)."""
+    times = pd.Series(pd.date_range("2025-01-01", "2025-01-20 23:00", freq="h"))
+    read = times[times < pd.Timestamp("2025-01-11")]
+
+    split = TimeSplit.last_days(read, holdout_days=3, validation_days=2)
+
+    assert split.holdout_start == pd.Timestamp("2025-01-08")
+    assert split.validation_start == pd.Timestamp("2025-01-06")
+    assert TimeSplit.last_days(times, 3, 2).holdout_start == pd.Timestamp("2025-01-18")
+    assert model.days_at_most_a_quarter(read, 14) == 2  # a quarter of 10 days with readings
+
+
+def test_a_window_ending_in_a_long_gap_still_trains_and_is_judged():
+    """The sensors read for 20 days, went offline for 9 and came back for the last day: judged
+    on the last days with readings (the calendar's last days, nearly all gap, used to leave
+    no rows to validate on and the training failed)."""
+    hours = 24 * 30
+    hourly = pd.concat(
+        [
+            readings(diurnal(hours, 40, 25, 1.0, seed=11), sensor_id=1),
+            readings(diurnal(hours, 25, 15, 1.0, seed=12), sensor_id=2),
+        ],
+        ignore_index=True,
+    )
+    offline = hourly["datetime_utc"].between(
+        START + pd.Timedelta(days=20), START + pd.Timedelta(days=29), inclusive="left"
+    )
+    frame = build_features(hourly[~offline], MODEL_SPEC)
+
+    judged = judge_candidate(frame, MODEL_SPEC, holdout_days=3, validation_days=3, max_rounds=50)
+
+    read = judged.holdout.loc[judged.holdout["level"].notna(), "datetime_utc"].dt.floor("D")
+    assert read.nunique() == 3  # the day back and the two last days before the gap
+    assert judged.validation["level"].notna().sum() > 24
+    assert (judged.scores["rows"] > 0).all()
+
+
 # ---------------------------------------------------------------------------------------------
 # Forecaster
 
