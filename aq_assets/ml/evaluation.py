@@ -170,8 +170,9 @@ def judge_candidate(
 ) -> Judged:
     """Train on `frame` less its last `holdout_days` days with readings (rounds and blend
     chosen on the `validation_days` before them; each at most a quarter of the days, so short
-    histories still train) and score on the held-out days: persistence and same-hour-yesterday look
-    back in `frame`, climatology is that of the rows before the holdout."""
+    histories still train) and score on the held-out days: persistence and
+    same-hour-yesterday look back in `frame`, climatology is that of the rows before the
+    holdout."""
     # Days count where a sensor has a current level: a gap's days hold nothing to judge.
     read = frame.loc[frame["level"].notna(), "datetime_utc"]
     holdout_days = days_at_most_a_quarter(read, holdout_days)

@@ -100,6 +100,8 @@ class TimeSplit:
         offline) count for nothing, so a gap at the end of a window still leaves each part
         days of readings to be judged on."""
         days = pd.DatetimeIndex(times.dt.floor("D").unique()).sort_values()
+        if days.empty:
+            raise ValueError("No readings to learn from or judge on; widen the window.")
 
         def start_of_last(count: int) -> pd.Timestamp:
             return days[-count] if count <= len(days) else days[0] - pd.Timedelta(days=1)

@@ -70,6 +70,8 @@ def test_time_split_counts_only_days_with_readings():
     assert split.validation_start == pd.Timestamp("2025-01-06")
     assert TimeSplit.last_days(times, 3, 2).holdout_start == pd.Timestamp("2025-01-18")
     assert model.days_at_most_a_quarter(read, 14) == 2  # a quarter of 10 days with readings
+    with pytest.raises(ValueError, match="No readings"):
+        TimeSplit.last_days(read.iloc[:0], 3, 2)
 
 
 def test_a_window_ending_in_a_long_gap_still_trains_and_is_judged():
