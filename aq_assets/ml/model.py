@@ -44,6 +44,7 @@ BLEND_COMPONENTS = ("persistence", "climatology", "usual", "weekly", "rhythm")
 # The daily shape's ratio `rhythm` moves the level by stays within these: an hour whose mean
 # is near zero would otherwise multiply the level by anything.
 RHYTHM_LIMITS = (0.2, 5.0)
+_PERSISTENCE, _RHYTHM = BLEND_COMPONENTS.index("persistence"), BLEND_COMPONENTS.index("rhythm")
 # The feature columns the shape is scaled by, for `usual` and `weekly` (a spec without one
 # leaves that component out).
 RECENT_MEANS = ("mean_24", "mean_168")
@@ -347,17 +348,22 @@ class BlendTable:
         level and RECENT_MEANS; NaN where a component is unknown."""
         target_hours = (origin_hours[:, None] + self.horizons[None, :]) % 24
         shape = self.shapes[sensor_rows[:, None], target_hours]
+        scales = (
+            level,  # persistence: the level itself, not a shape
+            self.means[sensor_rows],  # climatology
+            recent_means[:, 0],  # usual
+            recent_means[:, 1],  # weekly
+        )
         out = np.empty((*shape.shape, len(which)))
         for j, k in enumerate(which):
-            if k == 0:  # persistence: the level itself, not a shape
+            if k == _PERSISTENCE:
                 out[:, :, j] = level[:, None]
-            elif k == 4:  # rhythm: the level times the shape's ratio, target hour / origin's
+            elif k == _RHYTHM:  # the level times the shape's ratio, target hour / origin's
                 with np.errstate(divide="ignore", invalid="ignore"):
                     ratio = shape / self.shapes[sensor_rows, origin_hours][:, None]
                 out[:, :, j] = level[:, None] * np.clip(ratio, *RHYTHM_LIMITS)
-            else:  # climatology, usual, weekly: the shape at the sensor's mean or a recent one
-                scale = (self.means[sensor_rows], recent_means[:, 0], recent_means[:, 1])[k - 1]
-                out[:, :, j] = shape * scale[:, None]
+            else:
+                out[:, :, j] = shape * scales[k][:, None]
         return out
 
     def forecast(

@@ -103,8 +103,8 @@ def decide(
         p_value = np.nan if evidence is None else evidence.get(h, np.nan)
         if np.isfinite(p_value):
             p_values[int(h)] = float(p_value)
-        if np.isfinite(p_value) and p_value >= alpha:
-            continue  # worse on this fortnight, but its days do not say it is worse
+            if p_value >= alpha:
+                continue  # worse on this fortnight, but its days do not say it is worse
         reasons.append(
             f"{h} h: RMSE {rmse:.3f} is worse than the best baseline "
             f"({best.at[h, 'name']}, {best.at[h, 'rmse']:.3f}) beyond the "
