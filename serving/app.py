@@ -24,7 +24,7 @@ from serving.errors import ApiError
 from serving.forecasting import compile_kernels
 from serving.metrics import MetricsMiddleware, ServiceMetrics
 from serving.routers import forecast, health, model, pages, reports
-from serving.schemas import forecast_request_schemas
+from serving.schemas import msgspec_schemas
 from serving.settings import Settings, get_settings
 from serving.state import ServingState
 
@@ -86,8 +86,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's document plus the POST body's schema, which it cannot see: the route parses
-    its body itself."""
+    """FastAPI's document plus the forecast bodies' schemas, which it cannot see: msgspec
+    reads and writes them."""
     if app.openapi_schema:
         return app.openapi_schema
     document = get_openapi(
@@ -97,7 +97,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         routes=app.routes,
     )
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
-    schemas.update(forecast_request_schemas(ref_template="#/components/schemas/{name}"))
+    schemas.update(msgspec_schemas(ref_template="#/components/schemas/{name}"))
     app.openapi_schema = document
     return document
 

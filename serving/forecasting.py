@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Sequence
 from functools import lru_cache
+from itertools import repeat
 from typing import Any
 
 import msgspec
@@ -21,17 +23,25 @@ from aq_assets.ml.features import (
     check_timezone,
     origin_feature_rows,
 )
-from aq_assets.ml.forecasting import Outlook, quantile_name
-from aq_assets.ml.intervals import QUANTILES
+from aq_assets.ml.forecasting import Outlook
 from serving.champion import LoadedModel
 from serving.errors import ApiError, invalid
 from serving.readings import read_timestamps, read_values, seconds
-from serving.schemas import READ_FORECAST_REQUEST, ForecastRequest, Readings
+from serving.schemas import (
+    READ_FORECAST_REQUEST,
+    Exceedance,
+    ForecastRequest,
+    ForecastResponse,
+    HorizonForecast,
+    Quantiles,
+    Readings,
+    SensorForecastResponse,
+    SeriesForecast,
+)
 from serving.settings import Settings
 from serving.snapshot import OnlineSnapshot
 
 SECONDS_PER_HOUR = 3600
-QUANTILE_NAMES = tuple(quantile_name(q) for q in QUANTILES)
 _EPOCH = dt.datetime(1970, 1, 1)
 
 
@@ -225,7 +235,7 @@ def _check_shape(n: int, n_values: int, at: str, settings: Settings) -> None:
 
 def forecast(
     model: LoadedModel, items: list[tuple[SensorSeries, int | None]]
-) -> list[dict[str, Any]]:
+) -> list[SeriesForecast]:
     """One result per sensor, in order, from its origin (None: its latest valid reading's
     hour): every feature row in one pass, every row through the model in one call."""
     spec = model.spec
@@ -233,14 +243,8 @@ def forecast(
         int(item.target.hours[-1]) if origin is None and len(item.target) else origin
         for item, origin in items
     ]
-    results: list[dict[str, Any]] = [
-        {
-            "sensor_id": item.sensor_id,
-            "origin_utc": _iso(origin),
-            "level": None,
-            "forecasts": [],
-            "note": None,
-        }
+    results = [
+        SeriesForecast(sensor_id=item.sensor_id, origin_utc=_iso(origin), level=None, forecasts=[])
         for (item, _), origin in zip(items, origins, strict=True)
     ]
     todo = [(i, origin) for i, origin in enumerate(origins) if origin is not None]
@@ -251,7 +255,7 @@ def forecast(
     with_row = {i for i, _ in done}
     for i, (item, _) in enumerate(items):
         if i not in with_row:
-            results[i]["note"] = (
+            results[i].note = (
                 "no valid reading (all null, sentinel, implausible or spikes)"
                 if not len(item.target)
                 else "the origin is before the first valid reading"
@@ -264,61 +268,88 @@ def forecast(
     )
     levels = _numbers(rows[:, model.forecaster.level_index])
     horizons = model.forecaster.horizons
-    outlook = Outlook.of(
-        model.forecaster.intervals,
-        spec.parameter,
+    forecasts = horizon_forecasts(
         predicted,
+        Outlook.of(
+            model.forecaster.intervals,
+            spec.parameter,
+            predicted,
+            model.thresholds,
+            model.forecaster.recent(rows),
+        ),
         model.thresholds,
-        model.forecaster.recent(rows),
+        [_isos_ahead(origin, horizons) for _, origin in done],
+        horizons,
     )
-    # Plain lists: msgspec writes NaN as null, so these need no None in place of NaN.
-    quantiles = None if outlook.quantiles is None else outlook.quantiles.tolist()
-    exceedance = None if outlook.exceedance is None else outlook.exceedance.tolist()
-    categories = outlook.categories
-    for k, ((i, origin), level, values) in enumerate(
-        zip(done, levels, predicted.tolist(), strict=True)
-    ):
+    for (i, _), level, result_forecasts in zip(done, levels, forecasts, strict=True):
         result = results[i]
-        result["level"] = level
-        result["forecasts"] = [
-            {
-                "horizon_hours": h,
-                "forecast_for_utc": at,
-                "value": v,
-                "quantiles": None
-                if quantiles is None
-                else dict(zip(QUANTILE_NAMES, quantiles[k][j], strict=True)),
-                "exceedance": None
-                if exceedance is None
-                else [
-                    {"above": t, "probability": p}
-                    for t, p in zip(model.thresholds, exceedance[k][j], strict=True)
-                ],
-                "category": None if categories is None else categories[k][j],
-            }
-            for j, (h, at, v) in enumerate(
-                zip(horizons, _isos_ahead(origin, horizons), values, strict=True)
-            )
-        ]
-        if result["level"] is None:
-            result["note"] = (
+        result.level = level
+        result.forecasts = result_forecasts
+        if level is None:
+            result.note = (
                 f"no valid reading within {spec.max_fill_hours} h before the origin: no "
                 "current level to forecast from"
             )
     return results
 
 
+def horizon_forecasts(
+    predicted: np.ndarray,
+    outlook: Outlook,
+    thresholds: Sequence[float],
+    stamps: list[tuple[str | None, ...]],
+    horizons: tuple[int, ...],
+) -> list[list[HorizonForecast]]:
+    """Each row's forecasts (`predicted`: rows × horizons), built a column at a time: a batch
+    makes thousands of these, and one Python call per number would cost more than its trees.
+    NaN is written as null."""
+    n, m = predicted.shape
+    flat = n * m
+    quantiles: list[Quantiles | None] = [None] * flat
+    exceedance: list[list[Exceedance] | None] = [None] * flat
+    if outlook.quantiles is not None:
+        quantiles = list(map(Quantiles, *outlook.quantiles.reshape(flat, -1).T.tolist()))
+    if outlook.exceedance is not None:
+        by_threshold = [
+            map(Exceedance, repeat(t), column)
+            for t, column in zip(
+                thresholds, outlook.exceedance.reshape(flat, -1).T.tolist(), strict=True
+            )
+        ]
+        exceedance = (
+            list(map(list, zip(*by_threshold, strict=True)))
+            if by_threshold
+            else [[] for _ in range(flat)]
+        )
+    categories = (
+        [None] * flat
+        if outlook.categories is None
+        else [c for row in outlook.categories for c in row]
+    )
+    entries = list(
+        map(
+            HorizonForecast,
+            horizons * n,
+            [at for row in stamps for at in row],
+            predicted.ravel().tolist(),
+            quantiles,
+            exceedance,
+            categories,
+        )
+    )
+    return [entries[k : k + m] for k in range(0, flat, m)]
+
+
 def request_answer(model: LoadedModel, request: ForecastRequest, settings: Settings) -> bytes:
     """The whole POST /v1/forecast: checks, cleaning, features, forecasts, JSON."""
-    results = forecast(model, histories(request, model, settings))
     return encode(
-        {
-            "model_name": model.name,
-            "model_version": model.version,
-            "parameter": model.spec.parameter,
-            "units": DEFAULT_UNITS.get(model.spec.parameter),
-            "results": results,
-        }
+        ForecastResponse(
+            model_name=model.name,
+            model_version=model.version,
+            parameter=model.spec.parameter,
+            units=DEFAULT_UNITS.get(model.spec.parameter),
+            results=forecast(model, histories(request, model, settings)),
+        )
     )
 
 
@@ -363,21 +394,23 @@ def sensor_answer(model: LoadedModel, snapshot: OnlineSnapshot, sensor_id: int) 
     (result,) = forecast(model, [(sensor, None)])
     last = int(sensor.target.hours[-1]) if len(sensor.target) else None
     return encode(
-        {
-            "model_name": model.name,
-            "model_version": model.version,
-            "parameter": spec.parameter,
-            "units": DEFAULT_UNITS.get(spec.parameter),
-            "location_id": sensor.location_id,
-            "last_reading_utc": _iso(last),
-            "snapshot_modified_utc": _utc(snapshot.modified_at),
-            "snapshot_latest_reading_utc": _utc(snapshot.latest_reading_at),
-            **result,
-        }
+        SensorForecastResponse(
+            model_name=model.name,
+            model_version=model.version,
+            parameter=spec.parameter,
+            units=DEFAULT_UNITS.get(spec.parameter),
+            location_id=sensor.location_id,
+            last_reading_utc=_iso(last),
+            snapshot_modified_utc=_utc(snapshot.modified_at),
+            snapshot_latest_reading_utc=None
+            if snapshot.latest_reading_at is None
+            else _utc(snapshot.latest_reading_at),
+            **msgspec.structs.asdict(result),
+        )
     )
 
 
-def encode(payload: dict[str, Any]) -> bytes:
+def encode(payload: Any) -> bytes:
     """Compact JSON, by msgspec (~5x json.dumps); NaN and infinities are written as null."""
     return msgspec.json.encode(payload)
 
@@ -390,8 +423,8 @@ def _numbers(values: np.ndarray) -> list[Any]:
     return list(out.tolist())
 
 
-def _utc(moment: dt.datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
+def _utc(moment: dt.datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 @lru_cache(maxsize=8192)

@@ -1,6 +1,8 @@
 """Request and response bodies of the API. The request is read by msgspec, straight from the
 bytes into typed structs (a third of pydantic's time on a month of history, and the body is
-most of a request's work); the responses are pydantic models, for the OpenAPI document.
+most of a request's work), and forecasts are written from typed structs (half the time of
+dicts for a batch); the other responses are pydantic models. `msgspec_schemas` gives the
+OpenAPI document the msgspec types' schemas.
 Limits that depend on settings (rows, series) and on the loaded model (parameter, co-located
 parameters) are checked in `forecasting`."""
 
@@ -126,9 +128,12 @@ class ForecastRequest(msgspec.Struct, forbid_unknown_fields=True):
 READ_FORECAST_REQUEST = msgspec.json.Decoder(ForecastRequest)
 
 
-def forecast_request_schemas(ref_template: str) -> dict[str, Any]:
-    """JSON Schemas of the request body and the types it uses, by name."""
-    _, schemas = msgspec.json.schema_components([ForecastRequest], ref_template=ref_template)
+def msgspec_schemas(ref_template: str) -> dict[str, Any]:
+    """JSON Schemas of the request and answer bodies that msgspec reads and writes, and of
+    the types they use, by name: FastAPI sees only pydantic models."""
+    _, schemas = msgspec.json.schema_components(
+        [ForecastRequest, ForecastResponse, SensorForecastResponse], ref_template=ref_template
+    )
     for schema in schemas.values():  # docstrings, as pydantic shows them
         if "description" in schema:
             schema["description"] = inspect.cleandoc(schema["description"])
@@ -136,7 +141,11 @@ def forecast_request_schemas(ref_template: str) -> dict[str, Any]:
     return schemas
 
 
-class Quantiles(BaseModel):
+UtcHour = Annotated[str, msgspec.Meta(extra_json_schema={"format": "date-time"})]
+UNITS = msgspec.Meta(description="The units of every value and threshold.")
+
+
+class Quantiles(msgspec.Struct):
     """The forecast distribution's quantiles: the value is below `q10` with probability 0.1.
     `q10`-`q90` is the 80% interval, `q05`-`q95` the 90% one."""
 
@@ -147,64 +156,83 @@ class Quantiles(BaseModel):
     q95: float | None
 
 
-class Exceedance(BaseModel):
-    above: float = Field(description="A concentration (AQ_THRESHOLDS), in `units`.")
-    probability: float | None = Field(
-        description="The chance the hour's value is above it. The guidelines these thresholds "
-        "come from are for 24-hour means: an hour above is not a day above."
-    )
+class Exceedance(msgspec.Struct):
+    above: Annotated[
+        float, msgspec.Meta(description="A concentration (AQ_THRESHOLDS), in `units`.")
+    ]
+    probability: Annotated[
+        float | None,
+        msgspec.Meta(
+            description="The chance the hour's value is above it. The guidelines these "
+            "thresholds come from are for 24-hour means: an hour above is not a day above."
+        ),
+    ]
 
 
-class HorizonForecast(BaseModel):
+class HorizonForecast(msgspec.Struct):
     horizon_hours: int
-    forecast_for_utc: dt.datetime = Field(description="The hour the forecast is for.")
-    value: float | None = Field(description="Forecast level; null without a current level.")
-    quantiles: Quantiles | None = Field(
-        description="Null for a model registered before forecasts carried intervals."
-    )
-    exceedance: list[Exceedance] | None = Field(
-        description="One per threshold; null for a model without intervals."
-    )
-    category: str | None = Field(
-        description="The US EPA AQI category (2024 breakpoints) of `value` as if it lasted 24 "
-        "hours, as the EPA's NowCast reports an hour; null for a parameter without a scale."
-    )
+    forecast_for_utc: Annotated[UtcHour, msgspec.Meta(description="The hour the forecast is for.")]
+    value: Annotated[
+        float | None, msgspec.Meta(description="Forecast level; null without a current level.")
+    ]
+    quantiles: Annotated[
+        Quantiles | None,
+        msgspec.Meta(description="Null for a model registered before forecasts carried intervals."),
+    ]
+    exceedance: Annotated[
+        list[Exceedance] | None,
+        msgspec.Meta(description="One per threshold; null for a model without intervals."),
+    ]
+    category: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="The US EPA AQI category (2024 breakpoints) of `value` as if it lasted "
+            "24 hours, as the EPA's NowCast reports an hour; null for a parameter without a "
+            "scale."
+        ),
+    ]
 
 
-class SeriesForecast(BaseModel):
+class SeriesForecast(msgspec.Struct, kw_only=True):
     sensor_id: int | None
-    origin_utc: dt.datetime | None = Field(description="The hour forecast from.")
-    level: float | None = Field(
-        description="The current level the forecast starts from: the latest cleaned value at "
-        "most `max_fill_hours` before the origin."
-    )
+    origin_utc: Annotated[UtcHour | None, msgspec.Meta(description="The hour forecast from.")]
+    level: Annotated[
+        float | None,
+        msgspec.Meta(
+            description="The current level the forecast starts from: the latest cleaned value "
+            "at most `max_fill_hours` before the origin."
+        ),
+    ]
     forecasts: list[HorizonForecast]
-    note: str | None = Field(None, description="Why forecasts are null, when they are.")
+    note: Annotated[
+        str | None, msgspec.Meta(description="Why forecasts are null, when they are.")
+    ] = None
 
 
-class ForecastResponse(BaseModel):
-    model_config = ConfigDict(protected_namespaces=())
-
+class ForecastResponse(msgspec.Struct, kw_only=True):
     model_name: str
     model_version: str
     parameter: str
-    units: str | None = Field(description="The units of every value and threshold.")
-    results: list[SeriesForecast] = Field(description="One per series, in request order.")
+    units: Annotated[str | None, UNITS]
+    results: Annotated[
+        list[SeriesForecast], msgspec.Meta(description="One per series, in request order.")
+    ]
 
 
-class SensorForecastResponse(SeriesForecast):
-    model_config = ConfigDict(protected_namespaces=())
-
+class SensorForecastResponse(SeriesForecast, kw_only=True):
     model_name: str
     model_version: str
     parameter: str
-    units: str | None = Field(description="The units of every value and threshold.")
-    location_id: int
-    last_reading_utc: dt.datetime | None
-    snapshot_modified_utc: dt.datetime
-    snapshot_latest_reading_utc: dt.datetime | None = Field(
-        description="The newest hour of any reading in the snapshot: how current it is."
-    )
+    units: Annotated[str | None, UNITS]
+    location_id: int | None
+    last_reading_utc: UtcHour | None
+    snapshot_modified_utc: UtcHour
+    snapshot_latest_reading_utc: Annotated[
+        UtcHour | None,
+        msgspec.Meta(
+            description="The newest hour of any reading in the snapshot: how current it is."
+        ),
+    ]
 
 
 class HorizonMetrics(BaseModel):

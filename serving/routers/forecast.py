@@ -11,11 +11,7 @@ from fastapi.responses import Response
 
 from serving.deps import ServedDep
 from serving.forecasting import read_request, request_answer
-from serving.schemas import (
-    ErrorResponse,
-    ForecastResponse,
-    SensorForecastResponse,
-)
+from serving.schemas import ErrorResponse
 
 router = APIRouter(tags=["forecasts"])
 
@@ -38,20 +34,19 @@ def json_response(content: bytes) -> Response:
     return Response(content=content, media_type="application/json")
 
 
-# The body is read by msgspec (`forecasting.read_request`), not by FastAPI's pydantic path;
-# the app adds ForecastRequest to the OpenAPI components.
-REQUEST_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/ForecastRequest"}}
-        },
-    }
-}
+def _json(schema: str) -> dict[str, Any]:
+    """A body of the msgspec type `schema`: msgspec reads and writes these, not FastAPI's
+    pydantic path; the app adds their schemas to the OpenAPI components."""
+    return {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}
+
+
+REQUEST_BODY = {"requestBody": {"required": True, "content": _json("ForecastRequest")}}
 
 
 @router.post(
-    "/v1/forecast", response_model=ForecastResponse, responses=ERRORS, openapi_extra=REQUEST_BODY
+    "/v1/forecast",
+    responses={200: {"description": "Forecasts.", "content": _json("ForecastResponse")}, **ERRORS},
+    openapi_extra=REQUEST_BODY,
 )
 async def forecast(request: Request, served: ServedDep) -> Response:
     """Forecasts for each series of the body, from its history: the level at every horizon
@@ -69,8 +64,11 @@ async def forecast(request: Request, served: ServedDep) -> Response:
 
 @router.get(
     "/v1/sensors/{sensor_id}/forecast",
-    response_model=SensorForecastResponse,
-    responses={**ERRORS, 404: {"model": ErrorResponse, "description": "Unknown sensor."}},
+    responses={
+        200: {"description": "Forecasts.", "content": _json("SensorForecastResponse")},
+        **ERRORS,
+        404: {"model": ErrorResponse, "description": "Unknown sensor."},
+    },
 )
 async def sensor_forecast(
     sensor_id: Annotated[int, Path(ge=0, le=2**63 - 1)], served: ServedDep

@@ -134,6 +134,19 @@ def test_the_openapi_document_describes_bodies_answers_and_the_token(session_cli
     assert stamps["type"] == "array"
     assert {"string", "integer"} == {kind["type"] for kind in stamps["items"]["anyOf"]}
     assert {"200", "401", "413", "422", "503"} <= set(post["responses"])
+    for path, method, answer in [
+        ("/v1/forecast", "post", "ForecastResponse"),
+        ("/v1/sensors/{sensor_id}/forecast", "get", "SensorForecastResponse"),
+    ]:  # written by msgspec, documented from the same types
+        ok = document["paths"][path][method]["responses"]["200"]["content"]["application/json"]
+        assert ok["schema"]["$ref"] == f"#/components/schemas/{answer}"
+        assert "model_version" in schemas[answer]["required"]
+    assert "forecasts" in schemas["SensorForecastResponse"]["required"]
+    results = schemas["ForecastResponse"]["properties"]["results"]["items"]["$ref"]
+    assert "forecasts" in schemas[results.rsplit("/", 1)[1]]["required"]
+    horizon = schemas["HorizonForecast"]["properties"]
+    assert horizon["forecast_for_utc"]["format"] == "date-time"
+    assert "24 hours" in horizon["category"]["description"]
     assert post["security"] == [{"AQ_API_TOKEN": []}]
     assert document["components"]["securitySchemes"]["AQ_API_TOKEN"]["scheme"] == "bearer"
     assert "security" not in document["paths"]["/readyz"]["get"]

@@ -466,3 +466,44 @@ def test_thresholds_that_do_not_parse_stop_the_service_with_the_variable_named(s
 
     with pytest.raises(pydantic.ValidationError, match="AQ_THRESHOLDS"):
         settings_for(store.home, thresholds="15;35")
+
+
+def test_forecasts_are_written_a_column_at_a_time_in_row_order_with_nan_as_null():
+    import msgspec
+
+    from aq_assets.ml.forecasting import Outlook
+    from serving.forecasting import horizon_forecasts
+
+    predicted = np.array([[1.0, np.nan], [3.0, 4.0]])
+    quantiles = np.arange(20, dtype=float).reshape(2, 2, 5)
+    stamps = [("2025-01-01T01:00:00Z", "2025-01-01T03:00:00Z"), ("b1", "b3")]
+    with_chances = Outlook(quantiles, np.array([[[0.1], [0.2]], [[0.3], [0.4]]]), None)
+    without_thresholds = Outlook(quantiles, np.empty((2, 2, 0)), [["Good", None], ["A", "B"]])
+
+    rows = msgspec.to_builtins(horizon_forecasts(predicted, with_chances, [9.0], stamps, (1, 3)))
+    bare = msgspec.to_builtins(horizon_forecasts(predicted, without_thresholds, [], stamps, (1, 3)))
+    plain = msgspec.to_builtins(
+        horizon_forecasts(predicted, Outlook(None, None, None), [], stamps, (1, 3))
+    )
+
+    assert [
+        [f["value"] for f in row] for row in msgspec.json.decode(msgspec.json.encode(rows))
+    ] == [
+        [1.0, None],
+        [3.0, 4.0],
+    ]
+    assert [f["horizon_hours"] for f in rows[1]] == [1, 3]
+    assert [f["forecast_for_utc"] for f in rows[1]] == ["b1", "b3"]
+    assert rows[1][0]["quantiles"] == {
+        "q05": 10.0,
+        "q10": 11.0,
+        "q50": 12.0,
+        "q90": 13.0,
+        "q95": 14.0,
+    }
+    assert rows[1][1]["exceedance"] == [{"above": 9.0, "probability": 0.4}]
+    assert [[f["exceedance"] for f in row] for row in bare] == [[[], []], [[], []]]
+    assert [[f["category"] for f in row] for row in bare] == [["Good", None], ["A", "B"]]
+    assert {f["quantiles"] is None and f["exceedance"] is None for row in plain for f in row} == {
+        True
+    }
