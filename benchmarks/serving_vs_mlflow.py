@@ -29,8 +29,9 @@ Requests (every body is checked once for a 200 and numeric forecasts before it i
   `batch`: the same with 100 rows.
 - ours `post-full`: POST /v1/forecast, one series: a pm25 sensor's last `history_hours`
   (GET /v1/model) hours of readings from the online_features snapshot, plus the same hours of
-  every co-located parameter the model reads, as a client holding a station's data sends it;
-  the service cleans it and computes the features. `post-target`: the same without the
+  every co-located parameter the model reads and the network (the other sensors' mean per
+  hour, as the service computes it from the snapshot), as a client holding a network's data
+  sends it; the service cleans it and computes the features. `post-target`: the same without the
   co-located parameters. `post-1h`: the last reading only (allowed; most features are then
   missing, so it is NOT the same forecast: it measures the fixed cost of a request, the
   closest to mlflow's precomputed row). `get`: GET /v1/sensors/{id}/forecast, the
@@ -76,10 +77,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
 import pandas as pd
+
+from aq_assets.ml.features import NETWORK
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -176,6 +180,33 @@ def readings(frame: pd.DataFrame) -> dict[str, list]:
     }
 
 
+def snapshot_history(snapshot: pd.DataFrame) -> Any:
+    """The snapshot's sensors as the service reads them (`serving.snapshot`)."""
+    from serving.snapshot import readings_history
+
+    return readings_history(
+        snapshot["sensor_id"].to_numpy(),
+        snapshot["location_id"].to_numpy(),
+        snapshot["parameter"].astype(str).to_numpy(),
+        snapshot["units"].astype(str).to_numpy(),
+        snapshot["datetime_utc"].to_numpy().astype("datetime64[s]").astype(np.int64),
+        snapshot["value"].to_numpy(dtype="float64"),
+    )
+
+
+def network_readings(network: Any, start: pd.Timestamp, last: pd.Timestamp) -> dict[str, list]:
+    """`covariates.network` as the service computes it from the snapshot (the other sensors'
+    mean per hour), over the body's hours; empty for a sensor with no neighbours."""
+    if network is None:
+        return {"timestamps": [], "values": []}
+    hours = pd.to_datetime(network.hours.astype("datetime64[h]"))
+    keep = (hours >= start.floor("h")) & (hours <= last)
+    return {
+        "timestamps": iso(pd.Series(hours[keep])),
+        "values": [None if np.isnan(v) else float(v) for v in network.values[keep]],
+    }
+
+
 def our_bodies(home: Path, model_info: dict) -> tuple[dict[str, bytes], list[int]]:
     """POST bodies (see the module docstring) and the pm25 sensor ids of the snapshot."""
     snapshot = pd.read_parquet(home / "online_features.parquet")
@@ -184,6 +215,14 @@ def our_bodies(home: Path, model_info: dict) -> tuple[dict[str, bytes], list[int
     hours = int(model_info["history_hours"])
     targets = snapshot[snapshot["parameter"] == parameter]
     sensors = sorted(int(s) for s in targets["sensor_id"].unique())
+    networks = (
+        {
+            sensor: history.covariates.get(NETWORK)
+            for sensor, history in snapshot_history(snapshot).sensors.items()
+        }
+        if NETWORK in model_info["covariates"]
+        else {}
+    )
     full, target_only, one_hour = [], [], []
     for sensor in sensors:
         mine = targets[targets["sensor_id"] == sensor].sort_values("datetime_utc")
@@ -205,6 +244,8 @@ def our_bodies(home: Path, model_info: dict) -> tuple[dict[str, bytes], list[int
             str(p): readings(g.sort_values("datetime_utc"))
             for p, g in others.groupby("parameter", sort=True)
         }
+        if NETWORK in model_info["covariates"]:
+            covariates[NETWORK] = network_readings(networks[sensor], start, last)
         target_only.append({**base, **readings(window)})
         full.append({**target_only[-1], "covariates": covariates})
         one_hour.append({**base, **readings(mine.tail(1))})
