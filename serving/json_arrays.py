@@ -52,7 +52,7 @@ def _read_arrays(buffer, items, limit, out, counts):
         else:
             while True:
                 at, value = _item(buffer, at, items)
-                if at < 0 or not abs(value) <= limit:
+                if at < 0 or abs(value) > limit:  # NaN (null) is not over it
                     return False
                 out[n] = value
                 n += 1

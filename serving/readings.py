@@ -5,9 +5,9 @@ A request with a month of history carries thousands of readings; a Python object
 reading (a str or a float from the JSON reader, then a datetime or an array element) costs
 more than the whole forecast. The usual forms are read from the bytes by compiled loops
 (`json_arrays`), a few ns a reading: timestamps "YYYY-MM-DDTHH:MM:SSZ" (or without
-the Z) and values that are JSON numbers of up to ~15 digits, or null. Anything else
-(offsets, Unix seconds, longer numbers) takes the general path: msgspec decodes the list
-and numpy parses it, which also names the first bad value, as `series[0].timestamps[3]`.
+the Z) and values that are JSON numbers of up to ~15 digits, or null. A list with anything
+else (offsets, Unix seconds, longer numbers) takes the general path: msgspec decodes it and
+numpy parses it, which also names the first bad value, as `series[0].timestamps[3]`.
 """
 
 from __future__ import annotations
@@ -66,24 +66,44 @@ class Laid:
 def read_timestamps(lists: Sequence[tuple[str, msgspec.Raw]]) -> Laid:
     """Unix seconds (int64) of each (JSON path, JSON text of a list of timestamps), or a 422
     naming the first stamp that is not a time between 1970 and 2100."""
-    fast = _compiled_read(read_utc_stamps, lists, np.int64)
-    if fast is not None:
-        return fast
-    return Laid.of([seconds(_decode(READ_TIMESTAMPS, raw, at), at) for at, raw in lists], np.int64)
+    return _read(
+        read_utc_stamps,
+        lists,
+        np.int64,
+        lambda at, raw: seconds(_decode(READ_TIMESTAMPS, raw, at), at),
+    )
 
 
 def read_values(lists: Sequence[tuple[str, msgspec.Raw]]) -> Laid:
     """float64 of each (JSON path, JSON text of a list of values), NaN for null, or a 422
     naming the first that is not a number within ±MAX_ABS_VALUE."""
-    fast = _compiled_read(partial(read_numbers, limit=MAX_ABS_VALUE), lists, np.float64)
+    return _read(
+        partial(read_numbers, limit=MAX_ABS_VALUE),
+        lists,
+        np.float64,
+        # None becomes NaN
+        lambda at, raw: np.array(_decode(READ_VALUES, raw, at), dtype=np.float64),
+    )
+
+
+def _read(
+    reader: Callable[..., bool],
+    lists: Sequence[tuple[str, msgspec.Raw]],
+    dtype: type[np.generic],
+    general: Callable[[str, msgspec.Raw], np.ndarray],
+) -> Laid:
+    """Every list by the compiled `reader` at once; if it leaves one to the general path,
+    each list by `reader` alone or else by `general`: one list of full-precision means (a
+    network's, say) costs its own general reading, not the whole request's."""
+    fast = _compiled_read(reader, lists, dtype)
     if fast is not None:
         return fast
     return Laid.of(
         [
-            np.array(_decode(READ_VALUES, raw, at), dtype=np.float64)  # None becomes NaN
+            one.items if (one := _compiled_read(reader, [(at, raw)], dtype)) else general(at, raw)
             for at, raw in lists
         ],
-        np.float64,
+        dtype,
     )
 
 

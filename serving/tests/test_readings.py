@@ -239,6 +239,32 @@ def test_the_general_path_reads_what_the_compiled_one_leaves(text, expected):
     assert bits(got) == bits(np.array(expected, dtype=np.float64))
 
 
+def test_the_compiled_reader_reads_null_as_nan():
+    got = read_fast([b"[1.5, null, 2]", b"[null]"], read_numbers, 1e9)
+
+    assert got is not None
+    assert bits(got) == bits(np.array([1.5, np.nan, 2.0, np.nan]))
+
+
+def test_a_list_the_compiled_reader_leaves_takes_the_general_path_alone(monkeypatch):
+    import serving.readings as readings
+
+    lists = [b"[1.5, null, 2]", b"[0.30000000000000004, 23.456789012345678]", b"[7]"]
+    general = []
+    decode = readings._decode
+    monkeypatch.setattr(readings, "_decode", lambda *a: general.append(a[2]) or decode(*a))
+
+    got = read_values([(f"series[{i}].values", msgspec.Raw(t)) for i, t in enumerate(lists)])
+
+    assert general == ["series[1].values"]
+    expected = [[1.5, np.nan, 2.0], [0.30000000000000004, 23.456789012345678], [7.0]]
+    assert [bits(a) for a in got.lists()] == [bits(np.array(e)) for e in expected]
+    stamps = [b'["2025-05-01T13:00:00Z"]', b'["2025-05-01T14:00:00+01:00", 1746108000]']
+    got = read_timestamps([(f"s[{i}].timestamps", msgspec.Raw(t)) for i, t in enumerate(stamps)])
+    assert [a.tolist() for a in got.lists()] == [[1746104400], [1746104400, 1746108000]]
+    assert general == ["series[1].values", "s[1].timestamps"]
+
+
 @pytest.mark.parametrize(
     ("field", "text", "at", "kind"),
     [
