@@ -13,60 +13,70 @@ from aq_assets.ml.kernels import compiled
 
 
 @compiled
-def read_numbers(buffer, limit, out, counts):
-    """JSON arrays of numbers and null laid end to end (`[1.5,null] [2e3]`, valid JSON as
-    msgspec checked it) into `out` (NaN for null, at least len(buffer) // 2 + 1 long), and
-    the length of each array into `counts`. False at anything else, at a number over `limit`
-    in size, or one that is not exactly a float by one multiplication or division (more
-    than 2^53 in its digits, or a power of ten beyond 22): the general path decides those.
-    Exact where it answers: the one IEEE operation on exact operands rounds correctly
-    (Clinger's fast path), as every correct float reader must."""
-    return _read_arrays(buffer, _NUMBERS, limit, out, counts)
+def read_numbers(buffer, ends, limit, out, counts):
+    """JSON arrays of numbers and null laid end to end (`[1.5,null] [2e3]`, each valid JSON
+    as msgspec checked it, array k ending before byte `ends[k]`) into `out` (NaN for null,
+    at least len(buffer) // 2 + 1 long), and the length of each array into `counts`; -1 for
+    an array with anything else, a number over `limit` in size, or one that is not exactly
+    a float by one multiplication or division (more than 2^53 in its digits, or a power of
+    ten beyond 22): the general path decides those. Exact where it answers: the one IEEE
+    operation on exact operands rounds correctly (Clinger's fast path), as every correct
+    float reader must."""
+    _read_arrays(buffer, ends, _NUMBERS, limit, out, counts)
 
 
 @compiled
-def read_utc_stamps(buffer, out, counts):
-    """JSON arrays of "YYYY-MM-DDTHH:MM:SS" or "...Z" stamps laid end to end into `out`
-    (Unix seconds) and the length of each array into `counts`. False at anything else, or
-    a time not between 1970 and 2100."""
-    return _read_arrays(buffer, _STAMPS, 2.0**62, out, counts)
+def read_utc_stamps(buffer, ends, out, counts):
+    """JSON arrays of "YYYY-MM-DDTHH:MM:SS" or "...Z" stamps laid end to end as in
+    `read_numbers` into `out` (Unix seconds) and the length of each array into `counts`; -1
+    for an array with anything else, or a time not between 1970 and 2100."""
+    _read_arrays(buffer, ends, _STAMPS, 2.0**62, out, counts)
 
 
 _NUMBERS, _STAMPS = 0, 1  # the items `_read_arrays` reads (numba caches no function passed)
 
 
 @compiled
-def _read_arrays(buffer, items, limit, out, counts):
-    """The walk both readers share; `_item` reads one item."""
-    size = buffer.size
-    at = 0
+def _read_arrays(buffer, ends, items, limit, out, counts):
+    """The walk both readers share: each array's items one after the other in `out`, none
+    for an array it leaves (`_read_array`)."""
+    start = 0
     n = 0
     for k in range(counts.size):
-        at = _skip_space(buffer, at)
-        if at >= size or buffer[at] != 91:  # [
-            return False
-        at = _skip_space(buffer, at + 1)
-        first = n
-        if at < size and buffer[at] == 93:  # ]: empty
-            at += 1
-        else:
-            while True:
-                at, value = _item(buffer, at, items)
-                if at < 0 or abs(value) > limit:  # NaN (null) is not over it
-                    return False
-                out[n] = value
-                n += 1
-                at = _skip_space(buffer, at)
-                if at >= size:
-                    return False
-                if buffer[at] == 93:  # ]
-                    at += 1
-                    break
-                if buffer[at] != 44:  # ,
-                    return False
-                at = _skip_space(buffer, at + 1)
-        counts[k] = n - first
-    return _skip_space(buffer, at) == size
+        read = _read_array(buffer, start, ends[k], items, limit, out, n)
+        counts[k] = read
+        n += max(read, 0)
+        start = ends[k]
+
+
+@compiled(inline="always")
+def _read_array(buffer, at, end, items, limit, out, n):
+    """How many items the array in buffer[at:end] holds, written from out[n] on (`_item`
+    reads one); -1 if one is not of `items` or over `limit`."""
+    at = _skip_space(buffer, at)
+    if at >= end or buffer[at] != 91:  # [
+        return -1
+    at = _skip_space(buffer, at + 1)
+    first = n
+    if at < end and buffer[at] == 93:  # ]: empty
+        at += 1
+    else:
+        while True:
+            at, value = _item(buffer, at, items)
+            if at < 0 or abs(value) > limit:  # NaN (null) is not over it
+                return -1
+            out[n] = value
+            n += 1
+            at = _skip_space(buffer, at)
+            if at >= end:
+                return -1
+            if buffer[at] == 93:  # ]
+                at += 1
+                break
+            if buffer[at] != 44:  # ,
+                return -1
+            at = _skip_space(buffer, at + 1)
+    return n - first if _skip_space(buffer, at) == end else -1
 
 
 @compiled(inline="always")

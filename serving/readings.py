@@ -87,38 +87,46 @@ def read_values(lists: Sequence[tuple[str, msgspec.Raw]]) -> Laid:
 
 
 def _read(
-    reader: Callable[..., bool],
+    reader: Callable[..., None],
     lists: Sequence[tuple[str, msgspec.Raw]],
     dtype: type[np.generic],
     general: Callable[[str, msgspec.Raw], np.ndarray],
 ) -> Laid:
-    """Every list by the compiled `reader` at once; if it leaves one to the general path,
-    each list by `reader` alone or else by `general`: one list of full-precision means (a
-    network's, say) costs its own general reading, not the whole request's."""
-    fast = _compiled_read(reader, lists, dtype)
-    if fast is not None:
-        return fast
+    """Every list by the compiled `reader` in one pass; one it leaves (a network's
+    full-precision means, say) by `general` alone."""
+    read = _compiled_read(reader, lists, dtype)
+    counts = np.maximum(read.counts, 0)
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    if (read.counts >= 0).all():
+        return Laid(read.items, offsets)
     return Laid.of(
         [
-            one.items if (one := _compiled_read(reader, [(at, raw)], dtype)) else general(at, raw)
-            for at, raw in lists
+            general(at, raw) if n < 0 else read.items[a:b]
+            for (at, raw), n, a, b in zip(
+                lists, read.counts.tolist(), offsets[:-1], offsets[1:], strict=True
+            )
         ],
         dtype,
     )
 
 
+@dataclass(frozen=True)
+class _Read:
+    items: np.ndarray  # the items of the lists read, one after the other
+    counts: np.ndarray  # items per list; -1 for a list left to the general path
+
+
 def _compiled_read(
-    reader: Callable[..., bool], lists: Sequence[tuple[str, msgspec.Raw]], dtype: type[np.generic]
-) -> Laid | None:
-    """What `reader` reads from all lists at once; None where it leaves them to the general
-    path."""
-    buffer = np.frombuffer(b"".join(raw for _, raw in lists), dtype=np.uint8)
+    reader: Callable[..., None], lists: Sequence[tuple[str, msgspec.Raw]], dtype: type[np.generic]
+) -> _Read:
+    """What `reader` reads from all lists in one pass over their bytes."""
+    raws = [raw for _, raw in lists]
+    buffer = np.frombuffer(b"".join(raws), dtype=np.uint8)
+    ends = np.cumsum([len(raw) for raw in raws], dtype=np.int64)
     out: np.ndarray = np.empty(buffer.size // 2 + 1, dtype=dtype)  # an item, a comma each
-    offsets = np.zeros(len(lists) + 1, dtype=np.int64)
-    if not reader(buffer, out=out, counts=offsets[1:]):
-        return None
-    np.cumsum(offsets, out=offsets)
-    return Laid(out[: offsets[-1]], offsets)
+    counts = np.zeros(len(lists), dtype=np.int64)
+    reader(buffer, ends=ends, out=out, counts=counts)
+    return _Read(out[: np.maximum(counts, 0).sum()], counts)
 
 
 def _decode(decoder: msgspec.json.Decoder[Any], raw: msgspec.Raw, at: str) -> Any:

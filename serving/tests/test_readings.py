@@ -38,9 +38,9 @@ def read_fast(texts: list[bytes], reader=read_utc_stamps, *limit: float) -> np.n
     """What the compiled path reads from `texts` (all items in one array), None if it
     leaves them to the general path."""
     dtype = np.int64 if reader is read_utc_stamps else np.float64
-    read = (lambda b, out, counts: reader(b, *limit, out, counts)) if limit else reader
+    read = (lambda b, ends, out, counts: reader(b, ends, *limit, out, counts)) if limit else reader
     got = _compiled_read(read, [("x", msgspec.Raw(t)) for t in texts], dtype)
-    return None if got is None else got.items
+    return None if (got.counts < 0).any() else got.items
 
 
 @settings(max_examples=200, deadline=None)
