@@ -88,6 +88,7 @@ from aq_assets.ml.features import NETWORK
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 MODEL = "aq-forecast"
+SNAPSHOT = "online_features.parquet"
 BATCH = 100
 
 LUA = """\
@@ -124,7 +125,7 @@ def prepare_home(home: Path, base_env: dict[str, str]) -> None:
     if not (home / "mlflow.db").exists():
         print(f"building {home}: aq up --no-ui --days 60", flush=True)
         run([str(BIN / "aq"), "up", "--no-ui", "--days", "60"], env, "aq up")
-    if not (home / "online_features.parquet").exists():
+    if not (home / SNAPSHOT).exists():
         print("materializing online_features", flush=True)
         run(
             [
@@ -180,20 +181,6 @@ def readings(frame: pd.DataFrame) -> dict[str, list]:
     }
 
 
-def snapshot_history(snapshot: pd.DataFrame) -> Any:
-    """The snapshot's sensors as the service reads them (`serving.snapshot`)."""
-    from serving.snapshot import readings_history
-
-    return readings_history(
-        snapshot["sensor_id"].to_numpy(),
-        snapshot["location_id"].to_numpy(),
-        snapshot["parameter"].astype(str).to_numpy(),
-        snapshot["units"].astype(str).to_numpy(),
-        snapshot["datetime_utc"].to_numpy().astype("datetime64[s]").astype(np.int64),
-        snapshot["value"].to_numpy(dtype="float64"),
-    )
-
-
 def network_readings(network: Any, start: pd.Timestamp, last: pd.Timestamp) -> dict[str, list]:
     """`covariates.network` as the service computes it from the snapshot (the other sensors'
     mean per hour), over the body's hours; empty for a sensor with no neighbours."""
@@ -209,7 +196,9 @@ def network_readings(network: Any, start: pd.Timestamp, last: pd.Timestamp) -> d
 
 def our_bodies(home: Path, model_info: dict) -> tuple[dict[str, bytes], list[int]]:
     """POST bodies (see the module docstring) and the pm25 sensor ids of the snapshot."""
-    snapshot = pd.read_parquet(home / "online_features.parquet")
+    from serving.snapshot import OnlineSnapshot  # the service's own reading of it
+
+    snapshot = pd.read_parquet(home / SNAPSHOT)
     snapshot["datetime_utc"] = pd.to_datetime(snapshot["datetime_utc"])
     parameter = model_info["parameter"]
     hours = int(model_info["history_hours"])
@@ -218,7 +207,7 @@ def our_bodies(home: Path, model_info: dict) -> tuple[dict[str, bytes], list[int
     networks = (
         {
             sensor: history.covariates.get(NETWORK)
-            for sensor, history in snapshot_history(snapshot).sensors.items()
+            for sensor, history in OnlineSnapshot.load(home / SNAPSHOT).history.sensors.items()
         }
         if NETWORK in model_info["covariates"]
         else {}
