@@ -15,25 +15,27 @@ from aq_assets.ml.kernels import compiled
 @compiled
 def read_numbers(buffer, ends, limit, out, counts):
     """JSON arrays of numbers and null laid end to end (`[1.5,null] [2e3]`, each valid JSON
-    as msgspec checked it, array k ending before byte `ends[k]`) into `out` (NaN for null,
-    at least len(buffer) // 2 + 1 long), and the length of each array into `counts`; -1 for
-    an array with anything else, a number over `limit` in size, or one that is not exactly
-    a float by one multiplication or division (more than 2^53 in its digits, or a power of
-    ten beyond 22): the general path decides those. Exact where it answers: the one IEEE
-    operation on exact operands rounds correctly (Clinger's fast path), as every correct
-    float reader must."""
+    as msgspec checked it, array k ending before byte `ends[k]`) into `out` (NaN for null;
+    at least len(buffer) // 2 + 1 long: a digit and a comma each), and the length of each
+    array into `counts`; -1 for an array with anything else, a number over `limit` in size,
+    or one that is not exactly a float by one multiplication or division (more than 2^53 in
+    its digits, or a power of ten beyond 22): the general path decides those. Exact where it
+    answers: the one IEEE operation on exact operands rounds correctly (Clinger's fast
+    path), as every correct float reader must."""
     _read_arrays(buffer, ends, _NUMBERS, limit, out, counts)
 
 
 @compiled
 def read_utc_stamps(buffer, ends, out, counts):
     """JSON arrays of "YYYY-MM-DDTHH:MM:SS" or "...Z" stamps laid end to end as in
-    `read_numbers` into `out` (Unix seconds) and the length of each array into `counts`; -1
-    for an array with anything else, or a time not between 1970 and 2100."""
+    `read_numbers` into `out` (Unix seconds; at least len(buffer) // STAMP_BYTES + 1 long)
+    and the length of each array into `counts`; -1 for an array with anything else, or a
+    time not between 1970 and 2100."""
     _read_arrays(buffer, ends, _STAMPS, 2.0**62, out, counts)
 
 
 _NUMBERS, _STAMPS = 0, 1  # the items `_read_arrays` reads (numba caches no function passed)
+STAMP_BYTES = 21  # the fewest a stamp takes: "YYYY-MM-DDTHH:MM:SS" with its quotes
 
 
 @compiled

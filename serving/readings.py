@@ -23,7 +23,7 @@ import msgspec
 import numpy as np
 
 from serving.errors import ApiError, invalid
-from serving.json_arrays import read_numbers, read_utc_stamps
+from serving.json_arrays import STAMP_BYTES, read_numbers, read_utc_stamps
 from serving.schemas import MAX_ABS_VALUE, READ_TIMESTAMPS, READ_VALUES
 
 # Readings and origins outside these years are refused: nothing was measured before, and
@@ -70,6 +70,7 @@ def read_timestamps(lists: Sequence[tuple[str, msgspec.Raw]]) -> Laid:
         read_utc_stamps,
         lists,
         np.int64,
+        STAMP_BYTES,
         lambda at, raw: seconds(_decode(READ_TIMESTAMPS, raw, at), at),
     )
 
@@ -81,6 +82,7 @@ def read_values(lists: Sequence[tuple[str, msgspec.Raw]]) -> Laid:
         partial(read_numbers, limit=MAX_ABS_VALUE),
         lists,
         np.float64,
+        2,  # a digit and a comma
         # None becomes NaN
         lambda at, raw: np.array(_decode(READ_VALUES, raw, at), dtype=np.float64),
     )
@@ -90,11 +92,12 @@ def _read(
     reader: Callable[..., None],
     lists: Sequence[tuple[str, msgspec.Raw]],
     dtype: type[np.generic],
+    least_bytes: int,
     general: Callable[[str, msgspec.Raw], np.ndarray],
 ) -> Laid:
     """Every list by the compiled `reader` in one pass; one it leaves (a network's
     full-precision means, say) by `general` alone."""
-    read = _compiled_read(reader, lists, dtype)
+    read = _compiled_read(reader, lists, dtype, least_bytes)
     counts = np.maximum(read.counts, 0)
     offsets = np.concatenate([[0], np.cumsum(counts)])
     if (read.counts >= 0).all():
@@ -117,13 +120,17 @@ class _Read:
 
 
 def _compiled_read(
-    reader: Callable[..., None], lists: Sequence[tuple[str, msgspec.Raw]], dtype: type[np.generic]
+    reader: Callable[..., None],
+    lists: Sequence[tuple[str, msgspec.Raw]],
+    dtype: type[np.generic],
+    least_bytes: int,
 ) -> _Read:
-    """What `reader` reads from all lists in one pass over their bytes."""
+    """What `reader` reads from all lists in one pass over their bytes; each of its items
+    takes at least `least_bytes` of them."""
     raws = [raw for _, raw in lists]
     buffer = np.frombuffer(b"".join(raws), dtype=np.uint8)
     ends = np.cumsum([len(raw) for raw in raws], dtype=np.int64)
-    out: np.ndarray = np.empty(buffer.size // 2 + 1, dtype=dtype)  # an item, a comma each
+    out: np.ndarray = np.empty(buffer.size // least_bytes + 1, dtype=dtype)
     counts = np.zeros(len(lists), dtype=np.int64)
     reader(buffer, ends=ends, out=out, counts=counts)
     return _Read(out[: np.maximum(counts, 0).sum()], counts)

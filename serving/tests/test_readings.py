@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from serving.errors import ApiError
-from serving.json_arrays import read_numbers, read_utc_stamps
+from serving.json_arrays import STAMP_BYTES, read_numbers, read_utc_stamps
 from serving.readings import _compiled_read, read_timestamps, read_values
 
 moments = st.datetimes(min_value=dt.datetime(1970, 1, 1), max_value=dt.datetime(2099, 12, 31))
@@ -39,7 +39,8 @@ def read_fast(texts: list[bytes], reader=read_utc_stamps, *limit: float) -> np.n
     leaves them to the general path."""
     dtype = np.int64 if reader is read_utc_stamps else np.float64
     read = (lambda b, ends, out, counts: reader(b, ends, *limit, out, counts)) if limit else reader
-    got = _compiled_read(read, [("x", msgspec.Raw(t)) for t in texts], dtype)
+    least = STAMP_BYTES if reader is read_utc_stamps else 2
+    got = _compiled_read(read, [("x", msgspec.Raw(t)) for t in texts], dtype, least)
     return None if (got.counts < 0).any() else got.items
 
 
