@@ -77,12 +77,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import numpy as np
 import pandas as pd
 
+from aq_assets.ml.cleaning import HourlySeries
 from aq_assets.ml.features import NETWORK
 
 REPO = Path(__file__).resolve().parent.parent
@@ -181,7 +181,9 @@ def readings(frame: pd.DataFrame) -> dict[str, list]:
     }
 
 
-def network_readings(network: Any, start: pd.Timestamp, last: pd.Timestamp) -> dict[str, list]:
+def network_readings(
+    network: HourlySeries | None, start: pd.Timestamp, last: pd.Timestamp
+) -> dict[str, list]:
     """`covariates.network` as the service computes it from the snapshot (the other sensors'
     mean per hour), over the body's hours; empty for a sensor with no neighbours."""
     if network is None:
@@ -234,7 +236,7 @@ def our_bodies(home: Path, model_info: dict) -> tuple[dict[str, bytes], list[int
             for p, g in others.groupby("parameter", sort=True)
         }
         if NETWORK in model_info["covariates"]:
-            covariates[NETWORK] = network_readings(networks[sensor], start, last)
+            covariates[NETWORK] = network_readings(networks.get(sensor), start, last)
         target_only.append({**base, **readings(window)})
         full.append({**target_only[-1], "covariates": covariates})
         one_hour.append({**base, **readings(mine.tail(1))})

@@ -380,7 +380,8 @@ def sensor_answer(model: LoadedModel, snapshot: OnlineSnapshot, sensor_id: int) 
     """GET /v1/sensors/{id}/forecast from the snapshot's latest readings of the sensor."""
     spec = model.spec
     sensor = snapshot.history.sensors.get(sensor_id)
-    if sensor is None or sensor.parameter != spec.parameter:
+    # The snapshot keeps only readings with a location.
+    if sensor is None or sensor.parameter != spec.parameter or sensor.location_id is None:
         raise ApiError(
             404,
             "sensor_id",
@@ -388,7 +389,7 @@ def sensor_answer(model: LoadedModel, snapshot: OnlineSnapshot, sensor_id: int) 
             "unknown_sensor",
         )
     location = sensor.location_id
-    zone_error = None if location is None else snapshot.timezone_errors.get(location)
+    zone_error = snapshot.timezone_errors.get(location)
     if zone_error is not None:  # the pipeline's data, not the request, is at fault
         raise ApiError(503, "sensor_id", f"online_features: {zone_error}", "snapshot_error")
     (result,) = forecast(model, [(sensor, None)])
@@ -399,7 +400,7 @@ def sensor_answer(model: LoadedModel, snapshot: OnlineSnapshot, sensor_id: int) 
             model_version=model.version,
             parameter=spec.parameter,
             units=DEFAULT_UNITS.get(spec.parameter),
-            location_id=sensor.location_id,
+            location_id=location,
             last_reading_utc=_iso(last),
             snapshot_modified_utc=_utc(snapshot.modified_at),
             snapshot_latest_reading_utc=None

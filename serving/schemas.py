@@ -141,7 +141,7 @@ def msgspec_schemas(ref_template: str) -> dict[str, Any]:
     return schemas
 
 
-UtcHour = Annotated[str, msgspec.Meta(extra_json_schema={"format": "date-time"})]
+UtcTime = Annotated[str, msgspec.Meta(extra_json_schema={"format": "date-time"})]
 UNITS = msgspec.Meta(description="The units of every value and threshold.")
 
 
@@ -171,7 +171,7 @@ class Exceedance(msgspec.Struct):
 
 class HorizonForecast(msgspec.Struct):
     horizon_hours: int
-    forecast_for_utc: Annotated[UtcHour, msgspec.Meta(description="The hour the forecast is for.")]
+    forecast_for_utc: Annotated[UtcTime, msgspec.Meta(description="The hour the forecast is for.")]
     value: Annotated[
         float | None, msgspec.Meta(description="Forecast level; null without a current level.")
     ]
@@ -195,7 +195,7 @@ class HorizonForecast(msgspec.Struct):
 
 class SeriesForecast(msgspec.Struct, kw_only=True):
     sensor_id: int | None
-    origin_utc: Annotated[UtcHour | None, msgspec.Meta(description="The hour forecast from.")]
+    origin_utc: Annotated[UtcTime | None, msgspec.Meta(description="The hour forecast from.")]
     level: Annotated[
         float | None,
         msgspec.Meta(
@@ -224,11 +224,11 @@ class SensorForecastResponse(SeriesForecast, kw_only=True):
     model_version: str
     parameter: str
     units: Annotated[str | None, UNITS]
-    location_id: int | None
-    last_reading_utc: UtcHour | None
-    snapshot_modified_utc: UtcHour
+    location_id: int
+    last_reading_utc: UtcTime | None
+    snapshot_modified_utc: UtcTime
     snapshot_latest_reading_utc: Annotated[
-        UtcHour | None,
+        UtcTime | None,
         msgspec.Meta(
             description="The newest hour of any reading in the snapshot: how current it is."
         ),

@@ -34,10 +34,10 @@ def json_response(content: bytes) -> Response:
     return Response(content=content, media_type="application/json")
 
 
-def _json(schema: str) -> dict[str, Any]:
-    """A body of the msgspec type `schema`: msgspec reads and writes these, not FastAPI's
+def _json(name: str) -> dict[str, Any]:
+    """A body of the msgspec type `name`: msgspec reads and writes these, not FastAPI's
     pydantic path; the app adds their schemas to the OpenAPI components."""
-    return {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}
+    return {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}
 
 
 REQUEST_BODY = {"requestBody": {"required": True, "content": _json("ForecastRequest")}}

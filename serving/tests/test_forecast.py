@@ -468,6 +468,15 @@ def test_thresholds_that_do_not_parse_stop_the_service_with_the_variable_named(s
         settings_for(store.home, thresholds="15;35")
 
 
+def test_the_answers_quantiles_are_the_intervals_levels_in_order():
+    from aq_assets.ml.forecasting import quantile_name
+    from aq_assets.ml.intervals import QUANTILES
+    from serving.schemas import Quantiles
+
+    # horizon_forecasts fills them by position
+    assert Quantiles.__struct_fields__ == tuple(quantile_name(q) for q in QUANTILES)
+
+
 def test_forecasts_are_written_a_column_at_a_time_in_row_order_with_nan_as_null():
     import msgspec
 
