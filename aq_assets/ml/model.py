@@ -348,12 +348,12 @@ class BlendTable:
         level and RECENT_MEANS; NaN where a component is unknown."""
         target_hours = (origin_hours[:, None] + self.horizons[None, :]) % 24
         shape = self.shapes[sensor_rows[:, None], target_hours]
-        scales = (
-            level,  # persistence: the level itself, not a shape
-            self.means[sensor_rows],  # climatology
-            recent_means[:, 0],  # usual
-            recent_means[:, 1],  # weekly
-        )
+        # What the daily shape is scaled by, for the components that scale it.
+        scales = {
+            "climatology": self.means[sensor_rows],
+            "usual": recent_means[:, 0],
+            "weekly": recent_means[:, 1],
+        }
         out = np.empty((*shape.shape, len(which)))
         for j, k in enumerate(which):
             if k == _PERSISTENCE:
@@ -363,7 +363,7 @@ class BlendTable:
                     ratio = shape / self.shapes[sensor_rows, origin_hours][:, None]
                 out[:, :, j] = level[:, None] * np.clip(ratio, *RHYTHM_LIMITS)
             else:
-                out[:, :, j] = shape * scales[k][:, None]
+                out[:, :, j] = shape * scales[BLEND_COMPONENTS[k]][:, None]
         return out
 
     def forecast(
