@@ -97,26 +97,16 @@ def _read(
 ) -> Laid:
     """Every list by the compiled `reader` in one pass; one it leaves (a network's
     full-precision means, say) by `general` alone."""
-    read = _compiled_read(reader, lists, dtype, least_bytes)
-    counts = np.maximum(read.counts, 0)
-    offsets = np.concatenate([[0], np.cumsum(counts)])
-    if (read.counts >= 0).all():
-        return Laid(read.items, offsets)
+    laid, counts = _compiled_read(reader, lists, dtype, least_bytes)
+    if (counts >= 0).all():
+        return laid
     return Laid.of(
         [
-            general(at, raw) if n < 0 else read.items[a:b]
-            for (at, raw), n, a, b in zip(
-                lists, read.counts.tolist(), offsets[:-1], offsets[1:], strict=True
-            )
+            general(at, raw) if n < 0 else items
+            for (at, raw), n, items in zip(lists, counts.tolist(), laid.lists(), strict=True)
         ],
         dtype,
     )
-
-
-@dataclass(frozen=True)
-class _Read:
-    items: np.ndarray  # the items of the lists read, one after the other
-    counts: np.ndarray  # items per list; -1 for a list left to the general path
 
 
 def _compiled_read(
@@ -124,16 +114,18 @@ def _compiled_read(
     lists: Sequence[tuple[str, msgspec.Raw]],
     dtype: type[np.generic],
     least_bytes: int,
-) -> _Read:
-    """What `reader` reads from all lists in one pass over their bytes; each of its items
-    takes at least `least_bytes` of them."""
+) -> tuple[Laid, np.ndarray]:
+    """What `reader` reads from all lists in one pass over their bytes (each of its items
+    takes at least `least_bytes` of them), and each list's count of items: -1 for a list it
+    leaves to the general path, which is empty in the Laid."""
     raws = [raw for _, raw in lists]
     buffer = np.frombuffer(b"".join(raws), dtype=np.uint8)
     ends = np.cumsum([len(raw) for raw in raws], dtype=np.int64)
     out: np.ndarray = np.empty(buffer.size // least_bytes + 1, dtype=dtype)
     counts = np.zeros(len(lists), dtype=np.int64)
     reader(buffer, ends=ends, out=out, counts=counts)
-    return _Read(out[: np.maximum(counts, 0).sum()], counts)
+    offsets = np.concatenate([[0], np.cumsum(np.maximum(counts, 0))])
+    return Laid(out[: offsets[-1]], offsets), counts
 
 
 def _decode(decoder: msgspec.json.Decoder[Any], raw: msgspec.Raw, at: str) -> Any:

@@ -40,8 +40,8 @@ def read_fast(texts: list[bytes], reader=read_utc_stamps, *limit: float) -> np.n
     dtype = np.int64 if reader is read_utc_stamps else np.float64
     read = (lambda b, ends, out, counts: reader(b, ends, *limit, out, counts)) if limit else reader
     least = STAMP_BYTES if reader is read_utc_stamps else 2
-    got = _compiled_read(read, [("x", msgspec.Raw(t)) for t in texts], dtype, least)
-    return None if (got.counts < 0).any() else got.items
+    got, counts = _compiled_read(read, [("x", msgspec.Raw(t)) for t in texts], dtype, least)
+    return None if (counts < 0).any() else got.items
 
 
 @settings(max_examples=200, deadline=None)
