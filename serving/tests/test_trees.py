@@ -8,7 +8,7 @@ import xgboost as xgb
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from serving.trees import TreeEnsemble
+from serving.trees import MAX_DEPTH, TreeEnsemble
 
 N_FEATURES = 6
 CATEGORY = 5  # the categorical column
@@ -142,13 +142,14 @@ def test_models_it_cannot_evaluate_exactly_are_refused(params, refusal):
 
 def test_trees_without_a_split_and_trees_of_every_depth_up_to_the_limit(boosters):
     stumps = train(3, 5, gamma=1e9)  # no split is worth it: each tree is one leaf
-    deep = train(4, 5, max_depth=10, eta=0.5)
+    deep = train(4, 5, max_depth=MAX_DEPTH, eta=0.5)
     rows, _ = training_rows(8)
 
     for models in ([stumps], [stumps, *boosters], [deep, stumps]):
         got = TreeEnsemble.from_boosters(models).predict(rows)
         np.testing.assert_array_equal(got, xgboost_outputs(models, rows))
     assert TreeEnsemble.from_boosters([stumps]).nodes.shape == (5, 0)
+    assert TreeEnsemble.from_boosters([deep]).nodes.shape == (5, 2**MAX_DEPTH - 1)
 
 
 def test_trees_deeper_than_the_limit_are_left_to_xgboost():
