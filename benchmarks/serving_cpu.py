@@ -17,6 +17,7 @@ of its hand-written loops (XGBoost's predict; msgspec's typed decoding and numpy
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import time
@@ -82,6 +83,7 @@ def main() -> None:
         "covariates": list(spec.covariates),
     }
     bodies, _ = our_bodies(home, info)
+    gc.freeze()  # as the service's lifespan does once the model is loaded
     read = getattr(forecasting, "read_request", None)
     if read is None:  # before the msgspec reader: FastAPI's pydantic model
         from serving.schemas import ForecastRequest
@@ -109,6 +111,7 @@ def main() -> None:
                 answer(body)
             rounds.append((time.process_time() - start) / n)
         print(f"  {kind:13s} {len(body) / 1024:9.1f} KiB  {min(rounds) * 1e3:9.3f} ms CPU")
+    gc.unfreeze()  # what is frozen is never freed, and extension modules say so at exit
 
 
 if __name__ == "__main__":

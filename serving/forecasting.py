@@ -9,7 +9,7 @@ import datetime as dt
 import re
 from collections.abc import Sequence
 from functools import lru_cache
-from itertools import repeat
+from itertools import chain, repeat
 from typing import Any
 
 import msgspec
@@ -322,15 +322,13 @@ def horizon_forecasts(
             else [[] for _ in range(flat)]
         )
     categories = (
-        [None] * flat
-        if outlook.categories is None
-        else [c for row in outlook.categories for c in row]
+        [None] * flat if outlook.categories is None else outlook.categories.ravel().tolist()
     )
     entries = list(
         map(
             HorizonForecast,
             horizons * n,
-            [at for row in stamps for at in row],
+            list(chain.from_iterable(stamps)),
             predicted.ravel().tolist(),
             quantiles,
             exceedance,

@@ -23,11 +23,12 @@ class Outlook:
     """What point forecasts (rows × horizons) mean: their quantiles (rows × horizons ×
     QUANTILES) and probabilities of exceeding each threshold (rows × horizons × thresholds),
     both None for a forecaster without intervals, and each forecast's air-quality category
-    (None for a parameter without a scale)."""
+    (rows × horizons of str or None, an object array; None for a parameter without a
+    scale)."""
 
     quantiles: np.ndarray | None
     exceedance: np.ndarray | None
-    categories: list[list[str | None]] | None
+    categories: np.ndarray | None
 
     @classmethod
     def of(
@@ -40,10 +41,9 @@ class Outlook:
     ) -> Outlook:
         scale = SCALES.get(parameter)
         names = None
-        if scale is not None:
-            labels = [c.name for c in scale[0]]
-            index = category_indices(parameter, point)
-            names = [[labels[i] if i >= 0 else None for i in row] for row in index.tolist()]
+        if scale is not None:  # index -1 (unknown) takes the None at the end
+            labels = np.array([c.name for c in scale[0]] + [None], dtype=object)
+            names = labels[category_indices(parameter, point)]
         if intervals is None:
             return cls(None, None, names)
         return cls(*intervals.both(point, thresholds, recent), names)
@@ -136,7 +136,7 @@ def forecasts_from_rows(
         for k, threshold in enumerate(thresholds):
             frame[exceedance_name(threshold)] = outlook.exceedance[:, :, k].T.reshape(-1)
     if outlook.categories is not None:
-        frame["category"] = np.array(outlook.categories, dtype=object).T.reshape(-1)
+        frame["category"] = outlook.categories.T.reshape(-1)
     return frame
 
 

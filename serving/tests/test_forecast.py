@@ -487,7 +487,9 @@ def test_forecasts_are_written_a_column_at_a_time_in_row_order_with_nan_as_null(
     quantiles = np.arange(20, dtype=float).reshape(2, 2, 5)
     stamps = [("2025-01-01T01:00:00Z", "2025-01-01T03:00:00Z"), ("b1", "b3")]
     with_chances = Outlook(quantiles, np.array([[[0.1], [0.2]], [[0.3], [0.4]]]), None)
-    without_thresholds = Outlook(quantiles, np.empty((2, 2, 0)), [["Good", None], ["A", "B"]])
+    without_thresholds = Outlook(
+        quantiles, np.empty((2, 2, 0)), np.array([["Good", None], ["A", "B"]], dtype=object)
+    )
 
     rows = msgspec.to_builtins(horizon_forecasts(predicted, with_chances, [9.0], stamps, (1, 3)))
     bare = msgspec.to_builtins(horizon_forecasts(predicted, without_thresholds, [], stamps, (1, 3)))
