@@ -357,10 +357,14 @@ def _rows(
         plan.covariate_change_columns,
         plan.covariate_change_1_columns,
     )
-    # The calendar, every origin of a time zone at once (a request's series share one).
+    # The calendar: a request's origins are a few recent hours, each looked up once and
+    # kept; otherwise every origin of a time zone at once.
     zones = [item.timezone or "" for item in items]
     hour, weekday, day_of_year = np.empty(n), np.empty(n), np.empty(n)
-    if len(set(zones)) == 1:
+    if one_each and n:
+        calendars = zip(*map(_calendar_at, every.tolist(), zones), strict=True)
+        hour[:], weekday[:], day_of_year[:] = (np.concatenate(part) for part in calendars)
+    elif len(set(zones)) == 1:
         hour[:], weekday[:], day_of_year[:] = local_calendar(every, zones[0] if n else None)
     else:
         zone_of = np.repeat(np.array(zones, dtype=object), counts)
