@@ -64,7 +64,7 @@ class TreeEnsemble:
     set_words: np.ndarray  # uint32, bit c of a set: category c goes right
     outputs: np.ndarray  # int32, the output each tree adds to, in XGBoost's tree order
     base_scores: np.ndarray  # float32, per output
-    top_nodes: np.ndarray  # int64, `_top_nodes` of min(depth, TOP_DEPTH)
+    top_nodes: np.ndarray  # int8, `_top_nodes` of min(depth, TOP_DEPTH)
 
     @classmethod
     def from_boosters(cls, boosters: Sequence[Any]) -> TreeEnsemble:
@@ -234,7 +234,7 @@ def _top_nodes(depth: int) -> np.ndarray:
     node = np.zeros_like(bits)
     for _ in range(depth):
         node = 2 * node + 1 + ((bits >> node) & 1)
-    return node
+    return node.astype(np.int8)  # at most 2^(TOP_DEPTH + 1) - 2 = 30
 
 
 def _bitset(categories: list[int]) -> list[int]:
@@ -290,7 +290,7 @@ def tree_outputs(x, nodes, leaves, offsets, words, outputs, base, top_nodes):
                     went[i] |= _goes_right(values[i], here, offsets, words) << k
         for i in range(n):
             bits = went[i]
-            node = top_nodes[bits & top]
+            node = np.int64(top_nodes[bits & top])
             while node < n_splits:
                 node = 2 * node + 1 + ((bits >> node) & 1)
             out[i, outputs[t]] += leaves[t, node - n_splits]
