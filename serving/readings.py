@@ -23,7 +23,7 @@ import msgspec
 import numpy as np
 
 from serving.errors import ApiError, invalid
-from serving.json_arrays import STAMP_BYTES, read_numbers, read_utc_stamps
+from serving.json_arrays import PADDING, STAMP_BYTES, read_numbers, read_utc_stamps
 from serving.schemas import MAX_ABS_VALUE, READ_TIMESTAMPS, READ_VALUES
 
 # Readings and origins outside these years are refused: nothing was measured before, and
@@ -119,7 +119,7 @@ def _compiled_read(
     takes at least `least_bytes` of them), and each list's count of items: -1 for a list it
     leaves to the general path, which is empty in the Laid."""
     raws = [raw for _, raw in lists]
-    buffer = np.frombuffer(b"".join(raws), dtype=np.uint8)
+    buffer = np.frombuffer(b"".join([*raws, PADDING]), dtype=np.uint8)
     ends = np.cumsum([len(raw) for raw in raws], dtype=np.int64)
     out: np.ndarray = np.empty(buffer.size // least_bytes + 1, dtype=dtype)
     counts = np.zeros(len(lists), dtype=np.int64)

@@ -197,6 +197,31 @@ def test_decimal_numbers_in_every_form_read_as_python_reads_them(numbers):
         assert bits(fast) == bits(np.array(expected))
 
 
+# Readings as sensors report them: a few digits, often one decimal. Up to 7 bytes the reader
+# takes all of a number's bytes at once; longer ones take the byte-by-byte loop.
+short_numbers = st.builds(
+    lambda sign, whole, fraction: sign + str(whole) + (f".{fraction}" if fraction else ""),
+    st.sampled_from(["", "-"]),
+    st.one_of(st.integers(0, 9), st.integers(0, 99999999)),
+    st.one_of(st.just(""), st.text("0123456789", min_size=1, max_size=7)),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(st.one_of(short_numbers, st.just("null")), min_size=1, max_size=20),
+    st.sampled_from(sorted(STYLES)),
+)
+def test_short_numbers_read_by_the_compiled_path_as_python_reads_them(numbers, style):
+    separator, indent = (",", "") if style == "compact" else (", ", "\n  " * (style == "indented"))
+    text = ("[" + indent + separator.join(numbers) + "]").encode()
+    expected = [np.nan if n == "null" else float(json.loads(n)) for n in numbers]
+
+    fast = read_fast([text], read_numbers, 1e9)
+
+    assert fast is not None and bits(fast) == bits(np.array(expected))
+
+
 @pytest.mark.parametrize(
     "text",
     [
@@ -212,6 +237,15 @@ def test_decimal_numbers_in_every_form_read_as_python_reads_them(numbers):
         b"[,1]",
         b"[nul]",
         b"[true]",
+        b"[00]",  # each form the compiled path reads a word at a time, broken
+        b"[-01.5]",
+        b"[1.2.3]",
+        b"[1..2]",
+        b"[-]",
+        b"[--1]",
+        b"[1-2]",
+        b"[1.5x]",
+        b"[12]3]",
         b"[1 2]",
         b'["1"]',
         b"[1e10]",  # over the limit
