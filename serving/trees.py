@@ -288,12 +288,13 @@ def tree_outputs(x, nodes, leaves, offsets, words, outputs, base, top_nodes):
             else:
                 for i in range(n):
                     went[i] |= _goes_right(values[i], here, offsets, words) << k
+        output = np.uint64(outputs[t])
         for i in range(n):
             bits = went[i]
-            node = np.int64(top_nodes[bits & top])
+            node = np.int64(top_nodes[np.uint64(bits & top)])
             while node < n_splits:
                 node = 2 * node + 1 + ((bits >> node) & 1)
-            out[i, outputs[t]] += leaves[t, node - n_splits]
+            out[i, output] += leaves[t, np.uint64(node - n_splits)]
     return out
 
 

@@ -40,6 +40,9 @@ def compiled(function=None, **options):
         return numba.njit(nogil=True, **options)(function)
 
 
+_u = np.uint64  # an index known not to be negative: numba checks a signed one on every access
+# (and adds the size if negative), which costs the cleaning loops ~25% of their time.
+
 # ---------------------------------------------------------------------------------------------
 # Cleaning
 
@@ -73,8 +76,8 @@ def clean_series(values, hours, low, high, tolerance, per_series, offsets, exces
         # Nulls, sentinels and implausible values dropped; small negatives raised to `low`.
         n = 0
         for j in range(offsets[g], offsets[g + 1]):
-            v = values[j]
-            r = g if per_series else j
+            v = values[_u(j)]
+            r = _u(g if per_series else j)
             sentinel = False
             for placeholder in SENTINELS:
                 sentinel |= v == placeholder
@@ -86,8 +89,8 @@ def clean_series(values, hours, low, high, tolerance, per_series, offsets, exces
                 counts[g, 2] += 1
             else:
                 counts[g, 3] += v < low[r]
-                kept_hours[n] = hours[j]
-                kept[n] = low[r] if v < low[r] else v
+                kept_hours[_u(n)] = hours[_u(j)]
+                kept[_u(n)] = low[r] if v < low[r] else v
                 n += 1
         start = at
         at += _hour_means_into(kept_hours[:n], kept[:n], out_hours[at:], out_values[at:])
@@ -116,10 +119,10 @@ def _hour_means_into(hours, values, out_hours, out_values):
     j = 0
     while j < hours.size:
         end = j + 1
-        while end < hours.size and hours[end] == hours[j]:
+        while end < hours.size and hours[_u(end)] == hours[_u(j)]:
             end += 1
-        out_hours[at] = hours[j]
-        out_values[at] = values[j] if end == j + 1 else _kahan_mean(values[j:end])
+        out_hours[_u(at)] = hours[_u(j)]
+        out_values[_u(at)] = values[_u(j)] if end == j + 1 else _kahan_mean(values[j:end])
         at += 1
         j = end
     return at
@@ -303,7 +306,7 @@ def _dense(out, hours, values, first, start, last):
     while j >= 0 and hours[j] > high:
         j -= 1
     while j >= 0 and hours[j] >= low:
-        out[hours[j] - first] = values[j]
+        out[_u(hours[j] - first)] = values[j]
         j -= 1
 
 
@@ -328,7 +331,7 @@ def _window_stats(y, positions, min_periods):
     lowest = np.inf
     highest = -np.inf
     for k in range(positions.size):
-        v = y[positions[k]]
+        v = y[_u(positions[k])]
         present = v == v
         term = v if present else 0.0
         total = term if k == 0 else total + term
@@ -346,7 +349,7 @@ def _window_stats(y, positions, min_periods):
         return mean, 0.0
     squares = 0.0
     for k in range(positions.size):
-        v = y[positions[k]]
+        v = y[_u(positions[k])]
         deviation = v - mean if v == v else 0.0
         squares = deviation * deviation if k == 0 else squares + deviation * deviation
     return mean, np.sqrt(squares / (count - 1))
