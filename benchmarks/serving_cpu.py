@@ -84,6 +84,9 @@ def main() -> None:
     }
     bodies, _ = our_bodies(home, info)
     gc.freeze()  # as the service's lifespan does once the model is loaded
+    from serving import app
+
+    getattr(app, "keep_freed_memory", lambda: None)()  # and this (not in older checkouts)
     read = getattr(forecasting, "read_request", None)
     if read is None:  # before the msgspec reader: FastAPI's pydantic model
         from serving.schemas import ForecastRequest
