@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from aq_assets.ml.cleaning import DEFAULT_UNITS, clean_laid, location_mean
+from aq_assets.ml.cleaning import DEFAULT_UNITS, LaidSeries, clean_laid, location_mean, series_of
 from aq_assets.ml.features import (
     NETWORK,
     FeatureSpec,
@@ -52,8 +52,8 @@ def compile_kernels() -> None:
         [("timestamps", msgspec.Raw(b'["2025-01-01T00:00:00Z","2025-01-01T01:00:00Z"]'))]
     )
     read_values([("values", msgspec.Raw(b"[1.5,null]"))])
-    (series,) = clean_laid(
-        np.array([0, 3600]), np.array([1.0, 2.0]), np.array([0, 2]), ["pm25"], ["µg/m³"]
+    (series,) = series_of(
+        clean_laid(np.array([0, 3600]), np.array([1.0, 2.0]), np.array([0, 2]), ["pm25"], ["µg/m³"])
     )
     location_mean([series, series])
     origin_feature_rows(FeatureSpec(), [SensorSeries(series, {"pm10": series})], [0])
@@ -138,11 +138,13 @@ def _invalid_json(message: str, body: bytes) -> str:
     return f"Invalid JSON: {message}"
 
 
-def histories(
-    request: ForecastRequest, model: LoadedModel, settings: Settings
-) -> list[tuple[SensorSeries, int | None]]:
+Histories = tuple[list[tuple[SensorSeries, int | None]], LaidSeries | None]
+
+
+def histories(request: ForecastRequest, model: LoadedModel, settings: Settings) -> Histories:
     """The request's series, checked against the limits and the model, then cleaned, each
-    with its origin (epoch hours; None: the latest valid reading's hour)."""
+    with its origin (epoch hours; None: the latest valid reading's hour); and their targets
+    laid end to end as cleaning left them, when they are (no co-located parameters)."""
     spec = model.spec
     if len(request.series) > settings.max_series:
         raise ApiError(
@@ -185,15 +187,14 @@ def histories(
     if wrong.any():
         k = int(np.argmax(wrong))
         _check_shape(int(n[k]), int(n_values[k]), parts[k][0], settings)
-    cleaned = iter(
-        clean_laid(
-            stamps.items,
-            values.items,
-            stamps.offsets,
-            [parameter for _, _, parameter in parts],
-            [r.units or DEFAULT_UNITS.get(parameter, "") for _, r, parameter in parts],
-        )
+    laid = clean_laid(
+        stamps.items,
+        values.items,
+        stamps.offsets,
+        [parameter for _, _, parameter in parts],
+        [r.units or DEFAULT_UNITS.get(parameter, "") for _, r, parameter in parts],
     )
+    cleaned = iter(series_of(laid))
     out = []
     for i, series in enumerate(request.series):
         target = next(cleaned)
@@ -212,7 +213,7 @@ def histories(
                 origin,
             )
         )
-    return out
+    return out, laid if len(parts) == len(out) else None
 
 
 def _check_shape(n: int, n_values: int, at: str, settings: Settings) -> None:
@@ -234,37 +235,40 @@ def _check_shape(n: int, n_values: int, at: str, settings: Settings) -> None:
 
 
 def forecast(
-    model: LoadedModel, items: list[tuple[SensorSeries, int | None]]
+    model: LoadedModel,
+    items: list[tuple[SensorSeries, int | None]],
+    targets: LaidSeries | None = None,
 ) -> list[SeriesForecast]:
     """One result per sensor, in order, from its origin (None: its latest valid reading's
-    hour): every feature row in one pass, every row through the model in one call."""
+    hour): every feature row in one pass, every row through the model in one call.
+    `targets`: the sensors' target series laid end to end, if they are."""
     spec = model.spec
+    sensors = [item for item, _ in items]
+    latest = _latest_hours(sensors, targets)
     origins = [
-        int(item.target.hours[-1]) if origin is None and len(item.target) else origin
-        for item, origin in items
+        last if origin is None else origin for (_, origin), last in zip(items, latest, strict=True)
     ]
     results = [
         SeriesForecast(sensor_id=item.sensor_id, origin_utc=_iso(origin), level=None, forecasts=[])
-        for (item, _), origin in zip(items, origins, strict=True)
+        for item, origin in zip(sensors, origins, strict=True)
     ]
-    todo = [(i, origin) for i, origin in enumerate(origins) if origin is not None]
+    # A series without readings has no row whatever its origin: 0 stands for none.
     rows, valid = origin_feature_rows(
-        spec, [items[i][0] for i, _ in todo], [origin for _, origin in todo]
+        spec, sensors, [0 if origin is None else origin for origin in origins], targets
     )
-    done = [(i, origin) for (i, origin), ok in zip(todo, valid.tolist(), strict=True) if ok]
-    with_row = {i for i, _ in done}
-    for i, (item, _) in enumerate(items):
-        if i not in with_row:
+    done = [(i, origins[i]) for i in np.flatnonzero(valid).tolist()]
+    if len(done) < len(items):
+        for i in np.flatnonzero(~valid).tolist():
             results[i].note = (
                 "no valid reading (all null, sentinel, implausible or spikes)"
-                if not len(item.target)
+                if not len(sensors[i].target)
                 else "the origin is before the first valid reading"
             )
     if not done:
         return results
     rows = rows[valid]
     predicted = model.forecaster.predict(
-        rows, [items[i][0].sensor_id for i, _ in done], [origin for _, origin in done]
+        rows, [sensors[i].sensor_id for i, _ in done], [origin for _, origin in done]
     )
     levels = _numbers(rows[:, model.forecaster.level_index])
     horizons = model.forecaster.horizons
@@ -346,7 +350,7 @@ def request_answer(model: LoadedModel, request: ForecastRequest, settings: Setti
             model_version=model.version,
             parameter=model.spec.parameter,
             units=DEFAULT_UNITS.get(model.spec.parameter),
-            results=forecast(model, histories(request, model, settings)),
+            results=forecast(model, *histories(request, model, settings)),
         )
     )
 
@@ -424,6 +428,18 @@ def _numbers(values: np.ndarray) -> list[Any]:
 
 def _utc(moment: dt.datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
+
+
+def _latest_hours(sensors: list[SensorSeries], targets: LaidSeries | None) -> list[int | None]:
+    """Each sensor's latest valid reading's hour (None: it has none), from the laid targets
+    when given: one lookup for all."""
+    if targets is None:
+        return [int(s.target.hours[-1]) if len(s.target) else None for s in sensors]
+    hours, _, offsets = targets
+    ends = offsets[1:]
+    present = (ends > offsets[:-1]).tolist()
+    last = hours[np.maximum(ends - 1, 0)].tolist() if hours.size else present
+    return [hour if has else None for hour, has in zip(last, present, strict=True)]
 
 
 @lru_cache(maxsize=8192)

@@ -106,6 +106,17 @@ class HourlySeries:
         return int(self.hours.size)
 
 
+# Several series laid end to end: hours, values and offsets (series k is
+# offsets[k]:offsets[k + 1]), one array each, as the compiled loops read and write them.
+LaidSeries = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def series_of(laid: LaidSeries) -> list[HourlySeries]:
+    """Each of the laid series, as a view (no copy)."""
+    hours, values, offsets = laid
+    return [HourlySeries(hours[a:b], values[a:b]) for a, b in itertools.pairwise(offsets.tolist())]
+
+
 @dataclass(frozen=True)
 class RawSeries:
     """One sensor's raw readings: epoch seconds UTC, values (NaN for null), its parameter,
@@ -137,10 +148,11 @@ def clean_laid(
     offsets: np.ndarray,
     parameters: Sequence[str],
     units: Sequence[str],
-) -> list[HourlySeries]:
+) -> LaidSeries:
     """`clean_many` of series laid end to end (series g is offsets[g]:offsets[g+1] of
     `seconds` and `values`), one parameter and units each: a request's lists as its reader
-    lays them out, cleaned without a copy per series or a plausible range per reading."""
+    lays them out, cleaned without a copy per series or a plausible range per reading, and
+    laid end to end in the same order."""
     ranges = np.array([_range_of(p, u) for p, u in zip(parameters, units, strict=True)])
     excess = np.array([SPIKE_MIN_EXCESS.get(p, np.nan) for p in parameters])
     cleaned, _ = _clean_laid(
@@ -177,7 +189,8 @@ def _clean_with_counts(batch: Sequence[RawSeries]) -> tuple[list[HourlySeries], 
             for k, part in enumerate(_bounds(raw.parameter, raw.units, b - a)):
                 bounds[k, a:b] = part
     excess = np.array([SPIKE_MIN_EXCESS.get(raw.parameter, np.nan) for raw in batch])
-    return _clean_laid(hours, values, offsets, bounds, excess, per_series)
+    cleaned, counts = _clean_laid(hours, values, offsets, bounds, excess, per_series)
+    return series_of(cleaned), counts
 
 
 def _clean_laid(
@@ -187,7 +200,7 @@ def _clean_laid(
     bounds: np.ndarray,
     excess: np.ndarray,
     per_series: bool,
-) -> tuple[list[HourlySeries], np.ndarray]:
+) -> tuple[LaidSeries, np.ndarray]:
     """`_clean_with_counts` of series laid end to end: `hours` (int64 epoch hours) and
     `values` split by `offsets`, `bounds` (3 rows: low, high, tolerance) one column per
     series (`per_series`) or per reading, `excess` per series."""
@@ -207,10 +220,7 @@ def _clean_laid(
     hourly_hours, hourly, cuts, counts = compiled(
         values, hours, low, high, tolerance, per_series, offsets, excess
     )
-    cleaned = [
-        HourlySeries(hourly_hours[a:b], hourly[a:b]) for a, b in itertools.pairwise(cuts.tolist())
-    ]
-    return cleaned, counts
+    return (hourly_hours, hourly, cuts), counts
 
 
 def location_mean(series: Sequence[HourlySeries]) -> HourlySeries:

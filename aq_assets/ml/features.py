@@ -26,7 +26,13 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
-from aq_assets.ml.cleaning import HourlySeries, epoch_hours, hours_to_datetimes, location_means
+from aq_assets.ml.cleaning import (
+    HourlySeries,
+    LaidSeries,
+    epoch_hours,
+    hours_to_datetimes,
+    location_means,
+)
 
 # The other sensors of the target parameter in the same data: a covariate like a co-located
 # parameter, but one series per sensor (`network_series`). Pollution moves across a city.
@@ -293,18 +299,27 @@ def origin_features(spec: FeatureSpec, sensor: SensorSeries, origin: int) -> np.
 
 
 def origin_feature_rows(
-    spec: FeatureSpec, sensors: Sequence[SensorSeries], origins: Sequence[int]
+    spec: FeatureSpec,
+    sensors: Sequence[SensorSeries],
+    origins: Sequence[int],
+    targets: LaidSeries | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """`origin_features` of many sensors, one origin each, in one compiled pass: the rows
-    (n × features) and whether each has one (a row without is all NaN)."""
-    return _rows(spec, sensors, [np.array([o], dtype=np.int64) for o in origins])
+    (n × features) and whether each has one (a row without is all NaN). `targets`: the
+    sensors' target series already laid end to end, as a request's cleaning leaves them
+    (else they are laid here)."""
+    return _rows(spec, sensors, [np.array([o], dtype=np.int64) for o in origins], targets)
 
 
 def _rows(
-    spec: FeatureSpec, items: Sequence[SensorSeries], origins: Sequence[np.ndarray]
+    spec: FeatureSpec,
+    items: Sequence[SensorSeries],
+    origins: Sequence[np.ndarray],
+    target: LaidSeries | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The feature rows at each sensor's origins, every origin of every sensor in one call
-    of `kernels.origin_rows`; sensors share their series between their origins."""
+    of `kernels.origin_rows`; sensors share their series between their origins. `target`:
+    the items' target series laid end to end, if they already are."""
     from aq_assets.ml.kernels import origin_rows
 
     plan = _plan(spec)
@@ -315,9 +330,11 @@ def _rows(
     rows = np.full((n, plan.width), np.nan)
     valid = np.zeros(n, dtype=np.bool_)
     one_each = n == len(items)  # a request: one origin a series
-    firsts = [int(i.target.hours[0]) if len(i.target) else _NO_READING for i in items]
-    first_hours = np.array(firsts, dtype=np.int64) if one_each else np.repeat(firsts, counts)
-    target = _laid_end_to_end([i.target for i in items])
+    if target is None:
+        target = _laid_end_to_end([i.target for i in items])
+    first_hours = _first_hours(target)
+    if not one_each:
+        first_hours = np.repeat(first_hours, counts)
     item_of = np.arange(n) if one_each else np.repeat(np.arange(len(items)), counts)
     target_starts, target_ends = _slices_to(target, item_of, every)
     # The co-located parameter p of origin k is series item_of[k] * P + p, at k * P + p.
@@ -387,7 +404,7 @@ def _rows(
 
 
 def _slices_to(
-    laid: tuple[np.ndarray, np.ndarray, np.ndarray], series: np.ndarray, hours: np.ndarray
+    laid: LaidSeries, series: np.ndarray, hours: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per origin (the index of its series in `laid`, its hour), the slice of the series'
     readings it may read: from the series' start to its last reading at or before the hour
@@ -410,7 +427,17 @@ _NO_READING = np.iinfo(np.int64).max  # the first hour of a series without readi
 _SERIES_STRIDE = np.int64(1 << 32)
 
 
-def _laid_end_to_end(series: Sequence[HourlySeries]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _first_hours(laid: LaidSeries) -> np.ndarray:
+    """Each laid series' first hour (_NO_READING for one without readings)."""
+    hours, _, offsets = laid
+    starts = offsets[:-1]
+    present = offsets[1:] > starts
+    out = np.full(starts.size, _NO_READING, dtype=np.int64)
+    out[present] = hours[starts[present]]
+    return out
+
+
+def _laid_end_to_end(series: Sequence[HourlySeries]) -> LaidSeries:
     """Hours, values and offsets of several series, one after the other."""
     offsets = np.zeros(len(series) + 1, dtype=np.int64)
     np.cumsum([s.hours.size for s in series], out=offsets[1:])
@@ -421,9 +448,7 @@ def _laid_end_to_end(series: Sequence[HourlySeries]) -> tuple[np.ndarray, np.nda
     return hours, values, offsets
 
 
-def _covariates_laid(
-    items: Sequence[SensorSeries], names: tuple[str, ...]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _covariates_laid(items: Sequence[SensorSeries], names: tuple[str, ...]) -> LaidSeries:
     """`_laid_end_to_end` of every item's co-located series, parameter p of item i the
     series i * len(names) + p (empty where the item lacks it): a lookup per parameter only
     for the items that have any, since a batch of target-only series has 100 × 11 gaps."""

@@ -196,7 +196,7 @@ def test_a_posted_network_is_read_as_the_snapshot_reads_the_other_sensors(sessio
     }
     model = LoadedModel("aq-forecast", "1", OnlineForecaster(store.forecasters["1"]))
     request = read_request(json.dumps({"series": [with_network, body]}).encode())
-    (posted, _), (alone, _) = histories(request, model, settings_for(store.home))
+    [(posted, _), (alone, _)], _ = histories(request, model, settings_for(store.home))
     origin = int(known.target.hours[-1])
 
     row = origin_features(store.spec, posted, origin)
@@ -518,3 +518,26 @@ def test_forecasts_are_written_a_column_at_a_time_in_row_order_with_nan_as_null(
     assert {f["quantiles"] is None and f["exceedance"] is None for row in plain for f in row} == {
         True
     }
+
+
+def test_a_batch_of_targets_forecasts_from_its_laid_series_as_from_each_alone(store):
+    """Target-only series reach the features as cleaning laid them end to end, not laid
+    again: the same forecasts and notes as each series laid on its own, with a series
+    without valid readings and one whose origin is before its first reading among them."""
+    from serving.champion import LoadedModel, OnlineForecaster
+    from serving.forecasting import forecast, histories, read_request
+
+    snapshot = snapshot_readings(store)
+    bodies = [history_body(snapshot, s, store.timezones, covariates=()) for s in store.spec.sensors]
+    empty = {**bodies[0], "values": [None] * len(bodies[0]["values"])}
+    early = {**bodies[1], "origin": "2001-01-01T00:00:00Z"}
+    request = read_request(json.dumps({"series": [*bodies, empty, early]}).encode())
+    model = LoadedModel("aq-forecast", "1", OnlineForecaster(store.forecasters["1"]))
+
+    items, targets = histories(request, model, settings_for(store.home))
+
+    assert targets is not None and targets[2].size == len(items) + 1
+    laid = forecast(model, items, targets)
+    assert laid == forecast(model, items)
+    assert [r.forecasts != [] for r in laid] == [True] * len(bodies) + [False, False]
+    assert "no valid reading" in laid[-2].note and "before the first" in laid[-1].note
