@@ -45,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        keep_freed_memory()  # first: the threads that serve requests start below
         resolved: Settings = app.dependency_overrides.get(get_settings, get_settings)()
         service = ServingState(resolved, metrics)
         app.state.settings = resolved
@@ -56,7 +57,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # full collection that scans them stalls the requests in flight for ~0.2 s here. A
         # frozen heap leaves a full collection only what came after start-up.
         gc.freeze()
-        keep_freed_memory()
         poller = asyncio.create_task(service.poll()) if resolved.poll_seconds > 0 else None
         try:
             yield
@@ -94,8 +94,9 @@ def keep_freed_memory() -> bool:
     """Keep up to 64 MiB of freed heap in the process, and take blocks up to 32 MiB from
     it, instead of giving memory back to the OS as glibc does by default: a batch of 100
     series allocates ~8 MB of arrays, and the next batch faulted ~260 pages back in, 0.3 ms
-    of system time in a 5 ms answer (benchmarks/README.md). Whether glibc took the
-    settings; elsewhere there is nothing to do."""
+    of system time in a 5 ms answer (benchmarks/README.md). Call it before the threads that
+    will allocate start: a worker thread started before it still faulted as many (measured).
+    Whether glibc took the settings; elsewhere there is nothing to do."""
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):  # not glibc (musl, macOS)
