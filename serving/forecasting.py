@@ -15,7 +15,14 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from aq_assets.ml.cleaning import DEFAULT_UNITS, LaidSeries, clean_laid, location_mean, series_of
+from aq_assets.ml.cleaning import (
+    DEFAULT_UNITS,
+    LaidSeries,
+    clean_laid,
+    laid_end_to_end,
+    location_mean,
+    series_of,
+)
 from aq_assets.ml.features import (
     NETWORK,
     FeatureSpec,
@@ -241,10 +248,12 @@ def forecast(
 ) -> list[SeriesForecast]:
     """One result per sensor, in order, from its origin (None: its latest valid reading's
     hour): every feature row in one pass, every row through the model in one call.
-    `targets`: the sensors' target series laid end to end, if they are."""
+    `targets`: the sensors' target series laid end to end, if they already are."""
     spec = model.spec
     sensors = [item for item, _ in items]
-    latest = _latest_hours(sensors, targets)
+    if targets is None:
+        targets = laid_end_to_end([sensor.target for sensor in sensors])
+    latest = _latest_hours(targets)
     origins = [
         last if origin is None else origin for (_, origin), last in zip(items, latest, strict=True)
     ]
@@ -430,11 +439,8 @@ def _utc(moment: dt.datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
-def _latest_hours(sensors: list[SensorSeries], targets: LaidSeries | None) -> list[int | None]:
-    """Each sensor's latest valid reading's hour (None: it has none), from the laid targets
-    when given: one lookup for all."""
-    if targets is None:
-        return [int(s.target.hours[-1]) if len(s.target) else None for s in sensors]
+def _latest_hours(targets: LaidSeries) -> list[int | None]:
+    """Each laid series' latest hour (None: it has no readings), in one lookup for all."""
     hours, _, offsets = targets
     ends = offsets[1:]
     present = (ends > offsets[:-1]).tolist()

@@ -117,6 +117,18 @@ def series_of(laid: LaidSeries) -> list[HourlySeries]:
     return [HourlySeries(hours[a:b], values[a:b]) for a, b in itertools.pairwise(offsets.tolist())]
 
 
+def laid_end_to_end(series: Sequence[HourlySeries]) -> LaidSeries:
+    """Hours, values and offsets of several series, one after the other (copied): the
+    inverse of `series_of`."""
+    offsets = np.zeros(len(series) + 1, dtype=np.int64)
+    np.cumsum([s.hours.size for s in series], out=offsets[1:])
+    if not offsets[-1]:
+        return np.empty(0, dtype=np.int64), np.empty(0), offsets
+    hours = np.concatenate([s.hours for s in series]).astype(np.int64, copy=False)
+    values = np.concatenate([s.values for s in series]).astype(np.float64, copy=False)
+    return hours, values, offsets
+
+
 @dataclass(frozen=True)
 class RawSeries:
     """One sensor's raw readings: epoch seconds UTC, values (NaN for null), its parameter,

@@ -31,6 +31,7 @@ from aq_assets.ml.cleaning import (
     LaidSeries,
     epoch_hours,
     hours_to_datetimes,
+    laid_end_to_end,
     location_means,
 )
 
@@ -331,7 +332,7 @@ def _rows(
     valid = np.zeros(n, dtype=np.bool_)
     one_each = n == len(items)  # a request: one origin a series
     if target is None:
-        target = _laid_end_to_end([i.target for i in items])
+        target = laid_end_to_end([i.target for i in items])
     first_hours = _first_hours(target)
     if not one_each:
         first_hours = np.repeat(first_hours, counts)
@@ -437,19 +438,8 @@ def _first_hours(laid: LaidSeries) -> np.ndarray:
     return out
 
 
-def _laid_end_to_end(series: Sequence[HourlySeries]) -> LaidSeries:
-    """Hours, values and offsets of several series, one after the other."""
-    offsets = np.zeros(len(series) + 1, dtype=np.int64)
-    np.cumsum([s.hours.size for s in series], out=offsets[1:])
-    if not offsets[-1]:
-        return np.empty(0, dtype=np.int64), np.empty(0), offsets
-    hours = np.concatenate([s.hours for s in series]).astype(np.int64, copy=False)
-    values = np.concatenate([s.values for s in series]).astype(np.float64, copy=False)
-    return hours, values, offsets
-
-
 def _covariates_laid(items: Sequence[SensorSeries], names: tuple[str, ...]) -> LaidSeries:
-    """`_laid_end_to_end` of every item's co-located series, parameter p of item i the
+    """`laid_end_to_end` of every item's co-located series, parameter p of item i the
     series i * len(names) + p (empty where the item lacks it): a lookup per parameter only
     for the items that have any, since a batch of target-only series has 100 × 11 gaps."""
     present = [
