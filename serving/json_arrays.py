@@ -44,11 +44,10 @@ _NUMBERS, _STAMPS = 0, 1  # the items `_read_arrays` reads (numba caches no func
 STAMP_BYTES = 21  # the fewest a stamp takes: "YYYY-MM-DDTHH:MM:SS" with its quotes
 
 
-@compiled(inline="always")
+@compiled
 def _read_arrays(buffer, ends, items, limit, out, counts):
     """The walk both readers share: each array's items one after the other in `out`, none
-    for an array it leaves (`_read_array`). Inlined, so that each reader's loop is compiled
-    for its own items alone."""
+    for an array it leaves (`_read_array`)."""
     start = 0
     n = 0
     for k in range(counts.size):
