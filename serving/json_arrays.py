@@ -22,12 +22,11 @@ def read_numbers(buffer, ends, limit, out, counts):
     """JSON arrays of numbers and null laid end to end (`[1.5,null] [2e3]`, each valid JSON
     as msgspec checked it, array k ending before byte `ends[k]`, the last followed by
     PADDING) into `out` (NaN for null; at least len(buffer) // 2 + 1 long: a digit and a
-    comma each), and the length of each
-    array into `counts`; -1 for an array with anything else, a number over `limit` in size,
-    or one that is not exactly a float by one multiplication or division (more than 2^53 in
-    its digits, or a power of ten beyond 22): the general path decides those. Exact where it
-    answers: the one IEEE operation on exact operands rounds correctly (Clinger's fast
-    path), as every correct float reader must."""
+    comma each), and the length of each array into `counts`; -1 for an array with anything
+    else, a number over `limit` in size, or one that is not exactly a float by one
+    multiplication or division (more than 2^53 in its digits, or a power of ten beyond 22):
+    the general path decides those. Exact where it answers: the one IEEE operation on exact
+    operands rounds correctly (Clinger's fast path), as every correct float reader must."""
     _read_arrays(buffer, ends, _NUMBERS, limit, out, counts)
 
 

@@ -40,8 +40,9 @@ def compiled(function=None, **options):
         return numba.njit(nogil=True, **options)(function)
 
 
-_u = np.uint64  # an index known not to be negative: numba checks a signed one on every access
-# (and adds the size if negative), which costs the cleaning loops ~25% of their time.
+# An index known not to be negative: numba checks a signed one on every access (and adds the
+# size if negative), which cost the cleaning loop ~25% of its time.
+_u = np.uint64
 
 # ---------------------------------------------------------------------------------------------
 # Cleaning
