@@ -31,7 +31,8 @@ TIMEZONES = [
 # Sums made in another order than pandas': pandas slides one running sum along the whole
 # series where the loops sum the window; the network is the hour's total less the sensor's own
 # value where pandas averages the others.
-SUMMED_OTHERWISE = ("mean_", "std_", "same_hour_", "network_")
+# And the level's log ratio to the network (`features.RELATIVE_COLUMNS`).
+SUMMED_OTHERWISE = ("mean_", "std_", "same_hour_", "network_", "level_to_network")
 SMALL_SPEC = FeatureSpec(
     horizons=(1, 6, 30),
     lags=(1, 5),

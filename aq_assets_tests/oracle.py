@@ -18,7 +18,14 @@ from aq_assets.ml.cleaning import (
     CleaningReport,
     plausible_bounds,
 )
-from aq_assets.ml.features import _OFFSET, NETWORK, PROFILE_DAYS, FeatureSpec, sensor_codes
+from aq_assets.ml.features import (
+    _OFFSET,
+    NETWORK,
+    PROFILE_DAYS,
+    RELATIVE_OFFSET,
+    FeatureSpec,
+    sensor_codes,
+)
 
 
 def clean_readings(readings: pd.DataFrame) -> tuple[pd.DataFrame, CleaningReport]:
@@ -158,6 +165,13 @@ def build_features(
         features[f"{p}_change_3"] = now - now.groupby(grid["sensor_id"], sort=False).shift(3)
         if p in spec.hourly_changes:
             features[f"{p}_change_1"] = now - now.groupby(grid["sensor_id"], sort=False).shift(1)
+
+    if "level_to_network_log" in spec.feature_columns:
+        network = features[f"{NETWORK}_now"]
+        features["level_to_network_log"] = np.log(
+            (level.clip(lower=0) + RELATIVE_OFFSET) / (network.clip(lower=0) + RELATIVE_OFFSET)
+        )
+        features["network_minus_level"] = network - level
 
     features["sensor_code"] = sensor_codes(grid["sensor_id"], spec)
 

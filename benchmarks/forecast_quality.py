@@ -131,8 +131,10 @@ def main() -> None:
         readings, catalog = readings_of(name, dataset, args.cache)
         hourly, _ = clean_readings(readings)
         targets = sorted(hourly.loc[hourly["parameter"] == "pm25", "sensor_id"].unique())
-        spec = FeatureSpec(parameter="pm25").with_sensors(targets)
-        frame = build_features(hourly, spec, timezones_of(catalog))
+        frame = build_features(
+            hourly, FeatureSpec(parameter="pm25").with_sensors(targets), timezones_of(catalog)
+        )
+        spec = FeatureSpec.of_training_set(frame, "pm25")  # as forecast_model reads it
         origins = rolling_origins(
             frame["datetime_utc"], dataset.min_train_days, dataset.step_days, dataset.step_days
         )

@@ -18,7 +18,7 @@ import datetime as dt
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -54,6 +54,10 @@ DEFAULT_COVARIATES = (
 WEATHER = ("temperature", "relativehumidity")  # co-located, but not pollutants
 PROFILE_DAYS = (7, 28)
 COVARIATE_FILL_HOURS = 2  # a co-located value is carried forward at most this long
+# A sensor's level against its network's: log((level + c) / (network + c)) and network −
+# level, with c in the target's unit (µg/m³) keeping the ratio finite at zero.
+RELATIVE_COLUMNS = ("level_to_network_log", "network_minus_level")
+RELATIVE_OFFSET = 1.0
 _OFFSET = re.compile(r"^([+-])(\d{2}):?(\d{2})$")
 # Offsets beyond any real zone's are refused rather than turned into nonsense local times.
 _MAX_OFFSET = dt.timedelta(hours=18)
@@ -73,6 +77,10 @@ class FeatureSpec:
     # Covariates that also get their change over the last hour (`{p}_change_1`): the network
     # leads the sensor by an hour or so when a plume crosses the city.
     hourly_changes: tuple[str, ...] = (NETWORK,)
+    # The level against the network's (RELATIVE_COLUMNS). Shallow trees draw a ratio or a
+    # difference of two columns only as a staircase of splits; given as columns they were
+    # worth ~1% of RMSE at 1 and 3 h on Poland and Mexico City (benchmarks/README.md).
+    relative: bool = True
 
     @property
     def feature_columns(self) -> list[str]:
@@ -88,6 +96,8 @@ class FeatureSpec:
             columns += [f"{p}_now", f"{p}_change_3"]
             if p in self.hourly_changes:
                 columns.append(f"{p}_change_1")
+        if self.relative and NETWORK in self.covariates:
+            columns += RELATIVE_COLUMNS
         columns.append("sensor_code")
         return columns
 
@@ -113,7 +123,8 @@ class FeatureSpec:
     @classmethod
     def of_training_set(cls, frame: pd.DataFrame, parameter: str) -> FeatureSpec:
         """The spec a training set was built with: horizons from its target columns, sensor
-        identities from its rows, the rest the defaults (checked against its columns)."""
+        identities from its rows, the rest the defaults (checked against its columns), the
+        relative columns only where the set has a network."""
         horizons = tuple(
             sorted(
                 int(c.removeprefix("target_h")) for c in frame.columns if c.startswith("target_h")
@@ -122,6 +133,11 @@ class FeatureSpec:
         spec = cls(parameter=parameter, horizons=horizons).with_sensors(
             list(frame["sensor_id"].unique())
         )
+        # Without a network in the data (a lone sensor) the relative columns would be empty,
+        # and an empty column only changes which columns each tree samples.
+        network = f"{NETWORK}_now"
+        if network not in frame.columns or not frame[network].notna().any():
+            spec = replace(spec, relative=False)
         missing = [c for c in spec.feature_columns if c not in frame.columns]
         if missing:
             raise ValueError(
@@ -135,6 +151,7 @@ class FeatureSpec:
     @classmethod
     def from_json(cls, text: str) -> FeatureSpec:
         raw = json.loads(text)
+        raw.setdefault("relative", False)  # saved before the relative columns: without them
         fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
         return cls(**fields)
 
@@ -374,6 +391,9 @@ def _rows(
         plan.covariate_now_columns,
         plan.covariate_change_columns,
         plan.covariate_change_1_columns,
+        plan.relative_columns,
+        plan.columns.get(f"{NETWORK}_now", -1),
+        RELATIVE_OFFSET,
     )
     # The calendar: a request's origins are a few recent hours, each looked up once and
     # kept; otherwise every origin of a time zone at once.
@@ -480,6 +500,7 @@ class _Plan:
     covariate_now_columns: np.ndarray
     covariate_change_columns: np.ndarray
     covariate_change_1_columns: np.ndarray  # -1: the covariate has none
+    relative_columns: np.ndarray  # see kernels.origin_rows; -1: not in the spec
     fixed_columns: np.ndarray  # see kernels.origin_rows
     sensor_codes: dict[int, float]
     columns: dict[str, int]
@@ -533,6 +554,9 @@ def _plan(spec: FeatureSpec) -> _Plan:
         ),
         covariate_change_1_columns=np.array(
             [columns.get(f"{p}_change_1", -1) for p in spec.covariates], dtype=np.int64
+        ),
+        relative_columns=np.array(
+            [columns.get(name, -1) for name in RELATIVE_COLUMNS], dtype=np.int64
         ),
         fixed_columns=np.array(
             [

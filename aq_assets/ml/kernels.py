@@ -238,6 +238,9 @@ def origin_rows(
     covariate_now_columns,
     covariate_change_columns,
     covariate_change_1_columns,
+    relative_columns,
+    network_column,
+    relative_offset,
 ):
     """Fill `rows` (NaN, n × features) with the feature row at each origin, and `valid`
     (see `features.origin_feature_rows`). fixed_columns: hours_since_reading, level, max_24,
@@ -245,7 +248,9 @@ def origin_rows(
     target readings of origin i are target_starts[i]:target_ends[i] (none after the
     origin; its sensor's first reading is at first_hours[i]), those of its co-located
     parameter p covariate_starts[i * P + p]:covariate_ends[i * P + p]; its change over the
-    last hour goes to covariate_change_1_columns[p] where that is not -1."""
+    last hour goes to covariate_change_1_columns[p] where that is not -1. relative_columns:
+    level_to_network_log and network_minus_level (-1: not in the spec), from the level and
+    the column network_column (network_now)."""
     now = lookback  # the origin's index in `y`; y[now + 1] stays missing, the padding
     y = np.empty(lookback + 2)
     span = 3 + covariate_fill_hours
@@ -294,6 +299,19 @@ def origin_rows(
             if covariate_change_1_columns[p] >= 0:
                 previous, _ = _latest(c, span - 1, covariate_fill_hours)
                 rows[i, covariate_change_1_columns[p]] = current - previous
+        if relative_columns[0] >= 0:
+            network = rows[i, network_column]
+            rows[i, relative_columns[0]] = np.log(
+                (_not_below_zero(level) + relative_offset)
+                / (_not_below_zero(network) + relative_offset)
+            )
+            rows[i, relative_columns[1]] = network - level
+
+
+@compiled
+def _not_below_zero(value):
+    """0 for a negative value, NaN for NaN (as np.maximum(value, 0))."""
+    return 0.0 if value < 0.0 else value
 
 
 @compiled

@@ -31,10 +31,12 @@ from aq_assets.ml.intervals import Intervals, recent_of
 
 # Saved forecasters carry this; 3 = blend weights per horizon and component, sensor means;
 # 4 = forecast intervals; 5 = interval scores scaled by the recent variability; 6 = the
-# `rhythm` component (code that reads at most 5 refuses it rather than drop its weight).
-# Format 3 still loads, without intervals, and format 4 with its unscaled intervals.
-FORMAT = 6
-READABLE_FORMATS = (3, 4, 5, 6)
+# `rhythm` component (code that reads at most 5 refuses it rather than drop its weight); 7 =
+# the spec's relative columns (`FeatureSpec.relative`; code that reads at most 6 would not
+# know the field). Format 3 still loads, without intervals, and format 4 with its unscaled
+# intervals; 3-6 load without relative columns.
+FORMAT = 7
+READABLE_FORMATS = (3, 4, 5, 6, 7)
 
 # What each horizon's booster forecast is blended with: the current level (persistence), the
 # sensor's mean at the target hour of day (climatology), the daily shape at the target hour

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from aq_assets.ml import features
 from aq_assets.ml.cleaning import HourlySeries, clean_readings
-from aq_assets.ml.features import PROFILE_DAYS, FeatureSpec, build_features
+from aq_assets.ml.features import PROFILE_DAYS, RELATIVE_COLUMNS, FeatureSpec, build_features
 from aq_assets_tests import oracle
 from aq_assets_tests.hourly import START, at, diurnal, location_series, readings
 from aq_assets_tests.messy import SMALL_SPEC, assert_same_columns, epoch_hours, random_histories
@@ -178,6 +178,19 @@ def test_spec_of_a_training_set_is_the_spec_it_was_built_with():
     assert FeatureSpec.of_training_set(frame, "pm25") == spec
 
 
+def test_a_training_set_without_a_network_has_no_relative_columns():
+    """A lone sensor has no network: its relative columns would hold nothing."""
+    lone = location_series(72)
+    lone = lone[lone["sensor_id"] != 2]
+    spec = FeatureSpec(horizons=(1, 6)).with_sensors([1])
+    frame = build_features(lone, spec)
+
+    assert frame["level_to_network_log"].isna().all()
+    read = FeatureSpec.of_training_set(frame, "pm25")
+    assert not set(RELATIVE_COLUMNS) & set(read.feature_columns)
+    assert "network_now" in read.feature_columns
+
+
 def test_spec_of_a_training_set_names_missing_columns():
     frame = build_features(location_series(72), FeatureSpec(horizons=(1,)).with_sensors([1, 2]))
 
@@ -302,3 +315,20 @@ def test_a_spec_saved_before_the_network_loads_without_its_columns():
     assert not any(c.startswith("network") for c in restored.feature_columns)
     frame = build_features(location_series(72), restored)
     assert list(frame.columns[4 : -len(old.target_columns)]) == old.feature_columns
+
+
+def test_a_spec_saved_before_the_relative_columns_loads_without_them():
+    """Models saved before the level's relative columns (format 6 and older) read the
+    network's columns but not those: their boosters were trained without them."""
+    current = FeatureSpec().with_sensors([1, 2])
+    raw = json.loads(current.to_json())
+    del raw["relative"]
+
+    restored = FeatureSpec.from_json(json.dumps(raw))
+
+    assert [c for c in current.feature_columns if c not in RELATIVE_COLUMNS] == (
+        restored.feature_columns
+    )
+    assert set(RELATIVE_COLUMNS) <= set(current.feature_columns)
+    assert "network_now" in restored.feature_columns
+    assert FeatureSpec.from_json(current.to_json()) == current
