@@ -169,7 +169,8 @@ def build_features(
     if "level_to_network_log" in spec.feature_columns:
         network = features[f"{NETWORK}_now"]
         features["level_to_network_log"] = np.log(
-            (level.clip(lower=0) + RELATIVE_OFFSET) / (network.clip(lower=0) + RELATIVE_OFFSET)
+            (np.maximum(level, 0.0) + RELATIVE_OFFSET)
+            / (np.maximum(network, 0.0) + RELATIVE_OFFSET)
         )
         features["network_minus_level"] = network - level
 

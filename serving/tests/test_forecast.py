@@ -176,7 +176,7 @@ def test_a_posted_network_is_read_as_the_snapshot_reads_the_other_sensors(sessio
     """`covariates.network`: the mean of the other sensors' readings of the parameter. Posted
     as the snapshot computes it, a history gets the known sensor's feature row and forecasts;
     without it, the row of a sensor with no neighbours."""
-    from aq_assets.ml.features import NETWORK, origin_features
+    from aq_assets.ml.features import NETWORK, RELATIVE_COLUMNS, origin_features
     from serving.champion import LoadedModel, OnlineForecaster
     from serving.forecasting import histories, read_request
     from serving.tests.conftest import history_of
@@ -205,8 +205,10 @@ def test_a_posted_network_is_read_as_the_snapshot_reads_the_other_sensors(sessio
     without = origin_features(store.spec, alone, origin)
     assert without is not None
     columns = store.spec.feature_columns
-    network_columns = [columns.index(c) for c in columns if c.startswith(NETWORK)]
-    assert len(network_columns) == 3 and np.isnan(without[network_columns]).all()
+    network_columns = [
+        i for i, c in enumerate(columns) if c.startswith(NETWORK) or c in RELATIVE_COLUMNS
+    ]
+    assert len(network_columns) == 5 and np.isnan(without[network_columns]).all()
     assert not np.isnan(row[network_columns]).any()
 
     answer = session_client.get(f"/v1/sensors/{sensor}/forecast", headers=AUTH).json()
