@@ -172,13 +172,14 @@ def main() -> None:
         f"{platform.python_version()}; {args.set} from {args.start} for {args.days} days, "
         f"champion trained on {args.history_days} days; inject {args.inject} from {inject_day}"
     )
-    readings, _ = readings_of(args.set, DATASETS[args.set], args.cache)
-    replayed = args.cache / f"replay-{args.set}-{args.inject}-{inject_day}.parquet"
-    injected(readings, args.inject, inject_day).to_parquet(replayed)
+    readings, catalog = readings_of(args.set, DATASETS[args.set], args.cache)
+    replayed = args.cache / f"replay-{args.set}-{args.inject}-{inject_day}"
+    injected(readings, args.inject, inject_day).to_parquet(f"{replayed}.parquet")
+    catalog.to_parquet(f"{replayed}_catalog.parquet")
     source = ReplaySource(
         parameter="pm25",
-        readings_path=str(replayed),
-        catalog_path=str(args.cache / f"{args.set}_catalog.parquet"),
+        readings_path=f"{replayed}.parquet",
+        catalog_path=f"{replayed}_catalog.parquet",
     )
 
     results = {}
