@@ -226,17 +226,19 @@ def random_histories(draw, spec: FeatureSpec, target_ids: tuple[int, ...]):
                 mess=draw(messes),
             )
         )
+    # Each sensor in its parameter's usual units or in others the cleaning converts into them
+    # (two sensors of one place may differ).
     co_located = {
-        "pm10": (UG, 40.0),
-        "o3": ("ppm", 0.03),
-        "no2": ("ppm", 0.02),
-        "temperature": ("c", 15.0),
-        "relativehumidity": ("%", 60.0),
+        "pm10": [(UG, 40.0)],
+        "o3": [("ppm", 0.03), (UG, 60.0)],
+        "no2": [("ppm", 0.02), ("ppb", 20.0)],
+        "temperature": [("c", 15.0), ("f", 59.0)],
+        "relativehumidity": [("%", 60.0)],
     }
     chosen = draw(st.lists(st.sampled_from(sorted(co_located)), unique=True, max_size=5))
     for i, name in enumerate(chosen):
-        unit, level = co_located[name]
         for j in range(draw(st.integers(1, 2))):  # one or two sensors of the parameter
+            unit, level = draw(st.sampled_from(co_located[name]))
             offset = draw(st.integers(-48, 48))
             pieces.append(
                 sensor_readings(

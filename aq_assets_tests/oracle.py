@@ -15,6 +15,7 @@ from aq_assets.ml.cleaning import (
     SENTINELS,
     SPIKE_MIN_EXCESS,
     SPIKE_RATIO,
+    UNIT_CONVERSIONS,
     CleaningReport,
     plausible_bounds,
 )
@@ -32,7 +33,8 @@ def clean_readings(readings: pd.DataFrame) -> tuple[pd.DataFrame, CleaningReport
     """One value per (sensor, hour): columns sensor_id, location_id, parameter, datetime_utc,
     value. Drops nulls, sentinels and physically implausible values, clips small negatives to
     zero, averages repeated or sub-hourly readings within the hour, and drops isolated spikes
-    judged against the preceding day only."""
+    judged against the preceding day only. Values in other units than their parameter's
+    usual ones are converted into them (after the range check, in their own units)."""
     report = CleaningReport(rows_in=len(readings))
     frame = readings[["sensor_id", "location_id", "parameter", "units", "datetime_utc", "value"]]
     frame = frame.astype({"value": "float64", "parameter": str, "units": str})
@@ -53,6 +55,9 @@ def clean_readings(readings: pd.DataFrame) -> tuple[pd.DataFrame, CleaningReport
     below = known.reindex(frame.index) & (frame["value"] < bounds["low"].reindex(frame.index))
     report.negatives_clipped = int(below.sum())
     frame = frame.assign(value=frame["value"].where(~below, bounds["low"].reindex(frame.index)))
+    for (parameter, units), (scale, shift) in UNIT_CONVERSIONS.items():
+        other = (frame["parameter"] == parameter) & (frame["units"] == units)
+        frame.loc[other, "value"] = frame.loc[other, "value"] * scale + shift
 
     frame = frame.assign(datetime_utc=frame["datetime_utc"].dt.floor("h"))
     keys = ["sensor_id", "location_id", "parameter", "datetime_utc"]

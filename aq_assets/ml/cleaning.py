@@ -1,6 +1,11 @@
 """Cleaning raw readings into one trustworthy value per sensor and hour: the one
 implementation that training, batch predictions and the HTTP service call.
 
+Every parameter comes out in one unit (`DEFAULT_UNITS`): networks report gases in ppm or
+µg/m³ (OpenAQ keeps both, as separate parameters of one name) and temperature in °C or °F,
+and one location's no2 beside another's, or a sensor against its network, means nothing
+across units.
+
 Every step looks only at the reading itself or at earlier hours, so the same rules clean a
 forecast's input history without seeing the future. Gaps stay gaps: nothing here invents a
 value. The rules run as loops compiled by numba (`kernels.clean_series`, every series of a
@@ -14,6 +19,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -29,6 +35,7 @@ class PlausibleRange:
     negative_tolerance: float
 
 
+# In each parameter's cleaned units (DEFAULT_UNITS).
 PLAUSIBLE_RANGES: dict[tuple[str, str], PlausibleRange] = {
     ("pm25", "µg/m³"): PlausibleRange(0, 1000, 10),
     ("pm10", "µg/m³"): PlausibleRange(0, 2000, 10),
@@ -39,16 +46,24 @@ PLAUSIBLE_RANGES: dict[tuple[str, str], PlausibleRange] = {
     ("nox", "ppm"): PlausibleRange(0, 3, 0.01),
     ("so2", "ppm"): PlausibleRange(0, 2, 0.01),
     ("co", "ppm"): PlausibleRange(0, 50, 0.1),
-    ("o3", "µg/m³"): PlausibleRange(0, 1200, 10),
-    ("no2", "µg/m³"): PlausibleRange(0, 4000, 10),
-    ("so2", "µg/m³"): PlausibleRange(0, 5000, 10),
-    ("co", "µg/m³"): PlausibleRange(0, 60000, 100),
     ("temperature", "c"): PlausibleRange(-60, 60, 0),
     ("relativehumidity", "%"): PlausibleRange(0, 100, 1),
 }
 
-# The units a parameter's values are in when nothing says: its first known range above.
-DEFAULT_UNITS: dict[str, str] = dict(reversed(list(PLAUSIBLE_RANGES)))
+# The units each parameter is cleaned into, and assumed when nothing says.
+DEFAULT_UNITS: dict[str, str] = {parameter: units for parameter, units in PLAUSIBLE_RANGES}
+
+# g/mol; nox counts as no2, as air-quality networks report it.
+_MOLAR_MASS = {"o3": 48.00, "no2": 46.01, "no": 30.01, "nox": 46.01, "so2": 64.07, "co": 28.01}
+_MOLAR_VOLUME = 24.45  # litres per mole at 25 °C and 1 atm (the US EPA's convention)
+# Other units a parameter arrives in: (parameter, units) -> (scale, shift) into its
+# DEFAULT_UNITS, value × scale + shift.
+UNIT_CONVERSIONS: dict[tuple[str, str], tuple[float, float]] = {
+    ("temperature", "f"): (5 / 9, -32 * 5 / 9),
+    **{(gas, "ppb"): (1e-3, 0.0) for gas in _MOLAR_MASS},
+    **{(gas, "µg/m³"): (_MOLAR_VOLUME / (1000 * m), 0.0) for gas, m in _MOLAR_MASS.items()},
+    **{(gas, "mg/m³"): (_MOLAR_VOLUME / m, 0.0) for gas, m in _MOLAR_MASS.items()},
+}
 
 # Placeholders some networks write for "no data"; never a measurement.
 SENTINELS = (-999.0, -9999.0, 9999.0, 99999.0)
@@ -60,9 +75,10 @@ SPIKE_MIN_EXCESS = {"pm25": 150.0, "pm10": 300.0}
 
 
 def plausible_bounds(readings: pd.DataFrame) -> pd.DataFrame:
-    """Columns low, high, tolerance per row of `readings` (NaN where the pair is unknown)."""
+    """Columns low, high, tolerance per row of `readings`, in the row's own units (NaN where
+    the pair is unknown)."""
     ranges = pd.DataFrame(
-        [(p, u, r.low, r.high, r.negative_tolerance) for (p, u), r in PLAUSIBLE_RANGES.items()],
+        [(p, u, *_plausible_in(p, u)) for p, u in [*PLAUSIBLE_RANGES, *UNIT_CONVERSIONS]],
         columns=["parameter", "units", "low", "high", "tolerance"],
     )
     keys = readings[["parameter", "units"]].astype(str)
@@ -165,13 +181,18 @@ def clean_laid(
     `seconds` and `values`), one parameter and units each: a request's lists as its reader
     lays them out, cleaned without a copy per series or a plausible range per reading, and
     laid end to end in the same order."""
-    ranges = np.array([_range_of(p, u) for p, u in zip(parameters, units, strict=True)])
+    per_series = [_range_of(p, u) for p, u in zip(parameters, units, strict=True)]
+    rules = np.array(per_series).reshape(-1, 5).T
+    offsets = np.asarray(offsets, dtype=np.int64)
+    values = np.asarray(values, dtype=np.float64)
+    if {rule[3:] for rule in per_series} - {(1.0, 0.0)}:  # some series converts
+        values = _converted(values, rules[3:], np.diff(offsets))
     excess = np.array([SPIKE_MIN_EXCESS.get(p, np.nan) for p in parameters])
     cleaned, _ = _clean_laid(
         np.asarray(seconds, dtype=np.int64) // SECONDS_PER_HOUR,
-        np.asarray(values, dtype=np.float64),
-        np.asarray(offsets, dtype=np.int64),
-        ranges.reshape(-1, 3).T,
+        values,
+        offsets,
+        rules[:3],
         excess,
         per_series=True,
     )
@@ -191,18 +212,35 @@ def _clean_with_counts(batch: Sequence[RawSeries]) -> tuple[list[HourlySeries], 
     values = np.concatenate([np.asarray(raw.values, dtype=np.float64) for raw in batch])
     hours = np.concatenate([np.asarray(raw.seconds, dtype=np.int64) for raw in batch])
     hours //= SECONDS_PER_HOUR
-    # The plausible range (low, high, tolerance) of each series, or of each reading.
+    # The plausible range (low, high, tolerance) and the conversion (scale, shift) of each
+    # series, or of each reading.
     per_series = all(isinstance(raw.units, str) for raw in batch)
     if per_series:
-        bounds = np.array([_range_of(raw.parameter, str(raw.units)) for raw in batch]).T
+        rules = np.array([_range_of(raw.parameter, str(raw.units)) for raw in batch]).T
+        values = _converted(values, rules[3:], np.diff(offsets))
     else:
-        bounds = np.empty((3, values.size))
+        rules = np.empty((5, values.size))
         for raw, a, b in zip(batch, offsets[:-1].tolist(), offsets[1:].tolist(), strict=True):
-            for k, part in enumerate(_bounds(raw.parameter, raw.units, b - a)):
-                bounds[k, a:b] = part
+            rules[:, a:b] = _rules(raw.parameter, raw.units, b - a)
+        values = _converted(values, rules[3:])
     excess = np.array([SPIKE_MIN_EXCESS.get(raw.parameter, np.nan) for raw in batch])
-    cleaned, counts = _clean_laid(hours, values, offsets, bounds, excess, per_series)
+    cleaned, counts = _clean_laid(hours, values, offsets, rules[:3], excess, per_series)
     return series_of(cleaned), counts
+
+
+def _converted(
+    values: np.ndarray, conversion: np.ndarray, lengths: np.ndarray | None = None
+) -> np.ndarray:
+    """`values` into their parameter's DEFAULT_UNITS: × scale + shift, the two rows of
+    `conversion`, one column per reading or, with `lengths`, per series of that many
+    readings; SENTINELS stay as they are, to be recognized. The same array when nothing
+    converts (most calls: a request's pm25)."""
+    scale, shift = conversion
+    if not ((scale != 1.0) | (shift != 0.0)).any():
+        return values
+    if lengths is not None:
+        scale, shift = np.repeat(scale, lengths), np.repeat(shift, lengths)
+    return np.where(np.isin(values, SENTINELS), values, values * scale + shift)
 
 
 def _clean_laid(
@@ -347,23 +385,34 @@ def hours_to_datetimes(hours: np.ndarray) -> np.ndarray:
     )
 
 
-def _bounds(
-    parameter: str, units: str | np.ndarray, n: int
-) -> tuple[np.ndarray | float, np.ndarray | float, np.ndarray | float]:
-    """low, high, tolerance of the plausible range (NaN where the pair is unknown)."""
+def _rules(parameter: str, units: str | np.ndarray, n: int) -> np.ndarray:
+    """`_range_of` for `n` readings of one parameter, in one units or one each (5 × n)."""
     if isinstance(units, str) or np.ndim(units) == 0:
-        return _range_of(parameter, str(units))
+        return np.repeat(np.array(_range_of(parameter, str(units)))[:, None], n, axis=1)
     names, inverse = np.unique(np.asarray(units, dtype=str), return_inverse=True)
     table = np.array([_range_of(parameter, str(u)) for u in names], dtype=np.float64)
-    rows = table[inverse.reshape(-1)] if n else np.empty((0, 3))
-    return rows[:, 0], rows[:, 1], rows[:, 2]
+    return table[inverse.reshape(-1)].T if n else np.empty((5, 0))
 
 
-def _range_of(parameter: str, units: str) -> tuple[float, float, float]:
-    known: PlausibleRange | None = PLAUSIBLE_RANGES.get((parameter, units))
+@lru_cache(maxsize=1024)  # a request's few pairs, looked up anew for every request
+def _range_of(parameter: str, units: str) -> tuple[float, float, float, float, float]:
+    """How a reading of `parameter` in `units` is cleaned: the plausible range in the
+    parameter's DEFAULT_UNITS (low, high, tolerance; NaN where the pair is unknown) and the
+    conversion into them (scale, shift; 1, 0 for its own units or unknown ones)."""
+    scale, shift = UNIT_CONVERSIONS.get((parameter, units), (1.0, 0.0))
+    canonical = (parameter, units) if (parameter, units) in PLAUSIBLE_RANGES else None
+    if (parameter, units) in UNIT_CONVERSIONS:
+        canonical = (parameter, DEFAULT_UNITS[parameter])
+    known = PLAUSIBLE_RANGES.get(canonical) if canonical else None
     if known is None:
-        return np.nan, np.nan, np.nan
-    return float(known.low), float(known.high), float(known.negative_tolerance)
+        return np.nan, np.nan, np.nan, scale, shift
+    return float(known.low), float(known.high), float(known.negative_tolerance), scale, shift
+
+
+def _plausible_in(parameter: str, units: str) -> tuple[float, float, float]:
+    """The plausible range of `parameter` in `units` (converted back from its own units)."""
+    low, high, tolerance, scale, shift = _range_of(parameter, units)
+    return (low - shift) / scale, (high - shift) / scale, tolerance / scale
 
 
 # A sensor repeating one non-zero value for this many consecutive hours is stuck: on the real

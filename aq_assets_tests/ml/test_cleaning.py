@@ -50,6 +50,43 @@ def test_clean_readings_rules(parameter, units, values, expected, counts):
     assert report.hours_out == len(kept)
 
 
+def test_every_parameter_comes_out_in_its_usual_units_and_is_judged_in_them():
+    """OpenAQ reports a gas in ppm at one place and in µg/m³ at the next, and temperature in
+    °C or °F: one place's no2 beside another's means nothing unless they are cleaned into one
+    unit. 5,000 µg/m³ of o3 (2.5 ppm) is implausible in either."""
+    o3_ppm_per_ug = 24.45 / (1000 * 48.00)  # at 25 °C and 1 atm
+    raw = pd.concat(
+        [
+            readings([0.030, 0.040], sensor_id=1, parameter="o3", units="ppm"),
+            readings([60.0, 5000.0, 80.0], sensor_id=2, parameter="o3", units=UG),
+            readings([20.0, 30.0], sensor_id=3, parameter="no2", units="ppb"),
+            readings([59.0, -40.0, 300.0], sensor_id=4, parameter="temperature", units="f"),
+        ],
+        ignore_index=True,
+    )
+
+    hourly, report = clean_readings(raw)
+
+    values = hourly.groupby("sensor_id")["value"].apply(list)
+    assert values[1] == [0.030, 0.040]
+    np.testing.assert_allclose(values[2], [60.0 * o3_ppm_per_ug, 80.0 * o3_ppm_per_ug])
+    np.testing.assert_allclose(values[3], [0.020, 0.030])
+    np.testing.assert_allclose(values[4], [15.0, -40.0])  # 300 °F is no weather
+    assert report.implausible == 2
+    bounds = cleaning.plausible_bounds(raw)  # what the ingest check judges, in raw units
+    np.testing.assert_allclose(bounds["high"][raw["sensor_id"] == 2], 0.6 / o3_ppm_per_ug)
+
+
+def test_a_request_cleaned_in_other_units_leaves_its_values_as_sent():
+    values = np.array([60.0, 80.0, 20.0])
+    laid = cleaning.clean_laid(
+        np.array([0, 3600, 0]), values, np.array([0, 2, 3]), ["o3", "pm25"], [UG, UG]
+    )
+
+    np.testing.assert_allclose(laid[1], [60.0 * 24.45 / 48000, 80.0 * 24.45 / 48000, 20.0])
+    assert values.tolist() == [60.0, 80.0, 20.0]
+
+
 def test_clean_readings_averages_readings_within_an_hour():
     raw = readings([8, 20, 30])
     raw.loc[2, "datetime_utc"] = raw.loc[1, "datetime_utc"] + pd.Timedelta(minutes=20)
