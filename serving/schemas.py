@@ -66,7 +66,8 @@ class Readings(msgspec.Struct, forbid_unknown_fields=True):
         msgspec.Meta(
             description=(
                 "Units of the values; default the parameter's usual ones (µg/m³ for particles, "
-                "ppm for gases, c, %). Plausible ranges depend on them."
+                "ppm for gases, c, %). Gases in µg/m³, mg/m³ or ppb and temperature in f are "
+                "converted into those (25 °C, 1 atm), as forecasts are answered in them."
             )
         ),
     ] = None
