@@ -399,11 +399,11 @@ def _range_of(parameter: str, units: str) -> tuple[float, float, float, float, f
     """How a reading of `parameter` in `units` is cleaned: the plausible range in the
     parameter's DEFAULT_UNITS (low, high, tolerance; NaN where the pair is unknown) and the
     conversion into them (scale, shift; 1, 0 for its own units or unknown ones)."""
-    scale, shift = UNIT_CONVERSIONS.get((parameter, units), (1.0, 0.0))
-    canonical = (parameter, units) if (parameter, units) in PLAUSIBLE_RANGES else None
-    if (parameter, units) in UNIT_CONVERSIONS:
-        canonical = (parameter, DEFAULT_UNITS[parameter])
-    known = PLAUSIBLE_RANGES.get(canonical) if canonical else None
+    pair = (parameter, units)
+    scale, shift = UNIT_CONVERSIONS.get(pair, (1.0, 0.0))
+    if pair in UNIT_CONVERSIONS:
+        pair = (parameter, DEFAULT_UNITS[parameter])
+    known = PLAUSIBLE_RANGES.get(pair)
     if known is None:
         return np.nan, np.nan, np.nan, scale, shift
     return float(known.low), float(known.high), float(known.negative_tolerance), scale, shift
