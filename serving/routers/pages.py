@@ -28,6 +28,14 @@ SESSION_DAYS = 7
 HTML: dict[int | str, dict[str, Any]] = {200: {"content": {"text/html": {}}}}
 
 
+def _number(value: float | None) -> str:
+    """A concentration as the page shows it: one decimal (µg/m³), or three significant
+    digits below 1 (gases in ppm: 0.0321)."""
+    if value is None:
+        return "—"
+    return f"{value:.1f}" if abs(value) >= 1 or value == 0 else f"{value:.3g}"
+
+
 def _page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
     return HTMLResponse(templates().get_template(name).render(**context), status_code=status)
 
@@ -142,7 +150,7 @@ async def sensor_page(
         age_hours=age,
         stale=age is not None and age > STALE_HOURS,
         signed_in=service.settings.token() is not None,
-        number=lambda v: "—" if v is None else f"{v:.1f}",
+        number=_number,
         percent=lambda p: "—" if p is None else f"{p:.0%}",
         when=lambda iso: "—" if iso is None else iso[:16].replace("T", " ") + " UTC",
         width=WIDTH,

@@ -155,3 +155,14 @@ def test_the_page_renders_in_chromium_with_the_apis_numbers(live_service, client
         assert screenshot.stat().st_size > 10_000
     finally:
         browser.quit()
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [(35.44, "35.4"), (0.0321, "0.0321"), (0.45, "0.45"), (0.0, "0.0"), (None, "—")],
+)
+def test_the_page_shows_a_gas_in_ppm_with_its_digits(value, shown):
+    """One decimal is right for µg/m³ and would show every ppm gas as 0.0."""
+    from serving.routers.pages import _number
+
+    assert _number(value) == shown
