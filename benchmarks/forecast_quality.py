@@ -122,15 +122,15 @@ def markdown(table: pd.DataFrame) -> str:
     """`table` as markdown: errors and widths, in the parameter's units, to five significant
     digits (gases are in ppm, 0.0062; particles in µg/m³, 16.227), counts whole, the rest
     (skills, coverages) to three decimals."""
-    formats = [
-        ".5g"
-        if any(w in c for w in ("RMSE", "width", "pinball"))
-        else "g"
-        if c in ("horizon",) or c.startswith("exceeded")
-        else ".3f"
-        for c in map(str, table.columns)
-    ]
-    return table.to_markdown(index=False, floatfmt=tuple(formats))
+
+    def format_of(column: str) -> str:
+        if any(word in column for word in ("RMSE", "width", "pinball")):
+            return ".5g"
+        if column == "horizon" or column.startswith("exceeded"):
+            return "g"
+        return ".3f"
+
+    return table.to_markdown(index=False, floatfmt=tuple(format_of(str(c)) for c in table.columns))
 
 
 def main() -> None:

@@ -55,7 +55,8 @@ WEATHER = ("temperature", "relativehumidity")  # co-located, but not pollutants
 PROFILE_DAYS = (7, 28)
 COVARIATE_FILL_HOURS = 2  # a co-located value is carried forward at most this long
 # A sensor's level against its network's: log((level + c) / (network + c)) and network −
-# level, with c in the target's unit (µg/m³) keeping the ratio finite at zero.
+# level, with c in the target's units keeping the ratio finite at zero (1 µg/m³ for PM; for a
+# gas in ppm the log ratio is nearly the difference, which measured no worse: benchmarks/).
 RELATIVE_COLUMNS = ("level_to_network_log", "network_minus_level")
 RELATIVE_OFFSET = 1.0
 _OFFSET = re.compile(r"^([+-])(\d{2}):?(\d{2})$")
