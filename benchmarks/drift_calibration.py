@@ -34,10 +34,9 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from forecast_quality import DATASETS, readings_of
+from forecast_quality import MIRROR, SHARED_SETS, Schedule, datasets_of, readings_of
 
 from aq_assets.defs.ingest.catalog import timezones_of
-from aq_assets.ml.backtest import rolling_origins
 from aq_assets.ml.cleaning import clean_readings
 from aq_assets.ml.drift import (
     DriftThresholds,
@@ -146,19 +145,18 @@ def limit_tables(
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--sets", default=",".join(DATASETS))
+    parser.add_argument("--sets", default=",".join(SHARED_SETS))
+    parser.add_argument("--mirror", type=Path, default=MIRROR, help="an OpenAQ archive mirror")
     parser.add_argument("--reference-days", type=int, default=365)
     parser.add_argument("--cache", type=Path, default=Path(".aq/benchmark-readings"))
     args = parser.parse_args()
-    for name in args.sets.split(","):
-        dataset = DATASETS[name]
-        readings, catalog = readings_of(name, dataset, args.cache)
+    for dataset in datasets_of(args.sets, args.mirror):
+        readings, catalog = readings_of(dataset, args.cache)
         view, days, target = views(readings, catalog)
-        origins = rolling_origins(
-            days, dataset.min_train_days, dataset.step_days, dataset.step_days
-        )
-        clean, own = judged_days(view, days, origins, dataset.step_days, args.reference_days)
-        start, length = dataset.step_days // 4, dataset.step_days - dataset.step_days // 4
+        schedule = Schedule.of(days)
+        origins = schedule.origins(days)
+        clean, own = judged_days(view, days, origins, schedule.step_days, args.reference_days)
+        start, length = schedule.step_days // 4, schedule.step_days - schedule.step_days // 4
         starts = [o + pd.Timedelta(days=start) for o in origins]
         injected = {s + pd.Timedelta(days=k) for s in starts for k in range(length)}
         on = readings["datetime_utc"].dt.floor("D").isin(injected)
@@ -173,7 +171,7 @@ def main() -> None:
                 changed_view[kept | changed_days.isin(injected)],
                 changed_days[kept | changed_days.isin(injected)],
                 origins,
-                dataset.step_days,
+                schedule.step_days,
                 args.reference_days,
                 thresholds=own,
             )
@@ -181,8 +179,8 @@ def main() -> None:
 
         columns = list(view.columns)
         print(
-            f"\n## {name}: {view.shape[0]} rows, {len(origins)} origins, {len(clean)} judged "
-            f"days; episodes injected into sensor {target}"
+            f"\n## {dataset.name}: {view.shape[0]} rows, {len(origins)} origins, "
+            f"{len(clean)} judged days; episodes injected into sensor {target}"
         )
         lines = []
         for (rule, limits), share, confirm in itertools.product(

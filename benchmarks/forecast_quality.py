@@ -2,10 +2,14 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/forecast_quality.py [--sets poland,toronto]
         [--parameter pm25] [--window-days 365] [--cache DIR]
+    # any locations of any archive mirror: real data the forecaster was never developed on
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/forecast_quality.py --mirror DIR \
+        --sets berlin=2162+2163+2164
 
 For each dataset (Mexico City, Toronto, the low-cost sensor 3276359, Poland), the readings
 are read through the archive source from the local mirror, cleaned and featurized by the
-code `training_set` runs, and then, at an origin every few weeks, a forecaster is trained as
+code `training_set` runs, and then, at an origin every one to four weeks (by the set's span
+alone, `Schedule`), a forecaster is trained as
 `forecast_model` trains it (a candidate judged on the last held-out days, then its settings
 trained on every day) on the `--window-days` before the origin and scored on the weeks after
 it, beside persistence, same-hour-yesterday and hour-of-day climatology on the same rows. The
@@ -20,6 +24,7 @@ pm25.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import platform
 import time
@@ -31,6 +36,7 @@ import pandas as pd
 from aq_assets.defs.ingest.catalog import sensors_by_id, timezones_of
 from aq_assets.defs.ingest.readings import collect_readings
 from aq_assets.defs.ingest.sources.archive import ArchiveSource
+from aq_assets.defs.ingest.sources.base import SourceError
 from aq_assets.defs.model.assets import ForecastModelConfig
 from aq_assets.defs.model.gate import decide
 from aq_assets.ml.air_quality import DEFAULT_THRESHOLDS
@@ -51,34 +57,92 @@ from aq_assets.ml.model import Forecaster
 MIRROR = Path(__file__).resolve().parents[2] / "shared" / "data" / "openaq-archive"
 
 
-@dataclass(frozen=True)
-class Dataset:
-    locations: str
-    min_train_days: int  # history before the first origin
-    step_days: int  # between origins; each origin is scored on the next step_days
-
-
-DATASETS = {
-    "mexico_city": Dataset("8000,10534,10658,10699,10722,10748,10762,10802,10804,10860", 28, 14),
-    "toronto": Dataset("7570,1274949,1274950,1275803,1612333,3442588,3911519", 14, 7),
-    "low_cost_3276359": Dataset("3276359", 42, 28),
-    "poland": Dataset("960422,960424,960492,960572,960693,960708,960764,961032", 42, 28),
+SHARED_SETS = {
+    "mexico_city": "8000,10534,10658,10699,10722,10748,10762,10802,10804,10860",
+    "toronto": "7570,1274949,1274950,1275803,1612333,3442588,3911519",
+    "low_cost_3276359": "3276359",
+    "poland": "960422,960424,960492,960572,960693,960708,960764,961032",
 }
 GATE = ForecastModelConfig()  # forecast_model's defaults: tolerances
 BASELINE_TOLERANCE = 0.02  # the issue's bar for "never worse than the best baseline" per origin
 
 
+@dataclass(frozen=True)
+class Dataset:
+    """Locations of an archive mirror, judged together."""
+
+    name: str
+    locations: str
+    mirror: Path = MIRROR
+
+    @property
+    def cache_key(self) -> str:
+        """The set's name and a digest of where its readings come from: a name given again
+        with other locations or another mirror is read afresh."""
+        source = f"{self.mirror.resolve()}|{self.locations}".encode()
+        return f"{self.name}-{hashlib.sha1(source).hexdigest()[:8]}"
+
+
+def datasets_of(sets: str, mirror: Path = MIRROR) -> list[Dataset]:
+    """`--sets`: comma-separated names of the shared sets, or `name=id+id+...` for any
+    locations of `mirror` (`berlin=2162+2163`)."""
+    datasets = []
+    for item in sets.split(","):
+        name, _, ids = item.partition("=")
+        if ids:
+            datasets.append(Dataset(name, ids.replace("+", ","), mirror))
+        elif name in SHARED_SETS:
+            datasets.append(Dataset(name, SHARED_SETS[name], mirror))
+        else:
+            raise SystemExit(
+                f"--sets: {name!r} is not one of {', '.join(SHARED_SETS)}; name other "
+                f"locations as NAME=ID+ID (for example berlin=2162+2163)."
+            )
+    return datasets
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Where a set's origins fall: the first after `min_train_days` of history, then one every
+    `step_days`, each scored on the `step_days` after it."""
+
+    min_train_days: int
+    step_days: int
+
+    @classmethod
+    def of(cls, times: pd.Series) -> Schedule:
+        """By the set's span alone (nothing tuned per set): weekly origins for a month of
+        readings, fortnightly for a season, every four weeks for a year or more; the first
+        after two steps of history (at most six weeks)."""
+        span = (times.max() - times.min()).days
+        step = 7 if span < 60 else 14 if span < 180 else 28
+        return cls(min(2 * step, 42), step)
+
+    def origins(self, times: pd.Series) -> list[pd.Timestamp]:
+        return rolling_origins(times, self.min_train_days, self.step_days, self.step_days)
+
+
 def readings_of(
-    name: str, dataset: Dataset, cache: Path, parameter: str = "pm25"
+    dataset: Dataset, cache: Path, parameter: str = "pm25"
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every reading of the dataset's locations that measure `parameter`, and its catalog
     (cached as Parquet)."""
-    readings_path = cache / f"{name}-{parameter}.parquet"
-    catalog_path = cache / f"{name}-{parameter}_catalog.parquet"
+    readings_path = cache / f"{dataset.cache_key}-{parameter}.parquet"
+    catalog_path = cache / f"{dataset.cache_key}-{parameter}_catalog.parquet"
     if readings_path.exists() and catalog_path.exists():
         return pd.read_parquet(readings_path), pd.read_parquet(catalog_path)
-    source = ArchiveSource(root=str(MIRROR), locations=dataset.locations, parameter=parameter)
-    catalog = source.list_sensors()
+    source = ArchiveSource(
+        root=str(dataset.mirror), locations=dataset.locations, parameter=parameter
+    )
+    try:
+        catalog = source.list_sensors()
+    except SourceError as error:
+        raise SystemExit(f"{dataset.name}: {error}") from None
+    if catalog.empty:
+        raise SystemExit(
+            f"{dataset.name}: no {parameter} sensor at locations {dataset.locations} in "
+            f"{dataset.mirror} (check --mirror, the location ids and --parameter)."
+        )
     sensors = sensors_by_id(catalog, list(catalog["sensor_id"]))
     days = pd.date_range(
         catalog["first_seen_utc"].min().date(), catalog["last_seen_utc"].max().date()
@@ -135,7 +199,12 @@ def markdown(table: pd.DataFrame) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--sets", default=",".join(DATASETS))
+    parser.add_argument(
+        "--sets",
+        default=",".join(SHARED_SETS),
+        help="names of the shared sets, or NAME=ID+ID for other locations of --mirror",
+    )
+    parser.add_argument("--mirror", type=Path, default=MIRROR, help="an OpenAQ archive mirror")
     parser.add_argument("--parameter", default="pm25", help="the pollutant forecast")
     parser.add_argument("--window-days", type=int, default=365, help="training_set default")
     parser.add_argument("--validation-days", type=int, default=14)
@@ -147,10 +216,9 @@ def main() -> None:
         f"{platform.python_version()}; window {args.window_days} days, validation "
         f"{args.validation_days} days"
     )
-    for name in args.sets.split(","):
-        dataset = DATASETS[name]
+    for dataset in datasets_of(args.sets, args.mirror):
         started = time.perf_counter()
-        readings, catalog = readings_of(name, dataset, args.cache, args.parameter)
+        readings, catalog = readings_of(dataset, args.cache, args.parameter)
         hourly, _ = clean_readings(readings)
         targets = sorted(hourly.loc[hourly["parameter"] == args.parameter, "sensor_id"].unique())
         frame = build_features(
@@ -159,9 +227,11 @@ def main() -> None:
             timezones_of(catalog),
         )
         spec = FeatureSpec.of_training_set(frame, args.parameter)  # as forecast_model reads it
-        origins = rolling_origins(
-            frame["datetime_utc"], dataset.min_train_days, dataset.step_days, dataset.step_days
-        )
+        schedule = Schedule.of(frame["datetime_utc"])
+        origins = schedule.origins(frame["datetime_utc"])
+        if not origins:
+            print(f"\n## {dataset.name}: too short for an origin ({schedule}); skipped")
+            continue
 
         promoted: list[bool] = []
         sums = backtest(
@@ -170,7 +240,7 @@ def main() -> None:
             origins,
             fit_and_gate(promoted, args.validation_days),
             args.window_days,
-            dataset.step_days,
+            schedule.step_days,
             DEFAULT_THRESHOLDS.get(args.parameter, ()),
         )
         pooled = pooled_rmse(sums, [])
@@ -179,8 +249,9 @@ def main() -> None:
         elapsed = time.perf_counter() - started
 
         print(
-            f"\n## {name}: {len(targets)} {args.parameter} sensors, {headline['origins']} origins "
-            f"{origins[0].date()}..{origins[-1].date()} every {dataset.step_days} days, "
+            f"\n## {dataset.name}: {len(targets)} {args.parameter} sensors, "
+            f"{headline['origins']} origins "
+            f"{origins[0].date()}..{origins[-1].date()} every {schedule.step_days} days, "
             f"{elapsed:.0f} s"
         )
         table = pooled[

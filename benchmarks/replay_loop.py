@@ -38,7 +38,7 @@ from dagster import instance_for_test
 os.environ.setdefault("AQ_START_DATE", "2016-01-01")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from forecast_quality import DATASETS, readings_of
+from forecast_quality import MIRROR, SHARED_SETS, datasets_of, readings_of
 
 from aq_assets.defs.ingest.sources.base import (
     READING_COLUMNS,
@@ -158,7 +158,12 @@ def pooled(accuracy: pd.DataFrame) -> pd.DataFrame:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--set", default="poland", choices=sorted(DATASETS))
+    parser.add_argument(
+        "--set",
+        default="poland",
+        help=f"one of {', '.join(SHARED_SETS)}, or NAME=ID+ID for other locations of --mirror",
+    )
+    parser.add_argument("--mirror", type=Path, default=MIRROR, help="an OpenAQ archive mirror")
     parser.add_argument("--start", type=dt.date.fromisoformat, default=dt.date(2018, 1, 1))
     parser.add_argument("--days", type=int, default=90)
     parser.add_argument("--history-days", type=int, default=365)
@@ -172,8 +177,9 @@ def main() -> None:
         f"{platform.python_version()}; {args.set} from {args.start} for {args.days} days, "
         f"champion trained on {args.history_days} days; inject {args.inject} from {inject_day}"
     )
-    readings, catalog = readings_of(args.set, DATASETS[args.set], args.cache)
-    replayed = args.cache / f"replay-{args.set}-{args.inject}-{inject_day}"
+    (dataset,) = datasets_of(args.set, args.mirror)
+    readings, catalog = readings_of(dataset, args.cache)
+    replayed = args.cache / f"replay-{dataset.cache_key}-{args.inject}-{inject_day}"
     injected(readings, args.inject, inject_day).to_parquet(f"{replayed}.parquet")
     catalog.to_parquet(f"{replayed}_catalog.parquet")
     source = ReplaySource(
