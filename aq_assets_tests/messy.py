@@ -226,13 +226,13 @@ def random_histories(draw, spec: FeatureSpec, target_ids: tuple[int, ...]):
                 mess=draw(messes),
             )
         )
-    # Each sensor in its parameter's usual units or in others the cleaning converts into them
-    # (two sensors of one place may differ).
+    # Each sensor in its parameter's usual units or in others the cleaning converts into them,
+    # in any of their spellings (two sensors of one place may differ).
     co_located = {
-        "pm10": [(UG, 40.0)],
-        "o3": [("ppm", 0.03), (UG, 60.0)],
-        "no2": [("ppm", 0.02), ("ppb", 20.0)],
-        "temperature": [("c", 15.0), ("f", 59.0)],
+        "pm10": [(UG, 40.0), ("ug/m3", 40.0)],
+        "o3": [("ppm", 0.03), (UG, 60.0), ("μg/m^3", 60.0)],
+        "no2": [("ppm", 0.02), ("ppb", 20.0), ("PPBV", 20.0)],
+        "temperature": [("c", 15.0), ("f", 59.0), ("°F", 59.0)],
         "relativehumidity": [("%", 60.0)],
     }
     chosen = draw(st.lists(st.sampled_from(sorted(co_located)), unique=True, max_size=5))

@@ -17,6 +17,7 @@ from aq_assets.ml.cleaning import (
     SPIKE_RATIO,
     UNIT_CONVERSIONS,
     CleaningReport,
+    canonical_units,
     plausible_bounds,
 )
 from aq_assets.ml.features import (
@@ -38,6 +39,7 @@ def clean_readings(readings: pd.DataFrame) -> tuple[pd.DataFrame, CleaningReport
     report = CleaningReport(rows_in=len(readings))
     frame = readings[["sensor_id", "location_id", "parameter", "units", "datetime_utc", "value"]]
     frame = frame.astype({"value": "float64", "parameter": str, "units": str})
+    frame = frame.assign(units=frame["units"].map(canonical_units))
 
     null = frame["value"].isna()
     sentinel = frame["value"].isin(SENTINELS)

@@ -67,7 +67,8 @@ class Readings(msgspec.Struct, forbid_unknown_fields=True):
             description=(
                 "Units of the values; default the parameter's usual ones (µg/m³ for particles, "
                 "ppm for gases, c, %). Gases in µg/m³, mg/m³ or ppb and temperature in f are "
-                "converted into those (25 °C, 1 atm), as forecasts are answered in them."
+                "converted into those (25 °C, 1 atm), as forecasts are answered in them; "
+                "other spellings (ug/m3, ppbv, °F) are read as these."
             )
         ),
     ] = None

@@ -17,6 +17,7 @@ whole-frame pandas and the tests hold the two equal.
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -65,6 +66,35 @@ UNIT_CONVERSIONS: dict[tuple[str, str], tuple[float, float]] = {
     **{(gas, "mg/m³"): (_MOLAR_VOLUME / m, 0.0) for gas, m in _MOLAR_MASS.items()},
 }
 
+# Other spellings of the units above, as networks and clients write them (after lower case,
+# without spaces, Greek mu as the micro sign, "ug"/"mcg" as "µg" and m3/m^3/m-3 as "/m³").
+_UNIT_SPELLINGS = {
+    "°c": "c",
+    "degc": "c",
+    "celsius": "c",
+    "°f": "f",
+    "degf": "f",
+    "fahrenheit": "f",
+    "ppmv": "ppm",
+    "ppbv": "ppb",
+    "percent": "%",
+    "%rh": "%",
+}
+_KNOWN_UNITS = {units for _, units in [*PLAUSIBLE_RANGES, *UNIT_CONVERSIONS]}
+_CUBIC_METRE = re.compile(r"/?m(\^|\*\*|-)?3$")
+
+
+@lru_cache(maxsize=256)
+def canonical_units(units: str) -> str:
+    """`units` in the spelling the ranges and conversions above use ("ug/m3", "μg/m^3" and
+    "µg m-3" are "µg/m³"; "°F" is "f"), or as sent when it is none of theirs."""
+    key = units.strip().lower().replace(" ", "").replace("\u03bc", "\u00b5")
+    key = re.sub(r"^(ug|mcg)", "µg", key)
+    key = _CUBIC_METRE.sub("/m³", key) if key.startswith(("µg", "mg")) else key
+    key = _UNIT_SPELLINGS.get(key, key)
+    return key if key in _KNOWN_UNITS else units
+
+
 # Placeholders some networks write for "no data"; never a measurement.
 SENTINELS = (-999.0, -9999.0, 9999.0, 99999.0)
 
@@ -82,6 +112,7 @@ def plausible_bounds(readings: pd.DataFrame) -> pd.DataFrame:
         columns=["parameter", "units", "low", "high", "tolerance"],
     )
     keys = readings[["parameter", "units"]].astype(str)
+    keys["units"] = keys["units"].map(canonical_units)
     merged = keys.merge(ranges, on=["parameter", "units"], how="left")
     return merged[["low", "high", "tolerance"]].set_index(readings.index)
 
@@ -399,7 +430,7 @@ def _range_of(parameter: str, units: str) -> tuple[float, float, float, float, f
     """How a reading of `parameter` in `units` is cleaned: the plausible range in the
     parameter's DEFAULT_UNITS (low, high, tolerance; NaN where the pair is unknown) and the
     conversion into them (scale, shift; 1, 0 for its own units or unknown ones)."""
-    pair = (parameter, units)
+    pair = (parameter, canonical_units(units))
     scale, shift = UNIT_CONVERSIONS.get(pair, (1.0, 0.0))
     if pair in UNIT_CONVERSIONS:
         pair = (parameter, DEFAULT_UNITS[parameter])

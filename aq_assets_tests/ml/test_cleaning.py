@@ -77,6 +77,33 @@ def test_every_parameter_comes_out_in_its_usual_units_and_is_judged_in_them():
     np.testing.assert_allclose(bounds["high"][raw["sensor_id"] == 2], 0.6 / o3_ppm_per_ug)
 
 
+@pytest.mark.parametrize(
+    ("parameter", "spelled", "usual"),
+    [
+        ("pm25", "ug/m3", UG),
+        ("pm25", "μg/m^3", UG),  # Greek mu, not the micro sign
+        ("o3", "UG M-3", UG),
+        ("no2", "ppbv", "ppb"),
+        ("co", "mg/m3", "mg/m³"),
+        ("temperature", "°F", "f"),
+        ("temperature", "deg C", "c"),
+        ("relativehumidity", "percent", "%"),
+    ],
+)
+def test_units_spelled_otherwise_are_converted_and_judged_as_the_usual_spelling(
+    parameter, spelled, usual
+):
+    values = [1.0, 20.0, 1e6]  # the last is implausible for every parameter
+    spelled_out, spelled_report = clean_readings(
+        readings(values, parameter=parameter, units=spelled)
+    )
+    usual_out, usual_report = clean_readings(readings(values, parameter=parameter, units=usual))
+
+    assert spelled_out["value"].tolist() == usual_out["value"].tolist()
+    assert spelled_report.implausible == usual_report.implausible == 1
+    assert cleaning.canonical_units("particles/cm³") == "particles/cm³"  # unknown: as sent
+
+
 def test_a_request_cleaned_in_other_units_leaves_its_values_as_sent():
     values = np.array([60.0, 80.0, 20.0])
     laid = cleaning.clean_laid(

@@ -72,6 +72,25 @@ def test_answers_carry_the_batch_paths_intervals_chances_and_categories(session_
         assert forecast["category"] == row["category"]
 
 
+def test_units_spelled_otherwise_give_the_same_answer(session_client, store):
+    """Clients write "ug/m3" or "PPM"; the readings are cleaned as in the usual spelling."""
+    snapshot = snapshot_readings(store)
+    body = history_body(snapshot, store.spec.sensors[0], store.timezones)
+    respelled = {"µg/m³": "ug/m3", "ppm": "PPM"}
+    spelled = json.loads(json.dumps(body))
+    for part in [spelled, *spelled["covariates"].values()]:
+        assert part["units"] in respelled  # the test changes every spelling it sends
+        part["units"] = respelled[part["units"]]
+    # A value only a reading judged in its units' range drops: 5,000 µg/m³ of pm25.
+    for part in (body, spelled):
+        part["values"][-2] = 5000.0
+
+    usual, other = post(session_client, body).json(), post(session_client, spelled).json()
+
+    assert other["results"] == usual["results"]
+    assert usual["results"][0]["forecasts"]
+
+
 def test_a_service_configured_with_other_thresholds_answers_those(store):
     app = create_app(settings_for(store.home, thresholds="25,50"))
     snapshot = snapshot_readings(store)
