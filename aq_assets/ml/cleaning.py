@@ -66,6 +66,14 @@ UNIT_CONVERSIONS: dict[tuple[str, str], tuple[float, float]] = {
     **{(gas, "mg/m³"): (_MOLAR_VOLUME / m, 0.0) for gas, m in _MOLAR_MASS.items()},
 }
 
+
+def lowest_plausible(parameter: str) -> float:
+    """The lowest value a cleaned reading of `parameter` takes (small negatives are clipped
+    up to it), −inf for a parameter without a plausible range."""
+    known = PLAUSIBLE_RANGES.get((parameter, DEFAULT_UNITS.get(parameter, "")))
+    return -np.inf if known is None else float(known.low)
+
+
 # Other spellings of the units above, as networks and clients write them (after lower case,
 # without spaces, Greek mu as the micro sign, "ug"/"mcg" as "µg" and m3/m^3/m-3 as "/m³").
 _UNIT_SPELLINGS = {

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from aq_assets.ml.cleaning import lowest_plausible
 from aq_assets.ml.features import FeatureSpec, feature_matrix
 from aq_assets.ml.intervals import Intervals, recent_of
 
@@ -287,6 +288,7 @@ class BlendTable:
     means: np.ndarray
     weights: np.ndarray
     used: tuple[int, ...]  # the components some horizon has a weight for
+    floor: float  # the lowest value a forecast takes
 
     @classmethod
     def of(cls, forecaster: Forecaster) -> BlendTable:
@@ -308,7 +310,15 @@ class BlendTable:
             dtype=np.float64,
         ).reshape(len(horizons), len(BLEND_COMPONENTS))
         used = tuple(int(k) for k in np.flatnonzero(weights.any(axis=0)))
-        return cls(np.array(horizons, dtype=np.int64), sensor_row, shapes, means, weights, used)
+        return cls(
+            np.array(horizons, dtype=np.int64),
+            sensor_row,
+            shapes,
+            means,
+            weights,
+            used,
+            lowest_plausible(forecaster.spec.parameter),
+        )
 
     def inputs(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """What the blend reads from feature rows: level, table row of each sensor, origin
@@ -378,12 +388,14 @@ class BlendTable:
     ) -> np.ndarray:
         """rows × horizons: the booster's forecast (level + change) moved toward each
         component by its weight, `model + Σ w (component − model)`; a component that is
-        unknown for a row is left out of that row's blend."""
+        unknown for a row is left out of that row's blend. Never below the parameter's lowest
+        plausible value (zero for a pollutant): cleaning clips every reading there, so a
+        forecast under it is only further from any."""
         model = level[:, None] + changes  # float64 level + float32 change
-        if not self.used or not len(level):
-            return model
-        components = self.components(level, sensor_rows, origin_hours, recent_means, self.used)
-        return blend(model, components, self.weights[:, self.used])
+        if self.used and len(level):
+            components = self.components(level, sensor_rows, origin_hours, recent_means, self.used)
+            model = blend(model, components, self.weights[:, self.used])
+        return np.maximum(model, self.floor, out=model)  # NaN stays NaN
 
 
 def blend(model: np.ndarray, components: np.ndarray, weights: np.ndarray) -> np.ndarray:

@@ -202,7 +202,7 @@ def test_the_rhythm_carries_the_level_along_the_daily_shape():
     shape = np.array([[1.0 + 0.5 * np.sin(2 * np.pi * k / 24) for k in range(24)], [np.nan] * 24])
     shape[0, 5] = 0.01  # an hour whose mean is near zero
     horizons = np.array([1, 3, 24])
-    table = BlendTable(horizons, {7: 0}, shape, np.array([20.0, np.nan]), np.zeros((3, 5)), ())
+    table = BlendTable(horizons, {7: 0}, shape, np.array([20.0, np.nan]), np.zeros((3, 5)), (), 0.0)
     level = np.array([10.0, 10.0, 10.0])
     origin_hours = np.array([2, 4, 2])
     rhythm = BLEND_COMPONENTS.index("rhythm")
@@ -214,6 +214,24 @@ def test_the_rhythm_carries_the_level_along_the_daily_shape():
     np.testing.assert_allclose(got[:2, :, 0], 10.0 * np.clip(ratio, *RHYTHM_LIMITS))
     assert got[1, 0, 0] == 10.0 * RHYTHM_LIMITS[0]  # 4 h → 5 h: the near-zero hour, held
     np.testing.assert_allclose(got[0, 2, 0], 10.0)  # 24 h ahead: the same hour, the level
+    assert np.isnan(got[2]).all()
+
+
+@pytest.mark.parametrize(("parameter", "floor"), [("pm25", 0.0), ("bc", -np.inf)])
+def test_no_forecast_falls_below_what_cleaning_lets_a_reading_be(parameter, floor):
+    """A booster may forecast a fall larger than the level (a clean hour after a dirty one);
+    the forecast stops at the parameter's lowest plausible value, none for an unknown one."""
+    spec = FeatureSpec(parameter=parameter, horizons=(1, 3))
+    table = BlendTable.of(Forecaster(spec=spec))
+    level = np.array([2.0, 2.0, np.nan])
+    changes = np.array([[-0.5, -3.0], [1.0, -2.5], [1.0, 1.0]], dtype=np.float32)
+
+    got = table.forecast(
+        level, changes, table.rows_of([None] * 3), np.zeros(3, int), np.ones((3, 2))
+    )
+
+    np.testing.assert_array_equal(got[:2], np.maximum(level[:2, None] + changes[:2], floor))
+    assert (got[:2] < 0).any() == (floor < 0)
     assert np.isnan(got[2]).all()
 
 
