@@ -182,7 +182,8 @@ def discover(instance: DagsterInstance, defs: Definitions) -> int:
     )
     if not result.success:
         raise SystemExit(
-            f"aq: sensor discovery failed (run {result.run_id}); see the run in the UI."
+            f"aq: sensor discovery failed (run {result.run_id}); see the run in the UI.\n"
+            f"{_first_failure(result)}"
         )
     sensors = instance.get_dynamic_partitions("sensor")
     print(f"sensor_catalog: {len(sensors)} sensors registered (run {result.run_id[:8]})")
@@ -361,12 +362,19 @@ def _first_failure(result: Any) -> str:
     """The cause of a run result's first failed step: the `Failure` it raised (its
     description) or the innermost error, not Dagster's "Execution of step ... failed"."""
     event = next((e for e in result.all_events if e.is_step_failure), None)
-    if event is None:
-        return next((e.message for e in result.all_events if e.is_failure), "")
-    data = event.step_failure_data
-    if data.user_failure_data is not None and data.user_failure_data.description:
-        return str(data.user_failure_data.description)
-    error = data.error
+    if event is not None:
+        data = event.step_failure_data
+        if data.user_failure_data is not None and data.user_failure_data.description:
+            return str(data.user_failure_data.description)
+        error = data.error
+    else:  # failed before any step ran: a resource that would not start carries the error
+        event = next(
+            (e for e in result.all_events if getattr(e.event_specific_data, "error", None)),
+            None,
+        )
+        if event is None:
+            return next((e.message for e in result.all_events if e.is_failure), "")
+        error = event.event_specific_data.error
     while error is not None and error.cause is not None:
         error = error.cause
     return error.message.strip() if error is not None else event.message or ""
@@ -410,12 +418,22 @@ def _date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2025-01-31") from exc
 
 
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
+
+
 def _day_range(args: argparse.Namespace) -> tuple[dt.date, dt.date]:
     """The days `aq up` or `aq backfill` asked for; computed before the code location loads,
     which fixes the day calendar (see `_start_calendar_by`)."""
-    from aq_assets.settings import env_value, newest_day
+    from aq_assets.settings import env_date, newest_day
 
-    yesterday = newest_day(env_value("AQ_END_DATE", "") or None)
+    yesterday = newest_day(env_date("AQ_END_DATE") or None)
     start: dt.date | None = getattr(args, "start", None)
     end: dt.date | None = getattr(args, "end", None)
     if start is not None or end is not None:
@@ -444,9 +462,9 @@ def _start_calendar_by(first: dt.date, from_file: set[str], *, up: bool) -> bool
     """`aq up` starts the day calendar at the first day it ingests (so the UI does not show
     a year of empty partitions); a backfill of earlier days moves it earlier, never later.
     An exported AQ_START_DATE is the user's and stays. Returns whether it moved."""
-    from aq_assets.settings import DEFAULT_START_DATE
+    from aq_assets.settings import DEFAULT_START_DATE, env_date
 
-    current = os.environ.get("AQ_START_DATE")
+    current = env_date("AQ_START_DATE")
     if current and "AQ_START_DATE" not in from_file:
         return False
     start = current or (None if up else DEFAULT_START_DATE)
@@ -476,7 +494,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="aq", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="discover sensors, ingest the last days, start the Dagster UI")
-    up.add_argument("--days", type=int, default=60, help="days to ingest (default 60)")
+    up.add_argument("--days", type=_at_least_one, default=60, help="days to ingest (default 60)")
     up.add_argument(
         "--no-train", action="store_true", help="ingest only: no training, no forecasts"
     )
@@ -486,12 +504,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     sub.add_parser("train", help="build the training set, train, judge and promote a forecaster")
     bf = sub.add_parser("backfill", help="ingest raw_readings for days × sensors in few large runs")
     bf.add_argument(
-        "--days", type=int, default=14, help="the last N complete UTC days (default 14)"
+        "--days",
+        type=_at_least_one,
+        default=14,
+        help="the last N complete UTC days (default 14)",
     )
     bf.add_argument("--start", type=_date, help="first UTC day (overrides --days)")
     bf.add_argument("--end", type=_date, help="last UTC day (default yesterday)")
     bf.add_argument("--sensors", default="all", help="comma-separated sensor ids, or all (default)")
-    bf.add_argument("--max-partitions-per-run", type=int, default=None, help="sensor-days per run")
+    bf.add_argument(
+        "--max-partitions-per-run", type=_at_least_one, default=None, help="sensor-days per run"
+    )
     bf.add_argument(
         "--missing",
         action="store_true",
@@ -555,17 +578,38 @@ def main(argv: Sequence[str] | None = None) -> None:
             os.execv(dagster, command)
 
 
+def _cause_of_kind(error: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """`error` or the first exception of `kind` it was raised from (its causes and contexts)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kind):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def run() -> None:
     """The `aq` command: `main`, then exit without the interpreter's teardown. Every run is
     finished and every DuckDB connection closed by then, but one closed connection object of
     the in-process Dagster runs stays referenced from DuckDB's own bindings (after `aq up`
     writes `sensor_catalog`), and at teardown DuckDB 2's nanobind prints ~40 lines of
     "leaked instances" after the command's last line, which should be its result."""
+    from aq_assets.settings import SettingError
+
     try:
         main()
         code: int | str | None = 0
     except SystemExit as exit_:
         code = exit_.code
+    except Exception as error:
+        # A setting read before any run (as the code location loads): its message says it
+        # all, where Dagster's loader would wrap it in two screens of component tree.
+        setting = _cause_of_kind(error, SettingError)
+        if setting is None:
+            raise
+        code = f"aq: {setting}"
     if isinstance(code, str):
         print(code, file=sys.stderr)
         code = 1

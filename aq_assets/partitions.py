@@ -18,15 +18,20 @@ from dagster import (
     MultiToSingleDimensionPartitionMapping,
 )
 
-from aq_assets.settings import DEFAULT_START_DATE, env_value, newest_day
+from aq_assets.settings import DEFAULT_START_DATE, SettingError, env_date, newest_day
 
 # The first day a user can ingest; read when the code location loads (partition sets are
 # static). Set AQ_START_DATE=2020-12-01 to reach the Mexico City archive data.
-START_DATE = env_value("AQ_START_DATE", DEFAULT_START_DATE)
+START_DATE = env_date("AQ_START_DATE", DEFAULT_START_DATE)
 # The day after the last partition; unset, a new day partition appears every midnight UTC.
 # Set it to replay a past period as if it were live: the automation then treats the day
 # before it as the newest (AQ_END_DATE=2025-06-11 makes 2025-06-10 "yesterday").
-END_DATE = env_value("AQ_END_DATE", "") or None
+END_DATE = env_date("AQ_END_DATE") or None
+if END_DATE is not None and END_DATE <= START_DATE:
+    raise SettingError(
+        f"AQ_END_DATE={END_DATE} is not after AQ_START_DATE={START_DATE}: the calendar would "
+        "hold no day. Set AQ_END_DATE to the day after the last one to replay, or unset it."
+    )
 
 DAY = "day"
 SENSOR = "sensor"

@@ -8,7 +8,7 @@ from aq_assets.defs.ingest.resources import build_source
 from aq_assets.defs.model.tracking import MLflowTracking
 from aq_assets.defs.monitoring.alerts import Alerter, ServiceLinks
 from aq_assets.defs.monitoring.automation import RetrainPolicy
-from aq_assets.settings import env_or_default, env_value
+from aq_assets.settings import env_number, env_or_default
 from aq_assets.target import ForecastTarget
 from aq_assets.warehouse import configured_warehouse_resources
 
@@ -31,6 +31,6 @@ def build_resources() -> dict[str, Any]:
             service_url=env_or_default("AQ_SERVICE_URL", "http://127.0.0.1:8000")
         ),
         "retrain_policy": RetrainPolicy(
-            cooldown_hours=float(env_value("AQ_RETRAIN_COOLDOWN_HOURS", "12"))
+            cooldown_hours=env_number("AQ_RETRAIN_COOLDOWN_HOURS", "12", minimum=0)
         ),
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 
 from dagster import EnvVar
 
@@ -25,13 +26,53 @@ def env_value(name: str, default: str) -> str:
     return os.environ.get(name) or default
 
 
+class SettingError(ValueError):
+    """An environment variable whose value cannot be used; the message names it and the fix."""
+
+
+def env_date(name: str, default: str = "") -> str:
+    """The variable's value now (or `default`), checked to be a day written YYYY-MM-DD; ""
+    when unset without a default."""
+    raw = env_value(name, default).strip()
+    if raw:
+        try:
+            if not _ISO_DAY.fullmatch(raw):
+                raise ValueError
+            dt.date.fromisoformat(raw)
+        except ValueError:
+            raise SettingError(
+                f"{name}={raw!r} is not a day; set it as YYYY-MM-DD (for example 2025-01-31) "
+                "or unset it."
+            ) from None
+    return raw
+
+
+def env_number(name: str, default: str, minimum: float) -> float:
+    """The variable's value now (or `default`), checked to be a number of at least
+    `minimum`."""
+    raw = env_value(name, default).strip()
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not value >= minimum:  # NaN too
+        raise SettingError(
+            f"{name}={raw!r} is not a number of at least {minimum:g}; set it to one (default "
+            f"{default}) or unset it."
+        )
+    return value
+
+
+_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
 def sensor_interval_seconds() -> int:
     """How often the loop's sensors (declarative automation, retraining, alerts) evaluate:
     AQ_SENSOR_INTERVAL_SECONDS, default 30, Dagster's own default. Read when the code location
     loads."""
     raw = env_value("AQ_SENSOR_INTERVAL_SECONDS", "30")
     if not raw.isdigit() or int(raw) < 1:
-        raise ValueError(
+        raise SettingError(
             f"AQ_SENSOR_INTERVAL_SECONDS={raw!r} is not a whole number of seconds of at least 1; "
             "set it to one (e.g. 30) or unset it for 30."
         )

@@ -284,6 +284,50 @@ def test_a_day_range_aq_cannot_ingest_says_what_is_wrong(args, says):
     assert says in str(exit_.value.code) and "AQ_START_DATE" not in str(exit_.value.code)
 
 
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("AQ_START_DATE", "2025-13-01"),  # read before anything loads
+        ("AQ_RETRAIN_COOLDOWN_HOURS", "abc"),  # read as the code location loads
+        ("AQ_SOURCE", "foo"),
+    ],
+)
+def test_a_setting_aq_cannot_use_is_named_on_one_line(variable, value):
+    """Not two screens of Dagster's component tree with the cause in the middle."""
+    aq = str(Path(sys.executable).with_name("aq"))
+    env = {**os.environ, variable: value}
+
+    done = subprocess.run([aq, "discover"], env=env, capture_output=True, text=True, timeout=120)
+
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [done.stderr.strip().splitlines()[-1]], done.stderr[
+        -3000:
+    ]
+    assert done.stderr.startswith(f"aq: {variable}={value!r} is not"), done.stderr
+
+
+@pytest.mark.parametrize("option", ["--days", "--max-partitions-per-run"])
+@pytest.mark.parametrize("value", ["0", "-3", "x"])
+def test_a_count_of_days_or_runs_must_be_at_least_one(option, value, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["backfill", option, value])
+
+    assert exit_.value.code == 2
+    assert f"{option}: {value!r} is not a whole number of at least 1" in capsys.readouterr().err
+
+
+def test_a_run_that_fails_before_any_step_ends_with_its_cause():
+    """A resource that would not start: the cause, not Dagster's "Execution ... failed"."""
+    aq = str(Path(sys.executable).with_name("aq"))
+    env = {**os.environ, "AQ_LOCATIONS": "abc"}
+
+    done = subprocess.run([aq, "discover"], env=env, capture_output=True, text=True, timeout=120)
+
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert "AQ_LOCATIONS='abc'" in last and "is not a positive integer id" in last, last
+
+
 @pytest.mark.slow(minutes=1)
 def test_two_machines_ingest_overlapping_days_into_one_postgresql_warehouse_at_once(tmp_path):
     """Two `aq` processes, each with its own Dagster instance and AQ_HOME as on two machines,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from aq_assets.defs.ingest.sources.base import ReadingsSource
-from aq_assets.settings import env_or_default, env_value
+from aq_assets.settings import SettingError, env_number, env_or_default, env_value
 
 SOURCES = ("simulated", "openaq", "archive")
 
@@ -38,13 +38,13 @@ def build_source(kind: str | None = None) -> ReadingsSource:
             parameter=parameter,
             locations=locations,
             coordinates=env_or_default("AQ_COORDINATES", ""),
-            radius_m=int(env_value("AQ_RADIUS_M", "12000")),
+            radius_m=int(env_number("AQ_RADIUS_M", "12000", minimum=1)),
             bbox=env_or_default("AQ_BBOX", ""),
             country=env_or_default("AQ_COUNTRY", ""),
             api_key=env_or_default("OPENAQ_API_KEY", ""),
             base_url=env_or_default("OPENAQ_BASE_URL", "https://api.openaq.org"),
             measurements=env_or_default("OPENAQ_MEASUREMENTS", "hourly"),
-            max_wait_s=float(env_value("OPENAQ_MAX_WAIT_S", "300")),
+            max_wait_s=env_number("OPENAQ_MAX_WAIT_S", "300", minimum=0),
             state_dir=env_or_default("OPENAQ_STATE_DIR", ""),
         )
-    raise ValueError(f"AQ_SOURCE={kind!r} is not a source; use one of {', '.join(SOURCES)}.")
+    raise SettingError(f"AQ_SOURCE={kind!r} is not a source; use one of {', '.join(SOURCES)}.")

@@ -25,11 +25,11 @@ from aq_assets.ml.backtest import origins_table, pooled_rmse
 from aq_assets.ml.evaluation import scores_table
 from aq_assets.ml.features import FeatureSpec
 from aq_assets.ml.model import BLEND_COMPONENTS, booster_params
-from aq_assets.settings import env_value
+from aq_assets.settings import env_number
 from aq_assets.target import ForecastTarget
 
 # How old the model may get before it shows as stale and is retrained; read at load.
-MODEL_MAX_AGE = datetime.timedelta(days=float(env_value("AQ_MODEL_MAX_AGE_DAYS", "7")))
+MODEL_MAX_AGE = datetime.timedelta(days=env_number("AQ_MODEL_MAX_AGE_DAYS", "7", minimum=0))
 
 GATE_TAG = "aq.gate"
 TRAINED_UNTIL_TAG = "aq.trained_until"  # the last hour a version learnt from

@@ -213,7 +213,7 @@ def parse_locations(spec: str) -> tuple[int, ...]:
         text = part.strip()
         if not text.isdigit() or int(text) <= 0:
             raise ValueError(
-                f"Invalid simulated locations (resource field `locations`) {spec!r}: "
+                f"AQ_LOCATIONS={spec!r} (the simulated source's `locations`): "
                 f"{text!r} is not a positive integer id. Expected e.g. '101,202', "
                 "or empty for the 5 default locations."
             )
