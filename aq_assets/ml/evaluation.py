@@ -12,6 +12,10 @@ from aq_assets.ml.intervals import INTERVALS, interval_scores, recent_of
 from aq_assets.ml.model import Forecaster, TimeSplit, days_at_most_a_quarter, train_forecaster
 
 BASELINES = ("persistence", "same_hour_yesterday", "climatology")
+# The fewest days with readings a candidate trains on: a held-out day and a validation day
+# are set aside (a quarter each of longer histories), and the days left must still hold
+# 24 h targets that do not reach into them. Fewer fail in `judge_candidate`.
+MIN_TRAINING_DAYS = 8
 
 
 def baseline_forecasts(

@@ -544,7 +544,9 @@ def _train_booster(
         usable = usable_rows(part, h, cap)
         if usable.empty:
             raise ValueError(
-                f"No rows with a level and a {h} h target in a split; widen the window."
+                f"No rows with a level and a {h} h target in a split: the training set holds "
+                "too few days with readings. Ingest more days (aq backfill) or widen "
+                "training_set's window_days."
             )
         return xgb.DMatrix(
             feature_matrix(usable, spec),

@@ -6,9 +6,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aq_assets.ml.evaluation import BASELINES, baseline_forecasts, daily_scores, evaluate
+from aq_assets.ml.evaluation import (
+    BASELINES,
+    MIN_TRAINING_DAYS,
+    baseline_forecasts,
+    daily_scores,
+    evaluate,
+    judge_candidate,
+)
 from aq_assets.ml.features import FeatureSpec, build_features
-from aq_assets_tests.hourly import START, location_series
+from aq_assets_tests.hourly import START, diurnal, location_series, readings
 
 # ---------------------------------------------------------------------------------------------
 # Baselines and evaluation
@@ -93,3 +100,22 @@ def test_daily_scores_pool_back_to_the_scores_of_the_whole_period(scored_frame):
     np.testing.assert_allclose(
         np.sqrt(sums["sse"] / sums["rows"]), scores.loc[sums.index, "rmse"], rtol=1e-9
     )
+
+
+@pytest.mark.parametrize("days", [MIN_TRAINING_DAYS - 1, MIN_TRAINING_DAYS])
+def test_min_training_days_is_the_fewest_a_candidate_trains_on(days):
+    hourly = pd.concat(
+        [
+            readings(diurnal(24 * days, 40, 25, 1.0, seed=11), sensor_id=1),
+            readings(diurnal(24 * days, 25, 15, 1.0, seed=12), sensor_id=2),
+        ],
+        ignore_index=True,
+    )
+    frame = build_features(hourly, FeatureSpec().with_sensors([1, 2]))
+    spec = FeatureSpec.of_training_set(frame, "pm25")
+
+    if days < MIN_TRAINING_DAYS:
+        with pytest.raises(ValueError, match="too few days with readings"):
+            judge_candidate(frame, spec, max_rounds=20)
+    else:
+        assert judge_candidate(frame, spec, max_rounds=20).candidate.boosters

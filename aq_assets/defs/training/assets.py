@@ -10,6 +10,7 @@ from dagster import (
     AssetKey,
     AutomationCondition,
     Config,
+    Failure,
     MetadataValue,
     Output,
     asset,
@@ -18,6 +19,7 @@ from dagster import (
 from aq_assets.defs.ingest.catalog import timezones_of
 from aq_assets.defs.training.lineage import content_fingerprint, partitions_summary
 from aq_assets.ml.cleaning import clean_readings, without_stuck
+from aq_assets.ml.evaluation import MIN_TRAINING_DAYS
 from aq_assets.ml.features import as_float32, build_features
 from aq_assets.partitions import last_day
 from aq_assets.target import ForecastTarget
@@ -29,7 +31,7 @@ class TrainingSetConfig(Config):
     """Days of readings to learn from, ending at the end of the calendar's last complete day
     (yesterday UTC, or the day before AQ_END_DATE) or at the latest reading stored, whichever
     is earlier. A year spans every season; 20 sensors × 365 days train in about a minute on
-    one thread (benchmarks/README.md)."""
+    one thread (benchmarks/README.md). At least 8, the fewest a model trains on."""
 
 
 @asset(
@@ -59,6 +61,12 @@ def training_set(
     stay gaps), lags, rolling statistics, calendar, the co-located parameters of the same
     location, sensor identity, and the value 1-24 h later as targets, in single precision
     (float32). The fingerprint identifies its exact content in MLflow."""
+    if config.window_days < MIN_TRAINING_DAYS:  # refused before the stored table is replaced
+        raise Failure(
+            f"training_set's window_days={config.window_days} is too few days to train on; "
+            f"set it to at least {MIN_TRAINING_DAYS} (default 365). The stored training set is "
+            "unchanged."
+        )
     spec = forecast_target.spec()
     calendar_end = pd.Timestamp(last_day() + datetime.timedelta(days=1))
     readings = warehouse.readings_window(

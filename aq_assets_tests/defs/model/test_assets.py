@@ -17,6 +17,7 @@ from aq_assets.defs.model.assets import champion_model, forecast_model
 from aq_assets.defs.model.tracking import MLflowTracking
 from aq_assets.defs.training.assets import training_set
 from aq_assets.defs.training.lineage import partitions_summary
+from aq_assets.ml.evaluation import MIN_TRAINING_DAYS
 from aq_assets.ml.model import Forecaster
 from aq_assets.ml.model import train_forecaster as real_train_forecaster
 from aq_assets.partitions import reading_partitions
@@ -227,6 +228,31 @@ def test_the_registered_model_serves_the_same_numbers_as_the_forecaster(instance
     expected = forecaster.predict(frame)
     served = pyfunc.predict(frame[["sensor_id", "datetime_utc", *forecaster.spec.feature_columns]])
     pd.testing.assert_frame_equal(served.reset_index(drop=True), expected.reset_index(drop=True))
+
+
+def test_a_window_too_short_to_train_on_is_refused_and_the_stored_set_kept(instance, resources):
+    assert materialize([sensor_catalog], instance=instance, resources=resources).success
+    built = materialize(CHAIN, selection=[training_set], instance=instance, resources=resources)
+    stored = "SELECT count(*) AS n, max(datetime_utc) AS last FROM training.training_set"
+    before = resources["warehouse"].query(stored)
+
+    result = materialize(
+        CHAIN,
+        selection=[training_set],
+        instance=instance,
+        resources=resources,
+        run_config={"ops": {"training_set": {"config": {"window_days": MIN_TRAINING_DAYS - 1}}}},
+        raise_on_error=False,
+    )
+
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data
+    said = failure.user_failure_data.description
+    assert (
+        f"window_days={MIN_TRAINING_DAYS - 1}" in said and f"at least {MIN_TRAINING_DAYS}" in said
+    )
+    pd.testing.assert_frame_equal(resources["warehouse"].query(stored), before)
+    assert before["n"].iloc[0] == metadata_of(built, "training_set")["dagster/row_count"]
 
 
 def test_a_failed_training_ends_its_mlflow_run_as_failed(instance, resources, monkeypatch):
