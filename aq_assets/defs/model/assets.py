@@ -64,12 +64,26 @@ class ForecastModelConfig(Config):
     `benchmarks/forecast_quality.py` backtests a whole dataset."""
 
 
+# Eager, except that a failed run of the model also counts as handled: a training set it
+# failed on (too few days, say) is retried when the set changes again, not at once, where
+# stock `eager()` would run it again on the same rows and fail and alert a second time.
+RETRAINS_ON_A_NEW_TRAINING_SET = AutomationCondition.eager().replace(
+    "handled",
+    (
+        AutomationCondition.newly_requested()
+        | AutomationCondition.newly_updated()
+        | AutomationCondition.initial_evaluation()
+        | AutomationCondition.execution_failed().newly_true()
+    ).with_label("handled or failed"),
+)
+
+
 @asset(
     group_name="model",
     ins={"training_set": AssetIn()},
     check_specs=[GATE],
     freshness_policy=FreshnessPolicy.time_window(fail_window=MODEL_MAX_AGE),
-    automation_condition=AutomationCondition.eager(),
+    automation_condition=RETRAINS_ON_A_NEW_TRAINING_SET,
     kinds={"xgboost", "mlflow"},
 )
 def forecast_model(

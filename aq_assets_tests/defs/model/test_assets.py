@@ -7,7 +7,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from dagster import AssetKey, materialize
+from dagster import AssetKey, DagsterInstance, materialize
 
 from aq_assets.cli import training_report
 from aq_assets.defs.ingest.assets import raw_readings, sensor_catalog
@@ -364,3 +364,47 @@ def test_the_lineage_tag_stays_short_at_a_countrys_scale():
     assert partitions_summary(dt.date(2025, 1, 1), dt.date(2025, 1, 2), [7, 9]) == (
         "day 2025-01-01..2025-01-02 × sensors 7,9"
     )
+
+
+@pytest.mark.parametrize("stock", [False, True], ids=["aq", "stock eager"])
+def test_a_model_that_failed_on_its_training_set_waits_for_a_new_one(stock):
+    """Stock `eager()` runs a model again at once on the rows it just failed on (after a
+    manual run that built the set and failed to train): one more failure, one more alert."""
+    from dagster import AutomationCondition, Definitions, asset, evaluate_automation_conditions
+
+    from aq_assets.defs.model.assets import RETRAINS_ON_A_NEW_TRAINING_SET
+
+    fails = {"now": True}
+
+    @asset(name="training_set")
+    def rows() -> int:
+        return 1
+
+    @asset(
+        name="forecast_model",
+        deps=[rows],
+        automation_condition=(
+            AutomationCondition.eager() if stock else RETRAINS_ON_A_NEW_TRAINING_SET
+        ),
+    )
+    def model() -> None:
+        if fails["now"]:
+            raise ValueError("too few days")
+
+    defs = Definitions(assets=[rows, model])
+    key = AssetKey("forecast_model")
+    with DagsterInstance.ephemeral() as instance:
+        cursor = evaluate_automation_conditions(defs=defs, instance=instance).cursor
+        assert not materialize([rows, model], instance=instance, raise_on_error=False).success
+
+        after_failure = evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+
+        assert after_failure.get_num_requested(key) == (1 if stock else 0)
+        if stock:
+            return
+        fails["now"] = False
+        assert materialize([rows], instance=instance).success
+        new_set = evaluate_automation_conditions(
+            defs=defs, instance=instance, cursor=after_failure.cursor
+        )
+        assert new_set.get_num_requested(key) == 1
