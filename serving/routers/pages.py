@@ -10,12 +10,13 @@ from typing import Annotated, Any
 from urllib.parse import parse_qs, quote
 
 import msgspec
-from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from aq_assets.ml.air_quality import SCALES
 from serving.champion import LoadedModel
 from serving.deps import SESSION_COOKIE, ServiceDep, session_value, signed_in
+from serving.errors import ApiError
 from serving.page import BOTTOM, HEIGHT, LEFT, RIGHT, TOP, WIDTH, chart, templates
 from serving.snapshot import OnlineSnapshot
 from serving.state import ServingState
@@ -81,16 +82,22 @@ async def logout() -> Response:
     return response
 
 
+def _problem(status: int, message: str) -> HTMLResponse:
+    """A page that says what went wrong (a person reads it, not a client: not JSON)."""
+    titles = {404: "Not found", 503: "Not ready yet"}
+    return _page("error.html", status, title=titles.get(status, "Error"), message=message)
+
+
 def _served(
     service: ServingState, request: Request
-) -> RedirectResponse | tuple[LoadedModel, OnlineSnapshot]:
+) -> Response | tuple[LoadedModel, OnlineSnapshot]:
     """What a page draws from (the model and the snapshot), or the way to sign in first;
-    503 while either is missing."""
+    a 503 page while either is missing."""
     if not signed_in(service, request):
         return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
     model, snapshot = service.model, service.snapshot
     if model is None or snapshot is None:
-        raise HTTPException(503, "No model or online_features snapshot loaded yet.")
+        return _problem(503, "No model or online_features snapshot loaded yet.")
     return model, snapshot
 
 
@@ -98,7 +105,7 @@ def _served(
 async def sensors(request: Request, service: ServiceDep) -> Response:
     """The sensors the service forecasts from its snapshot, each linking to its page."""
     served = _served(service, request)
-    if isinstance(served, RedirectResponse):
+    if isinstance(served, Response):
         return served
     model, snapshot = served
     ids = sorted(
@@ -122,10 +129,13 @@ async def sensor_page(
     ranges, its category and the chance of exceeding each threshold. The numbers are GET
     /v1/sensors/{id}/forecast's."""
     served = _served(service, request)
-    if isinstance(served, RedirectResponse):
+    if isinstance(served, Response):
         return served
     model, snapshot = served
-    answer = msgspec.json.decode(service.sensor_answers.get(model, snapshot, sensor_id))
+    try:
+        answer = msgspec.json.decode(service.sensor_answers.get(model, snapshot, sensor_id))
+    except ApiError as problem:  # an unknown sensor, as the API says it
+        return _problem(problem.status, problem.msg)
     parameter = model.spec.parameter
     last = answer.get("last_reading_utc")
     age = (

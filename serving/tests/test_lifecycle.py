@@ -17,6 +17,7 @@ from serving.state import ServingState
 from serving.tests.conftest import (
     AUTH,
     MODEL,
+    TOKEN,
     Store,
     expected_forecasts,
     history_body,
@@ -80,6 +81,13 @@ def test_not_ready_until_a_champion_is_loaded(own_store):
     with TestClient(create_app(settings_for(own_store.home))) as api:
         before = api.get("/readyz")
         no_model = api.get("/v1/model", headers=AUTH)
+        signing_in = api.post(
+            "/login",
+            content=f"token={TOKEN}&next=/",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+            follow_redirects=False,
+        )
+        no_page = api.get("/")
         client.set_registered_model_alias(MODEL, "champion", "2")
         service_of(api).refresh()
         after = api.get("/readyz")
@@ -87,6 +95,9 @@ def test_not_ready_until_a_champion_is_loaded(own_store):
     assert api.get("/livez").status_code == 200
     assert before.status_code == 503 and "champion" in before.json()["waiting_for"]
     assert no_model.status_code == 503
+    assert signing_in.status_code == 303
+    assert no_page.status_code == 503 and no_page.headers["content-type"].startswith("text/html")
+    assert "No model or online_features snapshot loaded yet" in no_page.text
     assert after.status_code == 200 and after.json()["model_version"] == "2"
 
 

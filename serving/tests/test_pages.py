@@ -90,11 +90,13 @@ def test_signing_in_never_redirects_off_the_site(client, target):
     assert response.headers["location"] == "/"
 
 
-def test_an_unknown_sensor_is_a_404(client):
+def test_an_unknown_sensor_is_a_404_page_that_says_so(client):
     signed_in(client)
     response = client.get("/sensors/4242")
 
     assert response.status_code == 404
+    assert response.headers["content-type"].startswith("text/html")
+    assert "4242" in response.text and 'href="/"' in response.text
 
 
 def test_the_page_renders_in_chromium_with_the_apis_numbers(live_service, client, tmp_path):
