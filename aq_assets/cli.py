@@ -493,7 +493,11 @@ def remember_for_dagster() -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="aq", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    up = sub.add_parser("up", help="discover sensors, ingest the last days, start the Dagster UI")
+    up = sub.add_parser(
+        "up",
+        help="discover sensors, ingest the last days, train and promote a forecaster, forecast "
+        "the last day, start the Dagster UI",
+    )
     up.add_argument("--days", type=_at_least_one, default=60, help="days to ingest (default 60)")
     up.add_argument(
         "--no-train", action="store_true", help="ingest only: no training, no forecasts"
