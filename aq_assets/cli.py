@@ -139,15 +139,21 @@ def plan_missing(
     ]
 
 
+# Not at the repo root: `dagster dev` started there warns that a dagster.yaml outside
+# DAGSTER_HOME is not used.
+LOCAL_INSTANCE = PROJECT_DIR / "deploy" / "local" / "dagster.yaml"
+
+
 def dagster_home() -> Path:
-    """DAGSTER_HOME, defaulting to `$AQ_HOME/dagster`, with the project's local dagster.yaml."""
+    """DAGSTER_HOME, defaulting to `$AQ_HOME/dagster`, with the project's local instance
+    config (LOCAL_INSTANCE)."""
     home = Path(
         os.environ.get("DAGSTER_HOME") or Path(os.environ.get("AQ_HOME") or ".aq") / "dagster"
     ).resolve()
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
-    if not config.exists() and (PROJECT_DIR / "dagster.yaml").exists():
-        shutil.copyfile(PROJECT_DIR / "dagster.yaml", config)
+    if not config.exists() and LOCAL_INSTANCE.exists():
+        shutil.copyfile(LOCAL_INSTANCE, config)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
@@ -579,6 +585,12 @@ def main(argv: Sequence[str] | None = None) -> None:
                 f"Starting the Dagster UI on http://127.0.0.1:{args.port} (DAGSTER_HOME={os.environ['DAGSTER_HOME']})"
             )
             dagster = shutil.which("dagster") or str(Path(sys.executable).with_name("dagster"))
+            # `dagster dev` points at `dg dev`, which wants to be started in the project's
+            # folder, where this one reads the `.env` of the folder `aq up` ran in.
+            quiet = "ignore:Function `dev_command` is superseded"
+            os.environ["PYTHONWARNINGS"] = ",".join(
+                w for w in (os.environ.get("PYTHONWARNINGS"), quiet) if w
+            )
             os.execv(dagster, command)
 
 

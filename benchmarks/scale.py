@@ -14,7 +14,7 @@ are N/4 locations, N/4 of them target (pm25) sensors. With `--target-only` (AQ_S
 sensor alone: N sensors are N sites, all target sensors, for a quarter of the ingest (the
 training set then has no co-located parameters; the pm25 readings are the same).
 
-A configuration is an instance (`sqlite`: the repo-root dagster.yaml, as `aq` uses it locally;
+A configuration is an instance (`sqlite`: deploy/local/dagster.yaml, as `aq` uses it locally;
 `postgres`: deploy/dagster.yaml over a database of its own, created on the local PostgreSQL,
 AQ_TEST_PG_HOST/PORT/USER as for the tests (`aq_assets_tests/postgres.py`), default
 127.0.0.1:5432 postgres with trust auth, and dropped after) and a DAGSTER_EVENT_BATCH_SIZE (0: unset). For each size the configurations run in
@@ -185,7 +185,7 @@ def instance_home(config: Config, tmp: Path) -> Iterator[dict[str, str]]:
         "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": str(config.planned_subset).lower(),
     }
     if config.instance == "sqlite":
-        shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
+        shutil.copyfile(REPO / "deploy" / "local" / "dagster.yaml", home / "dagster.yaml")
         yield env
         return
     with scratch_database("scale") as url:
