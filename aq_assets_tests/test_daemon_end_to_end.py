@@ -34,7 +34,7 @@ def workdir(env: dict[str, str]) -> Path:
     return Path(env["AQ_HOME"]).parent
 
 
-def run_aq(*args: str, env: dict[str, str]) -> None:
+def run_aq(*args: str, env: dict[str, str], exit_code: int = 0) -> None:
     done = subprocess.run(
         [str(BIN / "aq"), *args],
         env=env,
@@ -43,7 +43,7 @@ def run_aq(*args: str, env: dict[str, str]) -> None:
         text=True,
         timeout=600,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == exit_code, done.stderr[-3000:]
     assert "leaked" not in done.stderr, done.stderr[-3000:]  # the last lines are aq's own
 
 
@@ -103,7 +103,7 @@ def ticked(instance: DagsterInstance, sensor_name: str = "aq_automation") -> boo
 
 
 @pytest.mark.slow(minutes=3)
-def test_drift_under_the_daemon_moves_the_champion(env):
+def test_drift_under_the_daemon_moves_the_champion(env, webhook):
     # The main job without the UI, the day before the drift being "yesterday": discover,
     # ingest 50 days, train, forecast and check that day, write the service's snapshot.
     before = {**env, "AQ_END_DATE": str(DRIFT_DAY)}
@@ -123,6 +123,7 @@ def test_drift_under_the_daemon_moves_the_champion(env):
         **env,
         "AQ_END_DATE": str(confirmed_day + dt.timedelta(days=1)),
         "AQ_SIM_DRIFT": f"level_shift@{DRIFT_DAY}",
+        "AQ_ALERT_WEBHOOK_URL": webhook[0],
     }
     daemon = subprocess.Popen(
         [str(BIN / "dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")],
@@ -162,6 +163,17 @@ def test_drift_under_the_daemon_moves_the_champion(env):
         assert finished.status in (DagsterRunStatus.STARTED, DagsterRunStatus.SUCCESS)
         assert len(instance.get_runs(RunsFilter(tags={"aq/trigger": "drift"}))) == 1
         print(f"failed drift check -> new champion: {promoted_at - failed_at:.0f} s")
+
+        # A run `aq` executes in its own process fails (a setting read when the run starts):
+        # the daemon's failure sensor alerts on it too.
+        run_aq("backfill", "--days", "1", env={**drifted, "AQ_SIM_DRIFT": "foo@2025"}, exit_code=1)
+        failed_run = next(r for r in instance.get_runs(limit=1) if r.job_name == "ingest_job")
+        alert = wait_for(
+            "the alert on the failed `aq backfill` run",
+            lambda: [m for m in webhook[1] if failed_run.run_id in m["text"]],
+            deadline,
+        )
+        assert "(ingest_job) failed" in alert[0]["text"]
     finally:
         os.killpg(daemon.pid, signal.SIGTERM)
         try:

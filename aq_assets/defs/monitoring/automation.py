@@ -109,7 +109,11 @@ def _flagged(record, flag: str) -> bool:
 
 
 @run_failure_sensor(
-    default_status=DefaultSensorStatus.RUNNING, description="Alerts on every failed run."
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Alerts on every failed run.",
+    # Runs that `aq` executes in its own process belong to no code location: watching only
+    # this one would leave a failed `aq backfill` or `aq train` without an alert.
+    monitor_all_code_locations=True,
 )
 def alert_on_run_failure(context: RunFailureSensorContext, alerter: Alerter) -> None:
     run = context.dagster_run

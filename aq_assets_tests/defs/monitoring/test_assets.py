@@ -2,9 +2,6 @@
 new champion serves, the check passes again; the schedule, the sensor's run keys and alerts."""
 
 import datetime as dt
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pandas as pd
 import pytest
@@ -137,26 +134,6 @@ def test_the_schedule_reingests_the_last_two_days_for_every_sensor(instance):
     assert request.tags["dagster/asset_partition_range_start"] == "2025-06-10|9001002"
     assert request.tags["dagster/asset_partition_range_end"] == "2025-06-11|9003002"
     assert request.run_key == "ingest-2025-06-10-2025-06-11"
-
-
-@pytest.fixture
-def webhook():
-    received: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/hook", received
-    server.shutdown()
 
 
 def test_alerts_post_slack_json_to_the_webhook_or_log(webhook, caplog):
