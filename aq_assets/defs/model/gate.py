@@ -60,10 +60,13 @@ class GateDecision:
 
 def best_baselines(scores: pd.DataFrame, among: tuple[str, ...] = BASELINES) -> pd.DataFrame:
     """Per horizon: the baseline (of `among`) with the lowest RMSE (`name`) and that RMSE
-    (`rmse`)."""
+    (`rmse`); NaN both where no baseline was scored (no held-out row of that horizon)."""
     rmse = scores.pivot(index="horizon", columns="forecaster", values="rmse")
     baselines = rmse[[b for b in among if b in rmse.columns]]
-    return pd.DataFrame({"name": baselines.idxmin(axis=1), "rmse": baselines.min(axis=1)})
+    scored = baselines.dropna(how="all")  # pandas will refuse idxmin over a row of NaN only
+    return pd.DataFrame(
+        {"name": scored.idxmin(axis=1).reindex(baselines.index), "rmse": baselines.min(axis=1)}
+    )
 
 
 def decide(

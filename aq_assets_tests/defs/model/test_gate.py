@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aq_assets.defs.model.gate import chance_allowance, decide, gate_result
+from aq_assets.defs.model.gate import best_baselines, chance_allowance, decide, gate_result
 
 # ---------------------------------------------------------------------------------------------
 # The promotion gate
@@ -215,3 +215,19 @@ def test_the_checks_metadata_shows_the_evidence_against_the_baseline():
     shown = result.metadata["p_worse_than_best_baseline_h3"].value
     assert shown == pytest.approx(decision.baseline_p_values[3])
     assert result.metadata["best_baseline_h3"].value == "climatology"
+
+
+@pytest.mark.filterwarnings("error::FutureWarning")  # pandas will raise where it now warns
+def test_a_horizon_no_baseline_was_scored_at_has_no_best_baseline():
+    scores = pd.DataFrame(
+        {
+            "horizon": [1, 1, 24, 24],
+            "forecaster": ["persistence", "climatology"] * 2,
+            "rmse": [3.0, 2.0, np.nan, np.nan],
+        }
+    )
+
+    best = best_baselines(scores)
+
+    assert best.loc[1].tolist() == ["climatology", 2.0]
+    assert best.loc[24].isna().all()
