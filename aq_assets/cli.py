@@ -20,6 +20,7 @@ import datetime as dt
 import io
 import os
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -591,18 +592,23 @@ def main(argv: Sequence[str] | None = None) -> None:
             os.environ["PYTHONWARNINGS"] = ",".join(
                 w for w in (os.environ.get("PYTHONWARNINGS"), quiet) if w
             )
+            # A shell starts a background job with SIGINT ignored, and an ignored signal stays
+            # ignored across exec; `dagster dev` then ignores SIGTERM too (it maps it to
+            # SIGINT's handler), and `kill` left it and its services running.
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
             os.execv(dagster, command)
 
 
 def _cause_of_kind(error: BaseException, kind: type[BaseException]) -> BaseException | None:
-    """`error` or the first exception of `kind` it was raised from (its causes and contexts)."""
+    """`error` or the first exception of `kind` it was raised from (`raise ... from`), not
+    one that was only being handled when it was raised."""
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
         if isinstance(current, kind):
             return current
         seen.add(id(current))
-        current = current.__cause__ or current.__context__
+        current = current.__cause__
     return None
 
 

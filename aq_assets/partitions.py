@@ -30,7 +30,9 @@ END_DATE = env_date("AQ_END_DATE") or None
 if END_DATE is not None and END_DATE <= START_DATE:
     raise SettingError(
         f"AQ_END_DATE={END_DATE} is not after AQ_START_DATE={START_DATE}: the calendar would "
-        "hold no day. Set AQ_END_DATE to the day after the last one to replay, or unset it."
+        "hold no day. Set AQ_START_DATE to a day before it (`aq up` and `aq backfill` move it "
+        "back to the first day they ingest), or AQ_END_DATE to the day after the last one to "
+        "replay, or unset AQ_END_DATE."
     )
 
 DAY = "day"

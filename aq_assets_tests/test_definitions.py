@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from dagster import (
     AssetKey,
     DynamicPartitionsDefinition,
@@ -171,3 +172,48 @@ def test_the_sensor_interval_setting_reaches_every_loop_sensor_and_a_bad_one_say
     assert refused.returncode != 0
     assert "AQ_SENSOR_INTERVAL_SECONDS='half a minute'" in refused.stderr
     assert "whole number of seconds" in refused.stderr
+
+
+@pytest.mark.parametrize(
+    ("raw", "minimum", "options", "value"),
+    [
+        ("12", 0, {}, 12.0),
+        ("0", 0, {}, 0.0),
+        ("0", 0, {"above": True}, None),
+        ("-1", 0, {}, None),
+        ("abc", 0, {}, None),
+        ("inf", 0, {}, None),
+        ("nan", 0, {}, None),
+        ("1e400", 0, {}, None),
+        ("12000", 1, {"whole": True}, 12000.0),
+        ("12000.9", 1, {"whole": True}, None),
+    ],
+)
+def test_a_number_setting_is_finite_within_its_bound_or_named_with_the_fix(
+    monkeypatch, raw, minimum, options, value
+):
+    from aq_assets.settings import SettingError, env_number
+
+    monkeypatch.setenv("AQ_SOME_NUMBER", raw)
+    if value is not None:
+        assert env_number("AQ_SOME_NUMBER", "5", minimum, **options) == value
+        return
+    with pytest.raises(SettingError, match=r"AQ_SOME_NUMBER='.*' is not a .* unset it"):
+        env_number("AQ_SOME_NUMBER", "5", minimum, **options)
+
+
+@pytest.mark.parametrize(
+    ("raw", "ok"),
+    [("2025-01-31", True), (" 2025-01-31 ", True), ("2025-13-01", False), ("20250131", False)],
+)
+def test_a_date_setting_is_a_day_written_yyyy_mm_dd(monkeypatch, raw, ok):
+    from aq_assets.settings import SettingError, env_date
+
+    monkeypatch.setenv("AQ_SOME_DAY", raw)
+    if ok:
+        assert env_date("AQ_SOME_DAY") == raw.strip()
+    else:
+        with pytest.raises(
+            SettingError, match=r"AQ_SOME_DAY=.* is not a day; set it as YYYY-MM-DD"
+        ):
+            env_date("AQ_SOME_DAY")

@@ -155,6 +155,9 @@ def main() -> None:
         view, days, target = views(readings, catalog)
         schedule = Schedule.of(days)
         origins = schedule.origins(days)
+        if not origins:
+            print(f"\n## {dataset.name}: too short for an origin ({schedule}); skipped")
+            continue
         clean, own = judged_days(view, days, origins, schedule.step_days, args.reference_days)
         start, length = schedule.step_days // 4, schedule.step_days - schedule.step_days // 4
         starts = [o + pd.Timedelta(days=start) for o in origins]

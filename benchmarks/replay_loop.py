@@ -177,7 +177,10 @@ def main() -> None:
         f"{platform.python_version()}; {args.set} from {args.start} for {args.days} days, "
         f"champion trained on {args.history_days} days; inject {args.inject} from {inject_day}"
     )
-    (dataset,) = datasets_of(args.set, args.mirror)
+    datasets = datasets_of(args.set, args.mirror)
+    if len(datasets) != 1:
+        raise SystemExit(f"--set: one set at a time, not {args.set!r}.")
+    (dataset,) = datasets
     readings, catalog = readings_of(dataset, args.cache)
     replayed = args.cache / f"replay-{dataset.cache_key}-{args.inject}-{inject_day}"
     injected(readings, args.inject, inject_day).to_parquet(f"{replayed}.parquet")

@@ -96,7 +96,7 @@ _CUBIC_METRE = re.compile(r"/?m(\^|\*\*|-)?3$")
 def canonical_units(units: str) -> str:
     """`units` in the spelling the ranges and conversions above use ("ug/m3", "μg/m^3" and
     "µg m-3" are "µg/m³"; "°F" is "f"), or as sent when it is none of theirs."""
-    key = units.strip().lower().replace(" ", "").replace("\u03bc", "\u00b5")
+    key = str(units).strip().lower().replace(" ", "").replace("\u03bc", "\u00b5")
     key = re.sub(r"^(ug|mcg)", "µg", key)
     key = _CUBIC_METRE.sub("/m³", key) if key.startswith(("µg", "mg")) else key
     key = _UNIT_SPELLINGS.get(key, key)

@@ -38,7 +38,7 @@ def build_source(kind: str | None = None) -> ReadingsSource:
             parameter=parameter,
             locations=locations,
             coordinates=env_or_default("AQ_COORDINATES", ""),
-            radius_m=int(env_number("AQ_RADIUS_M", "12000", minimum=1)),
+            radius_m=int(env_number("AQ_RADIUS_M", "12000", minimum=1, whole=True)),
             bbox=env_or_default("AQ_BBOX", ""),
             country=env_or_default("AQ_COUNTRY", ""),
             api_key=env_or_default("OPENAQ_API_KEY", ""),

@@ -28,8 +28,9 @@ from aq_assets.ml.model import BLEND_COMPONENTS, booster_params
 from aq_assets.settings import env_number
 from aq_assets.target import ForecastTarget
 
-# How old the model may get before it shows as stale and is retrained; read at load.
-MODEL_MAX_AGE = datetime.timedelta(days=env_number("AQ_MODEL_MAX_AGE_DAYS", "7", minimum=0))
+# How old the model may get before it shows as stale and is retrained; read at load (at
+# least 0.01 days: Dagster's freshness window is at least a minute).
+MODEL_MAX_AGE = datetime.timedelta(days=env_number("AQ_MODEL_MAX_AGE_DAYS", "7", minimum=0.01))
 
 GATE_TAG = "aq.gate"
 TRAINED_UNTIL_TAG = "aq.trained_until"  # the last hour a version learnt from
@@ -66,7 +67,9 @@ class ForecastModelConfig(Config):
 
 # Eager, except that a failed run of the model also counts as handled: a training set it
 # failed on (too few days, say) is retried when the set changes again, not at once, where
-# stock `eager()` would run it again on the same rows and fail and alert a second time.
+# stock `eager()` would run it again on the same rows and fail and alert a second time. (A
+# set rebuilt in the same tick as a failure is taken as handled too; the freshness policy
+# retrains then.)
 RETRAINS_ON_A_NEW_TRAINING_SET = AutomationCondition.eager().replace(
     "handled",
     (
