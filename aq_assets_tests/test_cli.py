@@ -1,10 +1,12 @@
 """`aq` and `dagster asset materialize`: real runs in a temporary DAGSTER_HOME and AQ_HOME."""
 
+import contextlib
 import datetime as dt
 import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import duckdb
@@ -17,6 +19,7 @@ from aq_assets.defs.ingest.catalog import sensors_by_id
 from aq_assets.defs.ingest.readings import collect_readings
 from aq_assets.defs.ingest.sources.simulated import SimulatedSource
 from aq_assets.warehouse import PostgresWarehouse
+from aq_assets_tests.conftest import free_port
 from aq_assets_tests.postgres import scratch_database
 
 DAY = dt.date(2025, 6, 1)
@@ -326,6 +329,49 @@ def test_a_run_that_fails_before_any_step_ends_with_its_cause():
     assert done.returncode == 1
     last = done.stderr.strip().splitlines()[-1]
     assert "AQ_LOCATIONS='abc'" in last and "is not a positive integer id" in last, last
+
+
+@pytest.mark.slow(minutes=1)
+def test_aq_up_started_in_the_background_stops_on_sigterm(tmp_path):
+    """A shell starts a background job with SIGINT ignored, which `dagster dev` (exec'd by
+    `aq up`) inherited and then ignored SIGTERM too: `kill` left it and its services up."""
+    import signal
+    import urllib.request
+
+    port = free_port()
+    env = {**os.environ, "AQ_HOME": str(tmp_path / "aq"), "DAGSTER_HOME": str(tmp_path / "dg")}
+    aq = str(Path(sys.executable).with_name("aq"))
+    up = subprocess.Popen(
+        [aq, "up", "--days", "1", "--no-train", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # as `cmd &` does
+    )
+    try:
+        deadline = time.monotonic() + 240
+
+        def serving() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2):
+                    return True
+            except OSError:
+                return False
+
+        while not serving():
+            assert up.poll() is None, "aq up ended before the UI served"
+            assert time.monotonic() < deadline, "the UI did not serve in 240 s"
+            time.sleep(1)  # polling the webserver; the deadline bounds it
+
+        up.send_signal(signal.SIGTERM)
+
+        assert up.wait(timeout=60) is not None
+        assert not serving()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(up.pid, signal.SIGKILL)
 
 
 @pytest.mark.slow(minutes=1)

@@ -27,7 +27,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,6 +41,7 @@ import httpx
 import pytest
 import yaml
 
+from aq_assets_tests.conftest import free_port
 from aq_assets_tests.postgres import PG_ADMIN, PG_HOST, PG_PORT, admin_sql, require_postgres
 
 REPO = Path(__file__).resolve().parents[1]
@@ -322,12 +322,6 @@ def test_instance_configs_are_valid_and_keep_one_duckdb_writer(tmp_path, config)
 # --------------------------------------------------------------------------------------------
 # 2. The processes, on this machine
 # --------------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _stat(pid: int) -> list[str] | None:
