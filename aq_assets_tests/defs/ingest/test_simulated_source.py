@@ -216,6 +216,15 @@ def test_another_process_gives_the_same_values() -> None:
     assert output.strip() == str(here.readings["value"].tolist())
 
 
+def test_a_sensor_of_a_location_it_does_not_simulate_has_no_readings() -> None:
+    """Another source's sensor left in the catalog (an archive's Mexico City monitor) gets no
+    invented values when a simulated backfill asks for every registered sensor."""
+    mexico_city = Sensor(8000002, 8000, "pm25", "µg/m³")
+
+    assert SimulatedSource().fetch_day(mexico_city, START).readings.empty
+    assert not SimulatedSource(locations="8000").fetch_day(mexico_city, START).readings.empty
+
+
 def test_seed_changes_the_values() -> None:
     s = Sensor(9001002, 9001, "pm25", "µg/m³")
     zero = SimulatedSource().fetch_day(s, START).readings["value"].to_numpy()

@@ -30,6 +30,7 @@ from aq_assets.defs.ingest.sources.base import (
     DayReadings,
     ReadingsSource,
     Sensor,
+    empty_readings,
     typed_frame,
     utc_day_bounds,
 )
@@ -201,6 +202,11 @@ def simulated_location(location_id: int) -> SimulatedLocation:
         utc_offset_minutes=offset,
         pollution_scale=round(float(np.clip(np.exp(rng.normal(0, 0.3)), 0.6, 2.5)), 3),
     )
+
+
+@lru_cache(maxsize=16)
+def _simulated_ids(spec: str) -> frozenset[int]:
+    return frozenset(parse_locations(spec))
 
 
 def parse_locations(spec: str) -> tuple[int, ...]:
@@ -601,6 +607,10 @@ class SimulatedSource(ReadingsSource):
     def fetch_day(self, sensor: Sensor, day: dt.date) -> DayReadings:
         if isinstance(day, dt.datetime):
             day = day.date()
+        if sensor.location_id not in _simulated_ids(self.locations):
+            # A sensor of another source (an archive's, discovered into the same catalog):
+            # nothing measured here, rather than values invented for its id.
+            return DayReadings(empty_readings())
         drift = parse_drift(self.drift) if sensor.parameter == self.parameter else None
         values = simulated_day_values(
             seed=self.seed,
