@@ -182,11 +182,23 @@ def load_definitions() -> Definitions:
     return defs
 
 
+# The daemon retries a failed run by launching it again from its code location; a run `aq`
+# executes in its own process has no code location to launch from, so it is never retried.
+# Its tags say so: Dagster would tag it `dagster/will_retry=true`.
+NOT_RETRIED = {"dagster/max_retries": "0"}
+
+
+def _execute(job: Any, instance: DagsterInstance, run_config: dict, **kwargs: Any) -> Any:
+    """`job` run in this process, its result returned whether or not it succeeded."""
+    tags = {**NOT_RETRIED, **kwargs.pop("tags", {})}
+    return job.execute_in_process(
+        instance=instance, run_config=run_config, tags=tags, raise_on_error=False, **kwargs
+    )
+
+
 def discover(instance: DagsterInstance, defs: Definitions) -> int:
     """Materialize `sensor_catalog`; returns the number of registered sensors."""
-    result = defs.resolve_job_def("catalog_job").execute_in_process(
-        instance=instance, run_config=QUIET_LOGS, raise_on_error=False
-    )
+    result = _execute(defs.resolve_job_def("catalog_job"), instance, QUIET_LOGS)
     if not result.success:
         raise SystemExit(
             f"aq: sensor discovery failed (run {result.run_id}); see the run in the UI.\n"
@@ -266,9 +278,7 @@ def _run_chunks(
     run_ids = []
     progress = _Progress(out or sys.stderr, total, len(chunks))
     for index, chunk in enumerate(chunks, start=1):
-        result = job.execute_in_process(
-            instance=instance, tags=chunk.tags(), run_config=QUIET_LOGS, raise_on_error=False
-        )
+        result = _execute(job, instance, QUIET_LOGS, tags=chunk.tags())
         run_ids.append(result.run_id)
         if not result.success:
             failure = _first_failure(result)
@@ -320,9 +330,7 @@ def training_report(result: Any) -> TrainingReport:
 def train(instance: DagsterInstance, defs: Definitions) -> TrainingReport:
     """Run `train_job` and print what happened; a model refused by the gate is reported, not
     an error of `aq`."""
-    result = defs.resolve_job_def("train_job").execute_in_process(
-        instance=instance, run_config=SILENT_LOGS, raise_on_error=False
-    )
+    result = _execute(defs.resolve_job_def("train_job"), instance, SILENT_LOGS)
     report = training_report(result)
     print("\n".join(report.lines))
     if report.failure is not None:
@@ -341,12 +349,12 @@ def score(instance: DagsterInstance, defs: Definitions, day: dt.date) -> None:
         (["predictions", "forecast_accuracy", "drift_report"], str(day)),
         (["online_features"], None),
     ):
-        result = job.execute_in_process(
-            instance=instance,
+        result = _execute(
+            job,
+            instance,
+            QUIET_LOGS,
             asset_selection=[AssetKey(k) for k in keys],
             partition_key=partition,
-            run_config=QUIET_LOGS,
-            raise_on_error=False,
         )
         if not result.success:
             failure = _first_failure(result)

@@ -329,6 +329,11 @@ def test_a_run_that_fails_before_any_step_ends_with_its_cause():
     assert done.returncode == 1
     last = done.stderr.strip().splitlines()[-1]
     assert "AQ_LOCATIONS='abc'" in last and "is not a positive integer id" in last, last
+    # Nothing can launch a run of aq's own process again: its tags do not promise a retry.
+    with DagsterInstance.get() as instance:
+        failed = instance.get_runs(RunsFilter(job_name="catalog_job"), limit=1)[0]
+    assert failed.status == DagsterRunStatus.FAILURE
+    assert failed.tags["dagster/will_retry"] == "false"
 
 
 @pytest.mark.slow(minutes=1)
