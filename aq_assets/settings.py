@@ -48,23 +48,19 @@ def env_date(name: str, default: str = "") -> str:
     return raw
 
 
-def env_number(
-    name: str, default: str, minimum: float, *, above: bool = False, whole: bool = False
-) -> float:
+def env_number(name: str, default: str, minimum: float, *, whole: bool = False) -> float:
     """The variable's value now (or `default`), checked to be a finite number of at least
-    `minimum` (greater, if `above`), and a whole one if `whole`."""
+    `minimum`, and a whole one if `whole`."""
     raw = env_value(name, default).strip()
     try:
         value = float(raw)
     except ValueError:
         value = math.nan
-    fits = math.isfinite(value) and (value > minimum if above else value >= minimum)
-    if not fits or (whole and not value.is_integer()):
+    if not (math.isfinite(value) and value >= minimum) or (whole and not value.is_integer()):
         kind = "whole number" if whole else "number"
-        bound = f"above {minimum:g}" if above else f"of at least {minimum:g}"
         raise SettingError(
-            f"{name}={raw!r} is not a {kind} {bound}; set it to one (default {default}) or "
-            "unset it."
+            f"{name}={raw!r} is not a {kind} of at least {minimum:g}; set it to one (default "
+            f"{default}) or unset it."
         )
     return value
 

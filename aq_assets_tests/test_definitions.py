@@ -179,7 +179,7 @@ def test_the_sensor_interval_setting_reaches_every_loop_sensor_and_a_bad_one_say
     [
         ("12", 0, {}, 12.0),
         ("0", 0, {}, 0.0),
-        ("0", 0, {"above": True}, None),
+        ("0.001", 0.01, {}, None),
         ("-1", 0, {}, None),
         ("abc", 0, {}, None),
         ("inf", 0, {}, None),
