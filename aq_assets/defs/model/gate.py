@@ -100,6 +100,13 @@ def decide(
     )
     reasons, p_values = [], {}
     for h, rmse in model.items():
+        if pd.isna(rmse):
+            reasons.append(
+                f"{h} h: no held-out hour could be scored (the held-out days hold too few "
+                "readings with one a horizon later): nothing says the model is good there. "
+                "Ingest more days (aq backfill) or widen training_set's window_days."
+            )
+            continue
         bar = best.at[h, "rmse"] * (1 + baseline_tolerance)
         if rmse <= bar:
             continue

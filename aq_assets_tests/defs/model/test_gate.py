@@ -231,3 +231,15 @@ def test_a_horizon_no_baseline_was_scored_at_has_no_best_baseline():
 
     assert best.loc[1].tolist() == ["climatology", 2.0]
     assert best.loc[24].isna().all()
+
+
+def test_a_horizon_with_no_held_out_hour_is_refused_with_the_reason():
+    """A short history with gaps can leave no held-out hour with a reading a horizon later
+    (the low-cost sensor 3276359 at its first origin): nothing is known, so nothing passes,
+    and the reason says so rather than comparing NaNs."""
+    decision = gate({1: 4.0, 3: np.nan})
+
+    assert not decision.passed
+    assert len(decision.reasons) == 1
+    assert decision.reasons[0].startswith("3 h: no held-out hour could be scored")
+    assert "nan" not in decision.reasons[0]
