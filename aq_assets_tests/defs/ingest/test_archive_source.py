@@ -559,3 +559,44 @@ def test_https_missing_bucket_is_an_error_not_empty_data():
     )
     with pytest.raises(SourceError, match="no such bucket"):
         source.fetch_day(NEZA_PM25, dt.date(2021, 1, 5))
+
+
+def test_humidity_under_its_other_openaq_name_is_stored_and_used_as_relative_humidity(tmp_path):
+    """Some networks report relative humidity as OpenAQ's `humidity` (parameter 134): the
+    catalog and the stored readings name it `relativehumidity`, and the forecaster reads it
+    as that covariate, with the values the file holds."""
+    from aq_assets.defs.ingest.catalog import merge_catalog, sensors_by_id
+    from aq_assets.defs.ingest.readings import collect_readings
+    from aq_assets.ml.cleaning import clean_readings
+    from aq_assets.ml.features import FeatureSpec, build_features
+
+    low_cost = 1612333  # Toronto, an AirGradient sensor with relativehumidity
+    renamed = tmp_path / "renamed"
+    copy_location(renamed, low_cost)
+    day = dt.date(2025, 9, 10)
+    for path in (renamed / f"records/csv.gz/locationid={low_cost}").rglob("*.csv.gz"):
+        lines = read_lines(path)
+        write_csv_gz(path, [line.replace(",relativehumidity,", ",humidity,") for line in lines])
+    assert ",humidity," in "\n".join(read_lines(file_path(renamed, low_cost, day)))
+
+    now = pd.Timestamp("2025-10-05")
+
+    def stored(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+        source = local_source(f"{low_cost}", root=root)
+        catalog = merge_catalog(None, source.list_sensors(), now)
+        sensors = sensors_by_id(catalog, list(catalog["sensor_id"])).values()
+        return catalog, collect_readings(source, [(s, day) for s in sensors], now).readings
+
+    catalog, readings = stored(renamed)
+    original_catalog, original = stored(copy_location(tmp_path / "original", low_cost))
+
+    assert "humidity" not in set(catalog["parameter"]) | set(readings["parameter"])
+    assert sorted(catalog["parameter"]) == sorted(original_catalog["parameter"])
+    pd.testing.assert_frame_equal(readings, original)
+    hourly, _ = clean_readings(readings)
+    pm25 = sorted(hourly.loc[hourly["parameter"] == "pm25", "sensor_id"].unique())
+    frame = build_features(hourly, FeatureSpec(parameter="pm25").with_sensors(pm25))
+    rh = hourly[hourly["parameter"] == "relativehumidity"].set_index("datetime_utc")["value"]
+    assert frame["relativehumidity_now"].notna().sum() >= 20
+    shown = frame.set_index("datetime_utc")["relativehumidity_now"].dropna()
+    assert shown.tolist() == pytest.approx(rh.loc[shown.index].tolist())

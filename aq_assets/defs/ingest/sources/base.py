@@ -69,13 +69,23 @@ def empty_readings() -> pd.DataFrame:
     return typed_frame({}, READING_COLUMNS)
 
 
+# Other names OpenAQ gives a quantity the forecaster knows by one: some low-cost networks
+# report relative humidity (%) as `humidity` (parameter 134) where others say
+# `relativehumidity` (98). Stored under one name, it is one covariate wherever it comes from.
+PARAMETER_ALIASES: dict[str, str] = {"humidity": "relativehumidity"}
+
+
 def typed_frame(data: dict | pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
-    """A frame with exactly `columns`, in order, cast to their dtypes."""
+    """A frame with exactly `columns`, in order, cast to their dtypes, and a `parameter`
+    column's aliases under their usual names (PARAMETER_ALIASES)."""
     frame = pd.DataFrame(data)
     for name, dtype in columns.items():
         if name not in frame:
             frame[name] = pd.Series(dtype=dtype)
-    return frame[list(columns)].astype(columns).reset_index(drop=True)
+    frame = frame[list(columns)].astype(columns).reset_index(drop=True)
+    if "parameter" in columns and frame["parameter"].isin(list(PARAMETER_ALIASES)).any():
+        frame["parameter"] = frame["parameter"].replace(PARAMETER_ALIASES)
+    return frame
 
 
 def utc_day_bounds(day: dt.date) -> tuple[pd.Timestamp, pd.Timestamp]:
