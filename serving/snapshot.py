@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +16,8 @@ from aq_assets.ml.cleaning import HourlySeries, clean_by_sensor, location_means
 from aq_assets.ml.features import NETWORK, SensorSeries, check_timezone, network_series
 
 COLUMNS = ("sensor_id", "location_id", "parameter", "units", "datetime_utc", "value", "timezone")
+# Read when present: snapshots written before it (or by hand) work without it.
+LOCATION_NAME = "location_name"
 
 
 def file_stamp(path: Path) -> tuple[int, int, int] | None:
@@ -36,6 +38,7 @@ class OnlineSnapshot:
     rows: int
     history: ReadingsHistory
     timezone_errors: dict[int, str]  # locations whose time zone build_features cannot read
+    location_names: dict[int, str] = field(default_factory=dict)  # by location, where known
 
     @classmethod
     def load(cls, path: Path) -> OnlineSnapshot:
@@ -48,7 +51,8 @@ class OnlineSnapshot:
         missing = [c for c in COLUMNS if c not in table.column_names]
         if missing:
             raise ValueError(f"{path} lacks columns {missing}; expected {list(COLUMNS)}")
-        frame = table.select(list(COLUMNS)).to_pandas()
+        named = LOCATION_NAME in table.column_names
+        frame = table.select([*COLUMNS, *([LOCATION_NAME] if named else [])]).to_pandas()
         frame = frame.dropna(subset=["sensor_id", "location_id", "datetime_utc"])
         times = pd.to_datetime(frame["datetime_utc"])
         if times.dt.tz is not None:
@@ -84,6 +88,7 @@ class OnlineSnapshot:
             rows=len(frame),
             history=history,
             timezone_errors=timezone_errors,
+            location_names=_location_names(frame) if named else {},
         )
 
     def age_hours(self, now: dt.datetime) -> float | None:
@@ -92,6 +97,15 @@ class OnlineSnapshot:
         if self.latest_reading_at is None:
             return None
         return (now - self.latest_reading_at).total_seconds() / 3600 - 1
+
+
+def _location_names(frame: pd.DataFrame) -> dict[int, str]:
+    """Each location's name in the snapshot (`online_features` writes them from the catalog,
+    `location_names_of`), where it has one."""
+    names = frame[["location_id", LOCATION_NAME]].dropna().drop_duplicates("location_id")
+    return dict(
+        zip(names["location_id"].astype(int), names[LOCATION_NAME].astype(str), strict=True)
+    )
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,11 @@ def _number(value: float | None) -> str:
     return f"{value:.1f}" if abs(value) >= 1 or value == 0 else f"{value:.3g}"
 
 
+def _age(hours: float) -> str:
+    """How old the data is, as a person says it: hours up to two days, then days."""
+    return f"{hours:.0f} h" if hours < STALE_HOURS else f"{hours / 24:,.0f} days"
+
+
 def _page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
     return HTMLResponse(templates().get_template(name).render(**context), status_code=status)
 
@@ -108,14 +113,15 @@ async def sensors(request: Request, service: ServiceDep) -> Response:
     if isinstance(served, Response):
         return served
     model, snapshot = served
-    ids = sorted(
-        sensor_id
+    places = {
+        sensor_id: snapshot.location_names.get(series.location_id or -1)
         for sensor_id, series in snapshot.history.sensors.items()
         if series.parameter == model.spec.parameter
-    )
+    }
     return _page(
         "sensors.html",
-        sensors=ids,
+        # by place, then id: a person looks for a town's name
+        sensors=sorted(places.items(), key=lambda item: (item[1] is None, item[1] or "", item[0])),
         parameter_label=LABELS.get(model.spec.parameter, model.spec.parameter),
     )
 
@@ -148,16 +154,19 @@ async def sensor_page(
         else None
     )
     scale = SCALES.get(parameter)
+    location = snapshot.history.sensors[sensor_id].location_id
     return _page(
         "sensor.html",
         a=answer,
+        place=snapshot.location_names.get(location or -1),
+        location_id=location,
         chart=chart(answer, snapshot.history.sensors[sensor_id].target, parameter),
         parameter_label=LABELS.get(parameter, parameter),
         units=answer.get("units") or "",
         thresholds=model.thresholds,
         colours={c.name: c.colour for c in scale[0]} if scale else {},
         kind="baseline" if model.forecaster.is_baseline else "trained",
-        age_hours=age,
+        age=None if age is None else _age(age),
         stale=age is not None and age > STALE_HOURS,
         signed_in=service.settings.token() is not None,
         number=_number,

@@ -4,6 +4,7 @@ session from simulated readings), the online_features snapshot, and apps on copi
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import shutil
 import socket
@@ -25,7 +26,7 @@ os.environ["AQ_HOME"] = tempfile.mkdtemp(prefix="aq-serving-tests-home-")
 for _name in ("MLFLOW_TRACKING_URI", "AQ_API_TOKEN", "AQ_API_OPEN", "AQ_ONLINE_FEATURES"):
     os.environ.pop(_name, None)
 
-from aq_assets.defs.ingest.catalog import sensors_by_id  # noqa: E402
+from aq_assets.defs.ingest.catalog import location_names_of, sensors_by_id  # noqa: E402
 from aq_assets.defs.ingest.sources.simulated import SimulatedSource  # noqa: E402
 from aq_assets.ml.cleaning import clean_readings  # noqa: E402
 from aq_assets.ml.features import FeatureSpec, build_features  # noqa: E402
@@ -180,7 +181,16 @@ def snapshot_readings(store: Store) -> pd.DataFrame:
     recent = readings[
         readings["datetime_utc"] > readings["datetime_utc"].max() - pd.Timedelta(hours=hours)
     ]
-    return recent.assign(timezone=recent["location_id"].map(store.timezones)).reset_index(drop=True)
+    return recent.assign(
+        timezone=recent["location_id"].map(store.timezones),
+        location_name=recent["location_id"].map(simulated_location_names()),
+    ).reset_index(drop=True)
+
+
+@functools.cache
+def simulated_location_names() -> dict[int, str]:
+    """The simulated catalog's location names, as online_features writes them."""
+    return location_names_of(SimulatedSource().list_sensors())
 
 
 def write_snapshot(store: Store) -> Path:

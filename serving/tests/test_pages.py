@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 
 from serving.deps import SESSION_COOKIE
-from serving.tests.conftest import AUTH, TOKEN
+from serving.tests.conftest import (
+    AUTH,
+    TOKEN,
+    settings_for,
+    simulated_location_names,
+    snapshot_readings,
+)
 
 # The README's screenshot; rewritten with AQ_WRITE_SCREENSHOT=1, else saved under tmp_path.
 README_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "forecast-page.png"
@@ -99,7 +105,7 @@ def test_an_unknown_sensor_is_a_404_page_that_says_so(client):
     assert "4242" in response.text and 'href="/"' in response.text
 
 
-def test_the_page_renders_in_chromium_with_the_apis_numbers(live_service, client, tmp_path):
+def test_the_page_renders_in_chromium_with_the_apis_numbers(live_service, client, store, tmp_path):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
@@ -145,6 +151,9 @@ def test_the_page_renders_in_chromium_with_the_apis_numbers(live_service, client
             ]
             assert forecast["category"] in row.find_element(By.CLASS_NAME, "category").text
         assert browser.find_element(By.ID, "model-version").text == api["model_version"]
+        location = store.readings.set_index("sensor_id").at[sensor, "location_id"].iloc[0]
+        place = simulated_location_names()[int(location)]
+        assert browser.find_element(By.ID, "place").text == f"PM2.5 at {place}"
         # Readable on a phone: nothing wider than the screen but the table's own scroller.
         assert browser.execute_script(
             "return document.documentElement.scrollWidth <= window.innerWidth"
@@ -157,6 +166,65 @@ def test_the_page_renders_in_chromium_with_the_apis_numbers(live_service, client
         assert screenshot.stat().st_size > 10_000
     finally:
         browser.quit()
+
+
+def test_sensors_are_listed_and_titled_by_their_place_name(client, store):
+    """A person looks for a town, not an id: the list and each page carry the location's
+    name from the catalog (written into the snapshot by online_features)."""
+    sensor = a_sensor(client)
+    listing = client.get("/").text
+    page = client.get(f"/sensors/{sensor}").text
+
+    location = int(store.readings.set_index("sensor_id").at[sensor, "location_id"].iloc[0])
+    place = simulated_location_names()[location]
+    assert f'<a href="/sensors/{sensor}">{place}</a>' in listing
+    assert f"PM2.5 at {place}</h1>" in page
+    assert f"Sensor {sensor} at location {location}." in page
+
+
+def test_a_snapshot_without_place_names_still_serves_its_pages(own_store):
+    """Snapshots written before the names (or by hand) have no `location_name`: the pages
+    name the sensor by its id."""
+    from fastapi.testclient import TestClient
+
+    from serving.app import create_app
+
+    path = own_store.home / "online_features.parquet"
+    snapshot_readings(own_store).drop(columns="location_name").to_parquet(path, index=False)
+    with TestClient(create_app(settings_for(own_store.home))) as api:
+        sensor = a_sensor(api)
+        listing = api.get("/").text
+        page = api.get(f"/sensors/{sensor}")
+
+    assert f'<a href="/sensors/{sensor}">sensor {sensor}</a>' in listing
+    assert page.status_code == 200
+    assert f"PM2.5 at sensor {sensor}</h1>" in page.text
+
+
+def test_a_place_name_from_the_source_is_shown_as_text_never_as_markup(own_store):
+    """Names come from OpenAQ's data: one that looks like markup is escaped."""
+    from fastapi.testclient import TestClient
+
+    from serving.app import create_app
+
+    path = own_store.home / "online_features.parquet"
+    readings = snapshot_readings(own_store).assign(location_name="<b onmouseover=x()>A & B</b>")
+    readings.to_parquet(path, index=False)
+    with TestClient(create_app(settings_for(own_store.home))) as api:
+        sensor = a_sensor(api)
+        pages = api.get("/").text + api.get(f"/sensors/{sensor}").text
+
+    assert "<b onmouseover" not in pages
+    assert "&lt;b onmouseover=x()&gt;A &amp; B&lt;/b&gt;" in pages
+
+
+@pytest.mark.parametrize(
+    ("hours", "shown"), [(5.2, "5 h"), (47.4, "47 h"), (50.0, "2 days"), (77565.4, "3,232 days")]
+)
+def test_the_datas_age_reads_as_a_person_says_it(hours, shown):
+    from serving.routers.pages import _age
+
+    assert _age(hours) == shown
 
 
 @pytest.mark.parametrize(

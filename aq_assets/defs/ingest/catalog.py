@@ -59,3 +59,13 @@ def sensors_by_id(catalog: pd.DataFrame, sensor_ids: list[int]) -> dict[int, Sen
 def timezones_of(catalog: pd.DataFrame) -> dict[int, str]:
     """Each location's time zone (IANA name or fixed offset) from the sensor catalog."""
     return dict(zip(catalog["location_id"], catalog["timezone"], strict=True))
+
+
+def location_names_of(catalog: pd.DataFrame) -> dict[int, str]:
+    """Each location's name from the sensor catalog (a location without one is left out)."""
+    named = catalog.dropna(subset=["location_name"])
+    named = named[named["location_name"].astype(str).str.strip() != ""]
+    return {
+        int(location): str(name).strip()
+        for location, name in zip(named["location_id"], named["location_name"], strict=True)
+    }

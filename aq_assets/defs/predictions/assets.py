@@ -14,7 +14,7 @@ from dagster import (
     asset,
 )
 
-from aq_assets.defs.ingest.catalog import timezones_of
+from aq_assets.defs.ingest.catalog import location_names_of, timezones_of
 from aq_assets.defs.model.tracking import MLflowTracking
 from aq_assets.ml.cleaning import without_stuck
 from aq_assets.ml.forecasting import feature_rows, forecasts_from_rows
@@ -132,7 +132,9 @@ def online_features(
     )
     timezones = timezones_of(sensor_catalog)
     snapshot = readings.assign(
-        timezone=readings["location_id"].map(timezones).fillna("UTC").astype(str)
+        timezone=readings["location_id"].map(timezones).fillna("UTC").astype(str),
+        # for the pages a person reads: "Kraków, ul. Bulwarowa" says more than an id
+        location_name=readings["location_id"].map(location_names_of(sensor_catalog)),
     )
     path = online_features_path(warehouse)
     partial = path.with_suffix(".parquet.partial")

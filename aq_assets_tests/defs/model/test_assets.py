@@ -346,11 +346,16 @@ def test_predictions_replace_their_day_and_match_the_shared_forecast_path(instan
         "datetime_utc",
         "value",
         "timezone",
+        "location_name",
     ]
     assert frame["datetime_utc"].max() - frame["datetime_utc"].min() < pd.Timedelta(
         hours=forecaster.spec.history_hours + 24
     )
     assert set(frame["timezone"]) >= {"-06:00", "+05:30"}
+    catalog = warehouse.query("SELECT location_id, location_name FROM ingest.sensor_catalog")
+    names = dict(zip(catalog["location_id"], catalog["location_name"], strict=False))
+    assert frame["location_name"].notna().all()
+    assert (frame["location_name"] == frame["location_id"].map(names)).all()
 
 
 def test_the_lineage_tag_stays_short_at_a_countrys_scale():
