@@ -49,9 +49,10 @@ class ForecastModelConfig(Config):
     than the best one at some horizon on some fortnights: the 90th percentile of its worst
     horizon's ratio is 1.03 (benchmarks/README.md)."""
     champion_tolerance: float = 0.05
-    """How much worse than the champion (relative RMSE) a new model may be and still pass.
-    Retraining on nearly the same data moves a horizon's RMSE by 2-3%, so a tighter bound
-    refuses equivalent models at random."""
+    """How much worse than the champion (relative RMSE) a new model may be at one horizon and
+    still pass (on average over the horizons it must be no worse). Retraining on nearly the
+    same data moves a horizon's RMSE by 2-3%, so a tighter bound per horizon refuses models
+    that are better overall at random."""
     coverage_tolerance: float = 0.05
     """How far from nominal (80% and 90%) the candidate's intervals may cover on the held-out
     days and still pass."""

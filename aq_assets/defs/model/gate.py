@@ -39,7 +39,8 @@ GATE = AssetCheckSpec(
         "Blocks promotion unless, at every horizon on the held-out rows, the candidate (a fit "
         "that did not see them) is not worse than the best baseline beyond the baseline "
         "tolerance with evidence over the held-out days, not worse than the current champion "
-        "beyond the champion tolerance on the held-out days the champion did not train on "
+        "beyond the champion tolerance at any horizon nor on average over them, on the "
+        "held-out days the champion did not train on "
         f"(when there are {MIN_CHAMPION_DAYS} "
         "or more), and its 80% and 90% intervals cover within the coverage tolerance of "
         "their nominal share. "
@@ -56,6 +57,9 @@ class GateDecision:
     # Per horizon, the one-sided p-value that the candidate is worse than the best baseline
     # over the held-out days (only where it was worse beyond the tolerance and days were given).
     baseline_p_values: dict[int, float] = field(default_factory=dict)
+    # The candidate's RMSE over the champion's, geometric mean over the horizons compared on
+    # days the champion never learnt from (None: not compared).
+    champion_ratio: float | None = None
 
 
 def best_baselines(scores: pd.DataFrame, among: tuple[str, ...] = BASELINES) -> pd.DataFrame:
@@ -81,7 +85,8 @@ def decide(
     """Pass when, at every horizon, the model's RMSE <= the best baseline's × (1 + baseline
     tolerance) in `scores`, where the champion was scored (`champion_scores`: model and
     champion on the rows the champion did not train on) <= the champion's × (1 + champion
-    tolerance), and where the model has intervals (`intervals`: `interval_summary` on the
+    tolerance) and, on average over those horizons (the geometric mean of the ratios), no
+    more than the champion's: a retrain that does no better is not promoted, and where the model has intervals (`intervals`: `interval_summary` on the
     same held-out rows) each covers within `coverage_tolerance` of its nominal share, give
     or take what chance allows (`chance_allowance`): a fortnight of hours is a few
     independent days, and its coverage moves by several points from one fortnight to the
@@ -121,16 +126,27 @@ def decide(
             f"{baseline_tolerance:.0%} tolerance"
             + (f", with evidence over its days (p = {p_value:.2g})" if p_value < alpha else "")
         )
+    champion_ratio = None
     if champion_scores is not None and not champion_scores.empty:
         rmse = champion_scores.pivot(index="horizon", columns="forecaster", values="rmse")
         rows = champion_scores.groupby("horizon")["rows"].min()
+        ratios = []
         for h, row in rmse.iterrows():
             if rows[h] < MIN_CHAMPION_ROWS or pd.isna(row["champion"]):
                 continue
+            ratios.append(row["model"] / row["champion"])
             if row["model"] > row["champion"] * (1 + champion_tolerance):
                 reasons.append(
                     f"{h} h: RMSE {row['model']:.3f} is worse than the champion's "
                     f"{row['champion']:.3f} beyond the {champion_tolerance:.0%} tolerance"
+                )
+        if ratios:
+            champion_ratio = float(np.exp(np.mean(np.log(ratios))))
+            if champion_ratio > 1:
+                reasons.append(
+                    f"RMSE {champion_ratio - 1:.1%} above the champion's on average over the "
+                    f"{len(ratios)} horizons compared (geometric mean of the ratios): a new "
+                    "model replaces the champion only when it does better"
                 )
     rows = intervals.to_dict("records") if intervals is not None else []
     checks = len(rows) * len(INTERVALS)
@@ -146,7 +162,12 @@ def decide(
                     f"the held-out values, beyond {coverage_tolerance:.0%} of nominal and what "
                     f"chance allows ({noise:.1%})"
                 )
-    return GateDecision(passed=not reasons, reasons=reasons, baseline_p_values=p_values)
+    return GateDecision(
+        passed=not reasons,
+        reasons=reasons,
+        baseline_p_values=p_values,
+        champion_ratio=champion_ratio,
+    )
 
 
 def chance_allowance(standard_error: float, days: int, checks: int) -> float:
@@ -195,6 +216,8 @@ def gate_result(
         for row in champion.itertuples():
             metadata[f"rmse_champion_h{row.horizon}"] = float(row.rmse)
         metadata["champion_scored_rows"] = int(champion["rows"].max())
+        if decision.champion_ratio is not None:
+            metadata["rmse_over_champion_mean"] = decision.champion_ratio
         metadata["champion_compared_at_horizons"] = (
             ", ".join(
                 f"{r.horizon} h" for r in champion.itertuples() if r.rows >= MIN_CHAMPION_ROWS
