@@ -131,13 +131,21 @@ class Warehouse(ConfigurableResource):
         self, parameter: str, start: pd.Timestamp, end: pd.Timestamp
     ) -> pd.DataFrame:
         """Raw readings of every parameter, at locations that measure `parameter`, in
-        [start, end): what cleaning and features read (columns of `clean_readings`' input)."""
+        [start, end): what cleaning and features read (columns of `clean_readings`' input).
+        Sensors the catalog marks inactive (no longer offered by the source, e.g. a location
+        taken out of AQ_LOCATIONS) are left out: their readings stay stored, but training,
+        predictions and the service's snapshot follow the sensors in scope."""
+        inactive = (
+            "AND sensor_id NOT IN (SELECT sensor_id FROM ingest.sensor_catalog WHERE NOT active)"
+            if self.table_exists("ingest", "sensor_catalog")
+            else ""
+        )
         return self.query(
             f"""
             SELECT {_READING_COLUMNS} FROM ingest.raw_readings
             WHERE location_id IN (
                 SELECT DISTINCT location_id FROM ingest.raw_readings WHERE parameter = ?
-            ) AND datetime_utc >= ? AND datetime_utc < ?
+            ) {inactive} AND datetime_utc >= ? AND datetime_utc < ?
             """,
             [parameter, start.to_pydatetime(), end.to_pydatetime()],
         )

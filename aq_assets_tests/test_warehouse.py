@@ -411,6 +411,34 @@ def test_the_shared_reads_take_the_target_locations_and_their_windows(warehouse)
     assert warehouse.accuracy_of(1, start, end).empty  # no table yet
 
 
+def test_the_shared_reads_leave_out_sensors_the_catalog_no_longer_offers(tmp_path, postgres_url):
+    """A location taken out of AQ_LOCATIONS stays stored, but its sensors are inactive in the
+    catalog: training, predictions and the snapshot (all through readings_between) follow
+    the sensors in scope, on either warehouse. Without a catalog every sensor is read."""
+    times = pd.date_range("2025-01-01", periods=4, freq="h")
+    rows = [(1, 10, "pm25", t) for t in times] + [(2, 10, "o3", t) for t in times]
+    rows += [(3, 20, "pm25", t) for t in times] + [(4, 20, "o3", t) for t in times]
+    readings = pd.DataFrame(rows, columns=["sensor_id", "location_id", "parameter", "datetime_utc"])
+    readings = readings.assign(units="µg/m³", value=5.0)
+    catalog = pd.DataFrame({"sensor_id": [1, 2, 3, 4], "active": [True, True, False, False]})
+    duck = DuckDBWarehouse(aq_home=str(tmp_path))
+    postgres = PostgresWarehouse(aq_home=str(tmp_path), url=postgres_url)
+    try:
+        for warehouse in (duck, postgres):
+            warehouse.replace("ingest", "raw_readings", readings)
+            everything = warehouse.readings_between("pm25", times[0], times[-1] + times.freq)
+            warehouse.replace("ingest", "sensor_catalog", catalog)
+            in_scope = warehouse.readings_between("pm25", times[0], times[-1] + times.freq)
+
+            assert set(everything["sensor_id"]) == {1, 2, 3, 4}, warehouse.location
+            assert set(in_scope["sensor_id"]) == {1, 2}, warehouse.location
+            assert len(warehouse.read("ingest", "raw_readings")) == len(readings)  # kept
+    finally:
+        with psycopg2.connect(postgres_url) as con, con.cursor() as cur:
+            cur.execute("DROP SCHEMA IF EXISTS ingest CASCADE")
+        con.close()
+
+
 def test_both_backends_read_back_what_duckdb_does(tmp_path, postgres_url):
     """The stages read the same frames, dtypes included, whichever warehouse holds them."""
     frame = pd.DataFrame(
