@@ -205,7 +205,14 @@ def discover(instance: DagsterInstance, defs: Definitions) -> int:
             f"{_first_failure(result)}"
         )
     sensors = instance.get_dynamic_partitions("sensor")
-    print(f"sensor_catalog: {len(sensors)} sensors registered (run {result.run_id[:8]})")
+    (catalog,) = result.asset_materializations_for_node("sensor_catalog")
+    active = catalog.metadata["active_sensors"].value
+    # Sensors stay registered (their partitions stay readable) after the source stops
+    # offering them; say so, since training and forecasts leave those out.
+    out_of_scope = f", {len(sensors) - active} no longer offered" if active < len(sensors) else ""
+    print(
+        f"sensor_catalog: {len(sensors)} sensors registered{out_of_scope} (run {result.run_id[:8]})"
+    )
     return len(sensors)
 
 

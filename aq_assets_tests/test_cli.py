@@ -18,7 +18,7 @@ from aq_assets.cli import BACKFILL_EVENT_SETTINGS, main, plan_chunks, plan_missi
 from aq_assets.defs.ingest.catalog import sensors_by_id
 from aq_assets.defs.ingest.readings import collect_readings
 from aq_assets.defs.ingest.sources.simulated import SimulatedSource
-from aq_assets.warehouse import PostgresWarehouse
+from aq_assets.warehouse import DuckDBWarehouse, PostgresWarehouse
 from aq_assets_tests.conftest import free_port
 from aq_assets_tests.postgres import scratch_database
 
@@ -64,6 +64,24 @@ def test_missing_sensor_days_are_planned_as_stretches_shared_by_sensors():
 def test_an_unknown_sensor_names_itself():
     with pytest.raises(SystemExit, match=r"\['42'\] are not registered"):
         plan_chunks(DAY, DAY, ["42"], SENSORS, 2000)
+
+
+def test_aq_discover_says_which_sensors_are_no_longer_offered(monkeypatch, capsys):
+    """A location taken out of AQ_LOCATIONS stays registered (its partitions stay readable);
+    discover says how many such sensors training and forecasts now leave out."""
+    monkeypatch.setenv("AQ_LOCATIONS", "9001,9002")
+    main(["discover"])
+    first = capsys.readouterr().out
+    monkeypatch.setenv("AQ_LOCATIONS", "9001")
+    main(["discover"])
+    second = capsys.readouterr().out
+
+    registered = len(DagsterInstance.get().get_dynamic_partitions("sensor"))
+    assert "no longer offered" not in first
+    catalog = DuckDBWarehouse(aq_home=os.environ["AQ_HOME"]).read("ingest", "sensor_catalog")
+    gone = int((~catalog["active"]).sum())
+    assert gone > 0 and set(catalog.loc[~catalog["active"], "location_id"]) == {9002}
+    assert f"{registered} sensors registered, {gone} no longer offered" in second
 
 
 def test_aq_backfill_ingests_every_sensor_day_in_few_runs(tmp_path, capsys):
