@@ -91,6 +91,12 @@ class OnlineSnapshot:
             location_names=_location_names(frame) if named else {},
         )
 
+    def place_of(self, sensor_id: int) -> str | None:
+        """The name of the sensor's location, None where the snapshot has none."""
+        series = self.history.sensors.get(sensor_id)
+        location = None if series is None else series.location_id
+        return None if location is None else self.location_names.get(location)
+
     def age_hours(self, now: dt.datetime) -> float | None:
         """Hours from the end of the newest reading hour to `now`: how far behind the
         pipeline's snapshot is (about 24-48 for a daily ingest of complete days)."""

@@ -114,7 +114,7 @@ async def sensors(request: Request, service: ServiceDep) -> Response:
         return served
     model, snapshot = served
     places = {
-        sensor_id: snapshot.location_names.get(series.location_id or -1)
+        sensor_id: snapshot.place_of(sensor_id)
         for sensor_id, series in snapshot.history.sensors.items()
         if series.parameter == model.spec.parameter
     }
@@ -154,12 +154,11 @@ async def sensor_page(
         else None
     )
     scale = SCALES.get(parameter)
-    location = snapshot.history.sensors[sensor_id].location_id
     return _page(
         "sensor.html",
         a=answer,
-        place=snapshot.location_names.get(location or -1),
-        location_id=location,
+        place=snapshot.place_of(sensor_id),
+        location_id=snapshot.history.sensors[sensor_id].location_id,
         chart=chart(answer, snapshot.history.sensors[sensor_id].target, parameter),
         parameter_label=LABELS.get(parameter, parameter),
         units=answer.get("units") or "",
