@@ -85,7 +85,7 @@ def views(readings: pd.DataFrame, catalog: pd.DataFrame) -> tuple[pd.DataFrame, 
     targets = sorted(hourly.loc[hourly["parameter"] == "pm25", "sensor_id"].unique())
     spec = FeatureSpec(parameter="pm25").with_sensors(targets)
     frame = build_features(hourly, spec, timezones_of(catalog))
-    view = drift_view(frame, spec.covariates)
+    view = drift_view(frame, spec)
     return view, frame.loc[view.index, "datetime_utc"].dt.floor("D"), int(targets[0])
 
 

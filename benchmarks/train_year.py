@@ -368,7 +368,9 @@ def measure(code: Code, cache: Path, days: int, save_frame: Path | None) -> dict
         with timed(seconds, "drift_reference"):
             learnt = frame  # a passed candidate refit on every day, or a baseline
             judged_forecaster = registered if registered.is_baseline else judged.candidate
-            view = code.features.drift_view(learnt, spec.covariates)
+            # code before 2026-12-07 night took the covariates, not the spec
+            takes_spec = "spec" in inspect.signature(code.features.drift_view).parameters
+            view = code.features.drift_view(learnt, spec if takes_spec else spec.covariates)
             code.drift.drift_reference(
                 view,
                 learnt.loc[view.index, "datetime_utc"].dt.floor("D"),

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from aq_assets.ml.cleaning import (
+    DEFAULT_UNITS,
     HourlySeries,
     LaidSeries,
     epoch_hours,
@@ -672,16 +673,24 @@ def sensor_codes(sensor_ids: pd.Series, spec: FeatureSpec) -> np.ndarray:
     return sensor_ids.map(spec.sensor_code_of).to_numpy(dtype=np.float32, na_value=np.nan)
 
 
-def drift_view(frame: pd.DataFrame, covariates: tuple[str, ...]) -> pd.DataFrame:
+def drift_view(frame: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
     """Scale-free views of feature rows, the columns drift is judged on: variability and changes
-    relative to the day's level, and the log ratio to each co-located pollutant and to the
-    other sensors of the network at the same hour. Weather moves every pollutant of a place,
-    and a city's sensors, together, so these hold still through an episode, while a sensor
-    that reads 1.5 times as high, gets noisier or sticks changes them at once. Log ratios
-    (of values + 1) because plain ones explode where the other value nears zero, and a day's
-    few such hours would decide the distance. Rows without a reading are left out."""
-    # A ratio to a temperature that crosses zero means nothing; the network's is below.
-    ratios = [p for p in covariates if p not in WEATHER and p != NETWORK]
+    relative to the day's level, and the log ratio to each co-located pollutant measured in the
+    target's units and to the other sensors of the network at the same hour. Weather moves
+    every pollutant of a place, and a city's sensors, together, so these hold still through an
+    episode, while a sensor that reads 1.5 times as high, gets noisier or sticks changes them
+    at once. Log ratios (of values + 1) because plain ones explode where the other value nears
+    zero, and a day's few such hours would decide the distance. Rows without a reading are
+    left out."""
+    # A ratio to a temperature that crosses zero means nothing; the network's is below. Nor
+    # does one across units: 1 added to a gas at 0.02 ppm swamps it, and the "ratio" of PM2.5
+    # in µg/m³ to it was PM2.5's own level, which moves with the weather.
+    units = DEFAULT_UNITS.get(spec.parameter)
+    ratios = [
+        p
+        for p in spec.covariates
+        if p not in WEATHER and p != NETWORK and DEFAULT_UNITS.get(p) == units
+    ]
     # Only the columns read are copied: a training set has 70 (0.6 GB at 1,000 sensors).
     columns = ["datetime_utc", "y", "mean_24", "std_24", "change_1", "change_24"]
     frame = frame.loc[frame["y"].notna(), columns + [f"{p}_now" for p in ratios]]

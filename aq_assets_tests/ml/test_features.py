@@ -332,3 +332,34 @@ def test_a_spec_saved_before_the_relative_columns_loads_without_them():
     assert set(RELATIVE_COLUMNS) <= set(current.feature_columns)
     assert "network_now" in restored.feature_columns
     assert FeatureSpec.from_json(current.to_json()) == current
+
+
+def test_the_drift_view_takes_ratios_only_to_pollutants_in_the_targets_units():
+    """PM2.5 in µg/m³: its ratio to pm10 (µg/m³) is kept; to no2 in ppm (0.02) there is none,
+    since 1 added to both sides made it PM2.5's own level (log 2 apart in an episode where
+    both doubled); a ppm gas target keeps its ratio to another ppm gas."""
+    hours = pd.date_range("2025-01-01", periods=4, freq="h")
+    frame = pd.DataFrame(
+        {
+            "datetime_utc": hours,
+            "y": 20.0,
+            "mean_24": 20.0,
+            "std_24": 1.0,
+            "change_1": 0.0,
+            "change_24": 0.0,
+            "pm10_now": 40.0,
+            "no2_now": 0.02,
+            "temperature_now": 5.0,
+        }
+    )
+    covariates = ("pm10", "no2", "temperature", features.NETWORK)
+
+    pm25 = features.drift_view(frame, FeatureSpec(parameter="pm25", covariates=covariates))
+    o3 = features.drift_view(
+        frame.assign(y=0.03), FeatureSpec(parameter="o3", covariates=covariates)
+    )
+
+    assert "log_ratio_to_pm10" in pm25 and "log_ratio_to_no2" not in pm25
+    assert pm25["log_ratio_to_pm10"].iloc[0] == pytest.approx(np.log(21 / 41))
+    assert "log_ratio_to_no2" in o3 and "log_ratio_to_pm10" not in o3
+    assert not any("temperature" in column for column in [*pm25, *o3])

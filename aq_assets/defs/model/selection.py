@@ -64,7 +64,7 @@ class Selection:
             if self.registered.is_baseline
             else self.judged.point  # the candidate's, made when it was judged
         )
-        view = drift_view(learnt, spec.covariates)
+        view = drift_view(learnt, spec)
         return drift_reference(
             view,
             learnt.loc[view.index, "datetime_utc"].dt.floor("D"),

@@ -107,7 +107,7 @@ def drift_report(
     )
     rows = rows[rows["datetime_utc"] >= first]
     views = {
-        day: drift_view(day_rows, spec.covariates)
+        day: drift_view(day_rows, spec)
         for day, day_rows in rows.groupby(rows["datetime_utc"].dt.floor("D"))
     }
 
