@@ -66,22 +66,28 @@ def test_an_unknown_sensor_names_itself():
         plan_chunks(DAY, DAY, ["42"], SENSORS, 2000)
 
 
-def test_aq_discover_says_which_sensors_are_no_longer_offered(monkeypatch, capsys):
+def test_aq_discover_says_which_sensors_are_no_longer_offered():
     """A location taken out of AQ_LOCATIONS stays registered (its partitions stay readable);
-    discover says how many such sensors training and forecasts now leave out."""
-    monkeypatch.setenv("AQ_LOCATIONS", "9001,9002")
-    main(["discover"])
-    first = capsys.readouterr().out
-    monkeypatch.setenv("AQ_LOCATIONS", "9001")
-    main(["discover"])
-    second = capsys.readouterr().out
+    discover says how many such sensors training and forecasts now leave out. (Each `aq` in
+    a process of its own: the code location reads AQ_LOCATIONS as it loads.)"""
+    aq = str(Path(sys.executable).with_name("aq"))
 
-    registered = len(DagsterInstance.get().get_dynamic_partitions("sensor"))
-    assert "no longer offered" not in first
+    def discover(locations: str) -> str:
+        env = {**os.environ, "AQ_LOCATIONS": locations}
+        done = subprocess.run(
+            [aq, "discover"], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout
+
+    first, second = discover("9001,9002"), discover("9001")
+
     catalog = DuckDBWarehouse(aq_home=os.environ["AQ_HOME"]).read("ingest", "sensor_catalog")
-    gone = int((~catalog["active"]).sum())
-    assert gone > 0 and set(catalog.loc[~catalog["active"], "location_id"]) == {9002}
-    assert f"{registered} sensors registered, {gone} no longer offered" in second
+    gone = catalog.loc[~catalog["active"]]
+    assert "no longer offered" not in first
+    assert len(gone) > 0 and set(gone["location_id"]) == {9002}
+    assert f"sensors registered, {len(gone)} no longer offered" in second
+    assert f"sensor_catalog: {len(catalog)} sensors registered" in second
 
 
 def test_aq_backfill_ingests_every_sensor_day_in_few_runs(tmp_path, capsys):
