@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -182,19 +183,25 @@ def test_sensors_are_listed_and_titled_by_their_place_name(client, store):
     assert f"Sensor {sensor} at location {location}." in page
 
 
-def test_a_snapshot_without_place_names_still_serves_its_pages(own_store):
-    """Snapshots written before the names (or by hand) have no `location_name`: the pages
-    name the sensor by its id."""
+def pages_on(store, snapshot) -> tuple[int, str, Any]:
+    """A service on `store` with `snapshot` as its online_features: a sensor, the list page
+    and that sensor's page (the response)."""
     from fastapi.testclient import TestClient
 
     from serving.app import create_app
 
-    path = own_store.home / "online_features.parquet"
-    snapshot_readings(own_store).drop(columns="location_name").to_parquet(path, index=False)
-    with TestClient(create_app(settings_for(own_store.home))) as api:
+    snapshot.to_parquet(store.home / "online_features.parquet", index=False)
+    with TestClient(create_app(settings_for(store.home))) as api:
         sensor = a_sensor(api)
-        listing = api.get("/").text
-        page = api.get(f"/sensors/{sensor}")
+        return sensor, api.get("/").text, api.get(f"/sensors/{sensor}")
+
+
+def test_a_snapshot_without_place_names_still_serves_its_pages(own_store):
+    """Snapshots written before the names (or by hand) have no `location_name`: the pages
+    name the sensor by its id."""
+    snapshot = snapshot_readings(own_store).drop(columns="location_name")
+
+    sensor, listing, page = pages_on(own_store, snapshot)
 
     assert f'<a href="/sensors/{sensor}">sensor {sensor}</a>' in listing
     assert page.status_code == 200
@@ -203,17 +210,11 @@ def test_a_snapshot_without_place_names_still_serves_its_pages(own_store):
 
 def test_a_place_name_from_the_source_is_shown_as_text_never_as_markup(own_store):
     """Names come from OpenAQ's data: one that looks like markup is escaped."""
-    from fastapi.testclient import TestClient
+    snapshot = snapshot_readings(own_store).assign(location_name="<b onmouseover=x()>A & B</b>")
 
-    from serving.app import create_app
+    _, listing, page = pages_on(own_store, snapshot)
 
-    path = own_store.home / "online_features.parquet"
-    readings = snapshot_readings(own_store).assign(location_name="<b onmouseover=x()>A & B</b>")
-    readings.to_parquet(path, index=False)
-    with TestClient(create_app(settings_for(own_store.home))) as api:
-        sensor = a_sensor(api)
-        pages = api.get("/").text + api.get(f"/sensors/{sensor}").text
-
+    pages = listing + page.text
     assert "<b onmouseover" not in pages
     assert "&lt;b onmouseover=x()&gt;A &amp; B&lt;/b&gt;" in pages
 
