@@ -31,6 +31,7 @@ def build_resources() -> dict[str, Any]:
             service_url=env_or_default("AQ_SERVICE_URL", "http://127.0.0.1:8000")
         ),
         "retrain_policy": RetrainPolicy(
-            cooldown_hours=env_number("AQ_RETRAIN_COOLDOWN_HOURS", "12", minimum=0)
+            cooldown_hours=env_number("AQ_RETRAIN_COOLDOWN_HOURS", "12", minimum=0),
+            retry_days=int(env_number("AQ_RETRAIN_RETRY_DAYS", "14", minimum=0, whole=True)),
         ),
     }

@@ -1,4 +1,4 @@
-"""Closing the loop: retrain once per failed drift evaluation, and raise alerts."""
+"""Closing the loop: retrain once per confirmed drift or accuracy loss, and raise alerts."""
 
 import datetime as dt
 import json
@@ -25,6 +25,9 @@ from aq_assets.defs.monitoring.alerts import Alerter
 from aq_assets.settings import sensor_interval_seconds
 
 DRIFT_TRIGGER_TAG = "aq/trigger"
+DRIFT_DAY_TAG = "aq/drift_day"
+# The champion whose alarm asked for the run.
+CHAMPION_TAG = "aq/champion_version"
 _PLANNED_CHECK_EXPIRY_S = 24 * 3600
 _ACTIVE = [
     DagsterRunStatus.QUEUED,
@@ -37,6 +40,12 @@ _ACTIVE = [
 class RetrainPolicy(ConfigurableResource):
     cooldown_hours: float = 12.0
     """After a drift retrain, further drift waits this long before another (AQ_RETRAIN_COOLDOWN_HOURS)."""
+    retry_days: int = 14
+    """After a retraining asked for by a champion's alarm, that champion's further alarms wait
+    this many days of data before asking again (AQ_RETRAIN_RETRY_DAYS). When the candidate
+    passed, a new champion serves and its alarms are its own; when it did not, the accuracy
+    check's next alarms weigh mostly the same 14 days the refused candidate was judged on, and
+    a retraining a day later would learn one more day."""
 
 
 # What asks for a retraining: a materialization whose metadata flag is true.
@@ -92,20 +101,51 @@ def retrain_on_drift(
                 ),
                 cursor=cursor,
             )
+    version = _metadata_value(newest, "model_version")
+    asked = _asked_recently(context, version, day, retrain_policy.retry_days)
+    if asked is not None:
+        retry = dt.date.fromisoformat(asked) + dt.timedelta(days=retrain_policy.retry_days)
+        return SensorResult(
+            skip_reason=SkipReason(
+                f"{trigger} on {day}: champion version {version} was already retrained on the "
+                f"alarm of {asked}; its alarms ask again from {retry} "
+                f"(AQ_RETRAIN_RETRY_DAYS={retrain_policy.retry_days})."
+            ),
+            cursor=cursor,
+        )
     run_key = f"{trigger}-{newest.storage_id}"
     alerter.send(f"aq: {trigger} on {day} ({asset}); retraining (run key {run_key}).")
-    return SensorResult(
-        run_requests=[
-            RunRequest(run_key=run_key, tags={DRIFT_TRIGGER_TAG: trigger, "aq/drift_day": str(day)})
-        ],
-        cursor=cursor,
+    tags = {DRIFT_TRIGGER_TAG: trigger, DRIFT_DAY_TAG: str(day)}
+    if version is not None:
+        tags[CHAMPION_TAG] = str(version)
+    return SensorResult(run_requests=[RunRequest(run_key=run_key, tags=tags)], cursor=cursor)
+
+
+def _asked_recently(
+    context: SensorEvaluationContext, version: object, day: str | None, retry_days: int
+) -> str | None:
+    """The latest alarm day, fewer than `retry_days` days before `day`, of a finished
+    retraining that champion `version`'s alarm asked for; None when there is none."""
+    if version is None or day is None or retry_days <= 0:
+        return None
+    runs = context.instance.get_runs(
+        RunsFilter(tags={CHAMPION_TAG: str(version)}, statuses=[DagsterRunStatus.SUCCESS]),
+        limit=100,
     )
+    today = dt.date.fromisoformat(day)
+    days = [dt.date.fromisoformat(r.tags[DRIFT_DAY_TAG]) for r in runs if DRIFT_DAY_TAG in r.tags]
+    recent = [d for d in days if 0 <= (today - d).days < retry_days]
+    return str(max(recent)) if recent else None
+
+
+def _metadata_value(record, key: str) -> object:
+    materialization = record.asset_materialization
+    value = materialization.metadata.get(key) if materialization else None
+    return value.value if value is not None else None
 
 
 def _flagged(record, flag: str) -> bool:
-    materialization = record.asset_materialization
-    value = materialization.metadata.get(flag) if materialization else None
-    return bool(value.value) if value is not None else False
+    return bool(_metadata_value(record, flag))
 
 
 @run_failure_sensor(

@@ -9,6 +9,7 @@ from dagster import (
     AssetCheckResult,
     AssetCheckSpec,
     Definitions,
+    Field,
     MaterializeResult,
     asset,
     build_schedule_context,
@@ -68,9 +69,9 @@ def drift_event(instance, day: str, detected: bool) -> None:
     ).success
 
 
-def tick(instance, cursor, cooldown_hours=12.0):
+def tick(instance, cursor, cooldown_hours=12.0, retry_days=14):
     resources = {
-        "retrain_policy": RetrainPolicy(cooldown_hours=cooldown_hours),
+        "retrain_policy": RetrainPolicy(cooldown_hours=cooldown_hours, retry_days=retry_days),
         "alerter": Alerter(),
     }
     with build_sensor_context(instance=instance, cursor=cursor, resources=resources) as context:
@@ -90,31 +91,58 @@ def test_the_sensor_requests_one_run_per_failed_evaluation_with_a_stable_run_key
     assert not tick(instance, first.cursor).run_requests  # nothing new since
 
 
-@asset(name="forecast_accuracy", partitions_def=day_partitions, config_schema={"lost": bool})
+@asset(
+    name="forecast_accuracy",
+    partitions_def=day_partitions,
+    config_schema={"lost": bool, "version": Field(int, default_value=1)},
+)
 def _forecast_accuracy_stub(context) -> MaterializeResult:
+    config = context.op_execution_context.op_config
     return MaterializeResult(
-        metadata={"accuracy_lost": context.op_execution_context.op_config["lost"]}
+        metadata={"accuracy_lost": config["lost"], "model_version": config["version"]}
     )
 
 
-def test_sustained_accuracy_loss_also_asks_for_one_retraining(instance):
-    def accuracy_event(day: str, lost: bool) -> None:
-        run_config = {"ops": {"forecast_accuracy": {"config": {"lost": lost}}}}
-        assert materialize(
-            [_forecast_accuracy_stub], partition_key=day, instance=instance, run_config=run_config
-        ).success
+def accuracy_event(instance, day: str, lost: bool, version: int = 1) -> None:
+    run_config = {"ops": {"forecast_accuracy": {"config": {"lost": lost, "version": version}}}}
+    assert materialize(
+        [_forecast_accuracy_stub], partition_key=day, instance=instance, run_config=run_config
+    ).success
 
-    accuracy_event("2025-06-09", False)
+
+def test_sustained_accuracy_loss_also_asks_for_one_retraining(instance):
+    accuracy_event(instance, "2025-06-09", False)
     drift_event(instance, "2025-06-09", False)
     quiet = tick(instance, None)
     assert not quiet.run_requests
 
-    accuracy_event("2025-06-10", True)
+    accuracy_event(instance, "2025-06-10", True)
     asked = tick(instance, quiet.cursor)
     (request,) = asked.run_requests
     assert request.tags["aq/trigger"] == "accuracy" and request.tags["aq/drift_day"] == "2025-06-10"
     assert request.run_key.startswith("accuracy-")
+    assert request.tags["aq/champion_version"] == "1"
     assert not tick(instance, asked.cursor).run_requests
+
+
+def test_a_champion_retrained_on_an_alarm_asks_again_only_after_the_retry_days(instance):
+    # Champion 3's alarm of 06-10 asked for a retraining, which ran and left it champion.
+    retrained = {"aq/trigger": "accuracy", "aq/drift_day": "2025-06-10", "aq/champion_version": "3"}
+    materialize([_noop], instance=instance, tags=retrained)
+
+    accuracy_event(instance, "2025-06-11", True, version=3)  # the same evidence and one day
+    held = tick(instance, None, cooldown_hours=0)
+    assert not held.run_requests
+    assert "ask again from 2025-06-24" in held.skip_reason.skip_message
+    assert tick(instance, None, cooldown_hours=0, retry_days=0).run_requests  # the rule off
+
+    accuracy_event(instance, "2025-06-12", True, version=4)  # a new champion's alarm is its own
+    (new_champion,) = tick(instance, held.cursor, cooldown_hours=0).run_requests
+    assert new_champion.tags["aq/champion_version"] == "4"
+
+    accuracy_event(instance, "2025-06-24", True, version=3)
+    (again,) = tick(instance, None, cooldown_hours=0).run_requests
+    assert again.tags["aq/drift_day"] == "2025-06-24"
 
 
 def test_the_cooldown_holds_back_a_second_retraining(instance):
