@@ -15,11 +15,11 @@ import numpy as np
 from aq_assets.ml.features import FeatureSpec
 from aq_assets.ml.intervals import RECENT_COLUMNS
 from aq_assets.ml.model import RECENT_MEANS, Forecaster
+from aq_assets.ml.registry import FORECASTER_ARTIFACT, run_url
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-FORECASTER_ARTIFACT = "forecaster"  # aq_assets.ml.pyfunc.FORECASTER_ARTIFACT
 METRICS = ("rmse", "mae", "skill")
 
 
@@ -119,17 +119,12 @@ class Registry:
             forecaster=forecaster,
             run_id=run_id,
             experiment_id=experiment_id,
-            run_url=self.run_url(experiment_id, run_id) if run_id and experiment_id else None,
+            run_url=run_url(self.tracking_uri, experiment_id, run_id)
+            if run_id and experiment_id
+            else None,
             trained_at=trained_at,
             metrics=metrics,
         )
-
-    def run_url(self, experiment_id: str, run_id: str) -> str:
-        """As `MLflowTracking.run_url`: the tracking server's UI, or for a local store the
-        one `mlflow ui --backend-store-uri <uri>` serves on port 5000."""
-        uri = self.tracking_uri
-        base = uri.rstrip("/") if uri.startswith("http") else "http://127.0.0.1:5000"
-        return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
 def _metrics_by_horizon(

@@ -9,8 +9,7 @@ import pandas as pd
 from mlflow.pyfunc import PythonModel
 
 from aq_assets.ml.model import Forecaster
-
-FORECASTER_ARTIFACT = "forecaster"
+from aq_assets.ml.registry import FORECASTER_ARTIFACT
 
 
 class ForecastModel(PythonModel):

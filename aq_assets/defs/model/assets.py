@@ -25,6 +25,7 @@ from aq_assets.ml.backtest import origins_table, pooled_rmse
 from aq_assets.ml.evaluation import scores_table
 from aq_assets.ml.features import FeatureSpec
 from aq_assets.ml.model import BLEND_COMPONENTS, booster_params
+from aq_assets.ml.registry import run_url as mlflow_run_url
 from aq_assets.settings import env_number
 from aq_assets.target import ForecastTarget
 
@@ -195,7 +196,7 @@ def forecast_model(
             },
         )
 
-    run_url = mlflow_tracking.run_url(run.info.experiment_id, run.info.run_id)
+    run_url = mlflow_run_url(mlflow_tracking.uri, run.info.experiment_id, run.info.run_id)
     metadata: dict[str, Any] = {
         "model_version": version,
         "model_kind": "baseline" if registered.is_baseline else "trained",

@@ -167,12 +167,6 @@ class MLflowTracking(ConfigurableResource):
         for key, value in tags.items():
             client.set_model_version_tag(self.model_name, str(version), key, value)
 
-    def run_url(self, experiment_id: str, run_id: str) -> str:
-        """The run in the MLflow UI: the tracking server's, or for a local store the one
-        `mlflow ui --backend-store-uri <uri>` serves on port 5000."""
-        base = self.uri.rstrip("/") if self.uri.startswith("http") else "http://127.0.0.1:5000"
-        return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
-
     def champion_version(self) -> int | None:
         from mlflow.exceptions import MlflowException
 
