@@ -124,16 +124,27 @@ def retrain_on_drift(
 def _asked_recently(
     context: SensorEvaluationContext, version: object, day: str | None, retry_days: int
 ) -> str | None:
-    """The latest alarm day, fewer than `retry_days` days before `day`, of a finished
-    retraining that champion `version`'s alarm asked for; None when there is none."""
+    """The latest alarm day, fewer than `retry_days` days before `day`, of a retraining that
+    champion `version`'s alarm asked for and that judged a candidate (materialized
+    forecast_model, whether the gate then passed it or failed the run); None when there is
+    none. A retraining that failed before it could judge one may be asked for again."""
     if version is None or day is None or retry_days <= 0:
         return None
-    runs = context.instance.get_runs(
-        RunsFilter(tags={CHAMPION_TAG: str(version)}, statuses=[DagsterRunStatus.SUCCESS]),
-        limit=100,
-    )
+    runs = context.instance.get_runs(RunsFilter(tags={CHAMPION_TAG: str(version)}), limit=100)
+    if not runs:
+        return None
+    judged = {
+        record.run_id
+        for record in context.instance.fetch_materializations(
+            AssetKey("forecast_model"), limit=200, ascending=False
+        ).records
+    }
     today = dt.date.fromisoformat(day)
-    days = [dt.date.fromisoformat(r.tags[DRIFT_DAY_TAG]) for r in runs if DRIFT_DAY_TAG in r.tags]
+    days = [
+        dt.date.fromisoformat(run.tags[DRIFT_DAY_TAG])
+        for run in runs
+        if run.run_id in judged and DRIFT_DAY_TAG in run.tags
+    ]
     recent = [d for d in days if 0 <= (today - d).days < retry_days]
     return str(max(recent)) if recent else None
 

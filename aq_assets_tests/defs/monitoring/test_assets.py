@@ -125,12 +125,19 @@ def test_sustained_accuracy_loss_also_asks_for_one_retraining(instance):
     assert not tick(instance, asked.cursor).run_requests
 
 
-def test_a_champion_retrained_on_an_alarm_asks_again_only_after_the_retry_days(instance):
-    # Champion 3's alarm of 06-10 asked for a retraining, which ran and left it champion.
-    retrained = {"aq/trigger": "accuracy", "aq/drift_day": "2025-06-10", "aq/champion_version": "3"}
-    materialize([_noop], instance=instance, tags=retrained)
+@asset(name="forecast_model")
+def _forecast_model_stub() -> None:
+    return None
 
+
+def test_a_champion_retrained_on_an_alarm_asks_again_only_after_the_retry_days(instance):
+    asked = {"aq/trigger": "accuracy", "aq/drift_day": "2025-06-10", "aq/champion_version": "3"}
     accuracy_event(instance, "2025-06-11", True, version=3)  # the same evidence and one day
+    # A retraining asked for on 06-10 that failed before it judged a candidate: ask again.
+    materialize([_noop], instance=instance, tags=asked)
+    assert tick(instance, None, cooldown_hours=0).run_requests
+    # One that judged a candidate (forecast_model materialized) and left champion 3 serving.
+    materialize([_forecast_model_stub], instance=instance, tags=asked)
     held = tick(instance, None, cooldown_hours=0)
     assert not held.run_requests
     assert "ask again from 2025-06-24" in held.skip_reason.skip_message
