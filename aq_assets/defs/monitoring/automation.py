@@ -58,7 +58,8 @@ _TRIGGER_NAMES = {"drift_report": "drift", "forecast_accuracy": "accuracy"}
     minimum_interval_seconds=sensor_interval_seconds(),
     default_status=DefaultSensorStatus.RUNNING,
     description="Requests training_set → forecast_model → champion_model once per confirmed "
-    "drift (drift_report) or accuracy loss against the baselines (forecast_accuracy).",
+    "drift (drift_report) or accuracy loss against the baselines (forecast_accuracy), at most "
+    "once per champion within AQ_RETRAIN_RETRY_DAYS days of alarms.",
 )
 def retrain_on_drift(
     context: SensorEvaluationContext, retrain_policy: RetrainPolicy, alerter: Alerter
