@@ -41,9 +41,10 @@ from aq_assets.ml.cleaning import clean_readings
 from aq_assets.ml.drift import (
     DriftThresholds,
     column_distances,
-    day_distances,
     drift_reference,
     drift_summary,
+    ordinary_limit,
+    reference_rows_and_distances,
 )
 from aq_assets.ml.features import FeatureSpec, build_features, drift_view
 
@@ -103,12 +104,12 @@ def judged_days(
     rows, own = [], thresholds if thresholds is not None else {}
     for origin in origins:
         window = (days < origin) & (days >= origin - pd.Timedelta(days=reference_days))
-        reference = drift_reference(view[window], days[window], quantile=1.0)
+        reference, own_distances = reference_rows_and_distances(view[window], days[window])
         if thresholds is None:
-            own[origin] = day_distances(reference.rows, view[window], days[window])
+            own[origin] = own_distances
         for k in range(step_days):
             day = origin + pd.Timedelta(days=k)
-            distances = column_distances(reference.rows, view[days == day], columns)
+            distances = column_distances(reference, view[days == day], columns)
             rows.append({"origin": origin, "day": day, **distances})
     return pd.DataFrame(rows), own
 
@@ -136,8 +137,11 @@ def limit_tables(
     """Per rule name, the per-origin column limits."""
     tables = {}
     for q in QUANTILES:
-        rows = {origin: d.quantile(q).where(d.count() >= 7) for origin, d in own.items()}
+        rows = {origin: d.apply(ordinary_limit, quantile=q) for origin, d in own.items()}
         tables[f"own {q:g}"] = pd.DataFrame.from_dict(rows, orient="index")[columns]
+    # The rule before 2026-12-07 night: the quantile interpolated between days.
+    rows = {origin: d.quantile(0.99).where(d.count() >= 7) for origin, d in own.items()}
+    tables["own 0.99 interpolated"] = pd.DataFrame.from_dict(rows, orient="index")[columns]
     for fixed in FIXED:
         tables[f"fixed {fixed:g}"] = pd.DataFrame(fixed, index=list(own), columns=columns)
     return tables

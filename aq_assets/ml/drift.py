@@ -236,10 +236,10 @@ class DriftReference:
     """What a champion's days are compared with, kept with its model version.
 
     `rows`: the drift view of the days it learnt from, or an even sample of them (every season
-    the window holds). `thresholds`: per column, the normed Wasserstein distance that
-    `ORDINARY_DAY_QUANTILE` of those days stay below when each is compared with `rows`: how
-    far one ordinary day of this network strays (a day is a narrow slice of a year's weather;
-    one fixed distance for every column and place alarms on most ordinary days).
+    the window holds). `thresholds`: per column, `ordinary_limit` of those days' normed
+    Wasserstein distances from `rows`: how far one ordinary day of this network strays (a day
+    is a narrow slice of a year's weather; one fixed distance for every column and place
+    alarms on most ordinary days).
     `error`: the relative 1 h error on held-out days."""
 
     rows: pd.DataFrame
@@ -254,26 +254,56 @@ def drift_reference(
     quantile: float = ORDINARY_DAY_QUANTILE,
     max_rows: int = REFERENCE_ROWS,
 ) -> DriftReference:
-    """The reference of a training window's drift `view` (`days`: each row's day). Columns
-    with fewer than 7 judged days get no threshold (they are not judged). Deterministic."""
+    """The reference of a training window's drift `view` (`days`: each row's day, on the
+    view's index): `reference_rows_and_distances`, and each column's `ordinary_limit` of its
+    days' distances. Columns with fewer than 7 judged days get no threshold (not judged)."""
+    rows, distances = reference_rows_and_distances(view, days, max_rows)
+    limits = {column: ordinary_limit(values, quantile) for column, values in distances.items()}
+    return DriftReference(rows, {c: v for c, v in limits.items() if math.isfinite(v)}, error)
+
+
+def reference_rows_and_distances(
+    view: pd.DataFrame, days: pd.Series, max_rows: int = REFERENCE_ROWS
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The reference rows of a drift `view` (all, or an even sample of `max_rows`;
+    deterministic), and each day's column distances from the rows of the other days, as a
+    new day's will be: a day of a few weeks' window is a tenth of the rows it would
+    otherwise be compared with, and looked ordinary for it."""
     rows = view if len(view) <= max_rows else view.sample(n=max_rows, random_state=0).sort_index()
+    row_days = days.loc[rows.index].to_numpy()
     rows = rows.reset_index(drop=True)
-    distances = day_distances(rows, view, days)
-    thresholds = {
-        column: float(values.quantile(quantile))
-        for column, values in distances.items()
-        if values.count() >= 7
-    }
-    return DriftReference(rows, thresholds, error)
+    return rows, day_distances(rows, view, days, reference_days=row_days)
+
+
+def ordinary_limit(distances: pd.Series, quantile: float = ORDINARY_DAY_QUANTILE) -> float:
+    """The distance a new ordinary day stays below with probability `quantile`, from the
+    distances of `n` reference days (NaN: unknown) as split conformal reads it: the
+    ceil((n + 1) q)-th smallest, and the largest when n is too few for that (n < 99 at 0.99).
+    An interpolated quantile of a few weeks' days sits below their largest, so a short
+    reference alarmed on ordinary days. NaN with fewer than 7 days."""
+    values = np.sort(distances.dropna().to_numpy(dtype="float64"))
+    if values.size < 7:
+        return math.nan
+    return float(values[min(math.ceil((values.size + 1) * quantile), values.size) - 1])
 
 
 def day_distances(
-    reference: pd.DataFrame, view: pd.DataFrame, days: pd.Series, min_values: int = 24
+    reference: pd.DataFrame,
+    view: pd.DataFrame,
+    days: pd.Series,
+    min_values: int = 24,
+    reference_days: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """`column_distances` of each day of `view` from `reference`, a row per day."""
+    """`column_distances` of each day of `view` from `reference`, a row per day; with the
+    day of each reference row (`reference_days`), from the rows of the other days."""
     day_of = days.to_numpy()
     by_day = {
-        day: column_distances(reference, view[day_of == day], list(view.columns), min_values)
+        day: column_distances(
+            reference if reference_days is None else reference[reference_days != day],
+            view[day_of == day],
+            list(view.columns),
+            min_values,
+        )
         for day in pd.unique(day_of)
     }
     return pd.DataFrame.from_dict(by_day, orient="index", columns=list(view.columns))

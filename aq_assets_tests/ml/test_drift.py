@@ -12,9 +12,12 @@ import pytest
 
 from aq_assets.ml.drift import (
     DriftThresholds,
+    column_distances,
     drift_summary,
     ks_drift,
     ks_drift_frame,
+    ordinary_limit,
+    reference_rows_and_distances,
 )
 
 COLUMNS = ["pm25_lag_1", "temperature_now", "no2_now", "mean_24"]
@@ -273,3 +276,35 @@ def test_module_imports_neither_evidently_nor_dagster_at_load():
     ]
     assert not [m for m in top_level if m and m.split(".")[0] in ("evidently", "dagster")]
     assert "dagster" not in inspect.getsource(drift)
+
+
+@pytest.mark.parametrize(
+    ("days", "expected"),
+    [
+        (7, 7.0),  # too few for a 99% limit: the largest
+        (98, 98.0),
+        (99, 99.0),  # ceil(100 × 0.99) = 99
+        (199, 198.0),  # ceil(200 × 0.99) = 198
+    ],
+)
+def test_a_columns_limit_is_the_conformal_order_statistic_of_its_days(days, expected):
+    distances = pd.Series(np.arange(1.0, days + 1.0)).sample(frac=1.0, random_state=0)
+    assert ordinary_limit(distances, 0.99) == expected
+
+
+def test_a_column_with_fewer_than_seven_judged_days_has_no_limit():
+    assert np.isnan(ordinary_limit(pd.Series([0.1, 0.2, np.nan, 0.3, 0.4, 0.5, 0.6, np.nan])))
+
+
+def test_each_reference_day_is_measured_against_the_other_days():
+    rng = np.random.default_rng(0)
+    days = pd.Series(np.repeat(pd.date_range("2025-01-01", periods=10), 24))
+    view = pd.DataFrame({"x": rng.normal(size=len(days))})
+    odd = days.iloc[-1]
+    view.loc[days == odd, "x"] += 3.0  # one unusual day in ten
+    rows, distances = reference_rows_and_distances(view, days)
+    assert len(rows) == len(view)
+    others = column_distances(view[days != odd], view[days == odd], ["x"])["x"]
+    assert distances.loc[odd, "x"] == pytest.approx(others)
+    # Measured against a reference holding itself, it looked a third nearer than it is.
+    assert column_distances(view, view[days == odd], ["x"])["x"] < 0.8 * others
