@@ -296,17 +296,18 @@ def day_distances(
 ) -> pd.DataFrame:
     """`column_distances` of each day of `view` from `reference`, a row per day; with the
     day of each reference row (`reference_days`), from the rows of the other days."""
+    columns = list(view.columns)
+    ref = reference[columns].to_numpy(dtype="float64", na_value=np.nan)
+    cur = view[columns].to_numpy(dtype="float64", na_value=np.nan)
     day_of = days.to_numpy()
-    by_day = {
-        day: column_distances(
-            reference if reference_days is None else reference[reference_days != day],
-            view[day_of == day],
-            list(view.columns),
-            min_values,
-        )
-        for day in pd.unique(day_of)
-    }
-    return pd.DataFrame.from_dict(by_day, orient="index", columns=list(view.columns))
+    by_day = {}
+    for day in pd.unique(day_of):
+        others = ref if reference_days is None else ref[reference_days != day]
+        today = cur[day_of == day]
+        by_day[day] = [
+            _distance(others[:, j], today[:, j], min_values) for j in range(len(columns))
+        ]
+    return pd.DataFrame.from_dict(by_day, orient="index", columns=columns)
 
 
 def column_distances(
@@ -315,16 +316,21 @@ def column_distances(
     """Per column, the Wasserstein distance over the reference's standard deviation: the
     statistic of Evidently's "wasserstein" test, computed by SciPy (a year of days in a
     second). NaN where either side has fewer than `min_values` finite values."""
-    distances: dict[str, float] = {}
-    for column in columns:
-        ref = reference[column].to_numpy(dtype="float64", na_value=np.nan)
-        cur = current[column].to_numpy(dtype="float64", na_value=np.nan)
-        ref, cur = ref[np.isfinite(ref)], cur[np.isfinite(cur)]
-        if len(ref) < min_values or len(cur) < min_values:
-            distances[column] = math.nan
-            continue
-        distances[column] = float(wasserstein_distance(ref, cur)) / max(float(np.std(ref)), 0.001)
-    return distances
+    return {
+        column: _distance(
+            reference[column].to_numpy(dtype="float64", na_value=np.nan),
+            current[column].to_numpy(dtype="float64", na_value=np.nan),
+            min_values,
+        )
+        for column in columns
+    }
+
+
+def _distance(reference: np.ndarray, current: np.ndarray, min_values: int) -> float:
+    ref, cur = reference[np.isfinite(reference)], current[np.isfinite(current)]
+    if len(ref) < min_values or len(cur) < min_values:
+        return math.nan
+    return float(wasserstein_distance(ref, cur)) / max(float(np.std(ref)), 0.001)
 
 
 def column_verdicts(snapshot: dict[str, Any], columns: list[str]) -> dict[str, dict[str, Any]]:
