@@ -133,7 +133,7 @@ def _forecast_model_stub() -> None:
 def test_a_champion_retrained_on_an_alarm_asks_again_only_after_the_retry_days(instance):
     asked = {"aq/trigger": "accuracy", "aq/drift_day": "2025-06-10", "aq/champion_version": "3"}
     accuracy_event(instance, "2025-06-11", True, version=3)  # the same evidence and one day
-    # A retraining asked for on 06-10 that failed before it judged a candidate: ask again.
+    # A retraining asked for on 06-10 that judged no candidate (one that failed first): ask again.
     materialize([_noop], instance=instance, tags=asked)
     assert tick(instance, None, cooldown_hours=0).run_requests
     # One that judged a candidate (forecast_model materialized) and left champion 3 serving.
