@@ -117,7 +117,7 @@ def retrain_on_drift(
     run_key = f"{trigger}-{newest.storage_id}"
     alerter.send(f"aq: {trigger} on {day} ({asset}); retraining (run key {run_key}).")
     tags = {DRIFT_TRIGGER_TAG: trigger, DRIFT_DAY_TAG: str(day)}
-    if version is not None:
+    if version is not None and day is not None:  # what `_asked_recently` reads
         tags[CHAMPION_TAG] = str(version)
     return SensorResult(run_requests=[RunRequest(run_key=run_key, tags=tags)], cursor=cursor)
 
