@@ -11,7 +11,12 @@ import pandas as pd
 import pytest
 
 from aq_assets.ml import model
-from aq_assets.ml.evaluation import baseline_forecasts, evaluate, judge_candidate
+from aq_assets.ml.evaluation import (
+    baseline_forecasts,
+    evaluate,
+    interval_summary,
+    judge_candidate,
+)
 from aq_assets.ml.features import FeatureSpec, build_features
 from aq_assets.ml.model import (
     BLEND_COMPONENTS,
@@ -328,8 +333,7 @@ def test_the_registered_version_is_the_candidate_trained_on_every_row(trained):
 
 def test_the_registered_version_is_calibrated_on_the_validation_and_held_out_days(trained):
     """Its intervals come from the (re-blended) candidate's errors on both windows its boosters
-    did not learn from; the candidate keeps its own (validation days only), which the gate
-    judged."""
+    did not learn from; the candidate keeps its own (validation days only)."""
     _, train, validation, holdout = trained
     frame = pd.concat([train, validation, holdout])
     # 8 validation days: enough rows (MIN_CALIBRATION_ROWS) for the candidate's own intervals
@@ -437,3 +441,23 @@ def test_a_large_network_is_fitted_with_a_longer_step_and_sensor_code_as_a_numbe
     assert fitted() == ("c", "0.0299999993")
     monkeypatch.setattr(model, "LARGE_NETWORK", len(MODEL_SPEC.sensors) - 1)
     assert fitted() == ("q", "0.100000001")
+
+
+def test_the_gate_judges_the_intervals_cross_fitted_over_both_fortnights(trained):
+    """Calibrated on the validation days and scored on the held-out ones, and the other way
+    round: the registered version is calibrated on both."""
+    _, train, validation, holdout = trained
+    frame = pd.concat([train, validation, holdout])
+    judged = judge_candidate(frame, MODEL_SPEC, holdout_days=8, validation_days=8, max_rounds=50)
+    other = judged.candidate.calibrated(judged.holdout)
+    assert other.intervals is not None
+
+    one_way = interval_summary([(judged.candidate, judged.holdout)])
+    other_way = interval_summary([(other, judged.validation)])
+    both = judged.intervals
+
+    assert (both["rows"] == one_way["rows"] + other_way["rows"]).all()
+    assert (both["coverage_days"] == one_way["coverage_days"] + other_way["coverage_days"]).all()
+    for column in ("coverage80", "coverage90", "pinball"):
+        weighted = one_way[column] * one_way["rows"] + other_way[column] * other_way["rows"]
+        np.testing.assert_allclose(both[column], weighted / both["rows"])

@@ -87,7 +87,8 @@ def decide(
     champion on the rows the champion did not train on) <= the champion's × (1 + champion
     tolerance) and, on average over those horizons (the geometric mean of the ratios), no
     more than the champion's (a retrain that does no better is not promoted), and where the
-    model has intervals (`intervals`: `interval_summary` on the same held-out rows) each
+    model has intervals (`intervals`: `interval_summary`, cross-fitted over the validation
+    and held-out fortnights, as `judge_candidate` makes it) each
     covers within `coverage_tolerance` of its nominal share, give or take what chance allows
     (`chance_allowance`): a fortnight of hours is a few independent days, and its coverage
     moves by several points from one fortnight to the next. With `daily` (`daily_scores` of the same rows), a horizon beyond the baseline
