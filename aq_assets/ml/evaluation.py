@@ -136,16 +136,20 @@ def interval_summary(folds: Sequence[tuple[Forecaster, pd.DataFrame]]) -> pd.Dat
     calibrated on) with a forecast and a target: how often the 80% and 90% intervals covered
     the value (`coverage80`, with `coverage80_se` its standard error from the day-to-day
     variation over `coverage_days` days: hours of one day share its weather), their mean
-    widths and the mean pinball loss; None when the first forecaster has no intervals."""
+    widths and the mean pinball loss; None when the first forecaster has no intervals (a
+    later one without is left out)."""
     if not folds or folds[0][0].intervals is None:
         return None
     spec = folds[0][0].spec
-    parts = []
+    parts, scored = [], []
     for forecaster, frame in folds:
+        if forecaster.intervals is None:
+            continue
         point = forecaster.predict(frame)
         forecast = point[[f"h{h}" for h in spec.horizons]].to_numpy(dtype="float64")
         truth = frame[spec.target_columns].to_numpy(dtype="float64")
         parts.append(interval_scores(forecaster.intervals, forecast, truth, recent_of(frame)))
+        scored.append(frame)
     scores = {name: np.vstack([part[name] for part in parts]) for name in parts[0]}
     known = np.isfinite(scores["pinball"])
     summary = pd.DataFrame(
@@ -160,7 +164,7 @@ def interval_summary(folds: Sequence[tuple[Forecaster, pd.DataFrame]]) -> pd.Dat
             },
         }
     )
-    days = np.concatenate([frame["datetime_utc"].dt.floor("D").to_numpy() for _, frame in folds])
+    days = np.concatenate([frame["datetime_utc"].dt.floor("D").to_numpy() for frame in scored])
     for nominal in INTERVALS:
         daily = pd.DataFrame(scores[f"covered{nominal}"]).groupby(days).mean()
         summary[f"coverage{nominal}_se"] = (daily.std() / np.sqrt(daily.count())).to_numpy()
