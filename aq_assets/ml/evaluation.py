@@ -131,9 +131,11 @@ class Judged:
         )
 
 
-def interval_summary(folds: Sequence[tuple[Forecaster, pd.DataFrame]]) -> pd.DataFrame | None:
-    """Per horizon over the rows of every fold (a forecaster and rows its intervals were not
-    calibrated on) with a forecast and a target: how often the 80% and 90% intervals covered
+def interval_summary(
+    folds: Sequence[tuple[Forecaster, pd.DataFrame, pd.DataFrame]],
+) -> pd.DataFrame | None:
+    """Per horizon over the rows of every fold (a forecaster, rows its intervals were not
+    calibrated on, and its `predict` of them) with a forecast and a target: how often the 80% and 90% intervals covered
     the value (`coverage80`, with `coverage80_se` its standard error from the day-to-day
     variation over `coverage_days` days: hours of one day share its weather), their mean
     widths and the mean pinball loss; None when the first forecaster has no intervals (a
@@ -142,10 +144,9 @@ def interval_summary(folds: Sequence[tuple[Forecaster, pd.DataFrame]]) -> pd.Dat
         return None
     spec = folds[0][0].spec
     parts, scored = [], []
-    for forecaster, frame in folds:
+    for forecaster, frame, point in folds:
         if forecaster.intervals is None:
             continue
-        point = forecaster.predict(frame)
         forecast = point[[f"h{h}" for h in spec.horizons]].to_numpy(dtype="float64")
         truth = frame[spec.target_columns].to_numpy(dtype="float64")
         parts.append(interval_scores(forecaster.intervals, forecast, truth, recent_of(frame)))
@@ -198,11 +199,11 @@ def judge_candidate(
     # calibrated on the held-out days and scored on the validation ones. One fortnight alone
     # is a few days of one weather: intervals from a calm fortnight covered 58-60% of a stormy
     # one, where the registered version's covered 75-81% of the weeks after.
-    folds = [(candidate, holdout)]
+    folds = [(candidate, holdout, point)]
     if candidate.intervals is not None:
         other = candidate.calibrated(holdout)
         if other.intervals is not None:  # enough held-out rows to calibrate on
-            folds.append((other, validation))
+            folds.append((other, validation, other.predict(validation)))
     forecasts = beside_baselines({"model": point}, frame, before, holdout, spec)
     scores = evaluate(holdout, forecasts, spec)
     return Judged(

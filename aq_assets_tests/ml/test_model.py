@@ -452,8 +452,8 @@ def test_the_gate_judges_the_intervals_cross_fitted_over_both_fortnights(trained
     other = judged.candidate.calibrated(judged.holdout)
     assert other.intervals is not None
 
-    one_way = interval_summary([(judged.candidate, judged.holdout)])
-    other_way = interval_summary([(other, judged.validation)])
+    one_way = interval_summary([(judged.candidate, judged.holdout, judged.point)])
+    other_way = interval_summary([(other, judged.validation, other.predict(judged.validation))])
     both = judged.intervals
 
     assert (both["rows"] == one_way["rows"] + other_way["rows"]).all()

@@ -88,12 +88,12 @@ def decide(
     tolerance) and, on average over those horizons (the geometric mean of the ratios), no
     more than the champion's (a retrain that does no better is not promoted), and where the
     model has intervals (`intervals`: `interval_summary`, cross-fitted over the validation
-    and held-out fortnights, as `judge_candidate` makes it) each
-    covers within `coverage_tolerance` of its nominal share, give or take what chance allows
+    and held-out fortnights, as `judge_candidate` makes it) each covers within
+    `coverage_tolerance` of its nominal share, give or take what chance allows
     (`chance_allowance`): a fortnight of hours is a few independent days, and its coverage
-    moves by several points from one fortnight to the next. With `daily` (`daily_scores` of the same rows), a horizon beyond the baseline
-    tolerance is refused only with evidence over the days (`loss_differential` at
-    BASELINE_FAMILY_ALPHA over the horizons)."""
+    moves by several points from one fortnight to the next. With `daily` (`daily_scores` of
+    the same rows), a horizon beyond the baseline tolerance is refused only with evidence over
+    the days (`loss_differential` at BASELINE_FAMILY_ALPHA over the horizons)."""
     from aq_assets.ml.evaluation import loss_differential
 
     model = scores[scores.forecaster == "model"].set_index("horizon")["rmse"]
